@@ -1,0 +1,121 @@
+# SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+#
+# fastivc: one Makefile, out-of-tree build in $(O).
+#   make              build everything into build/
+#   make test         install dependencies, build, run every test (as root)
+#   make demo         the two-namespace demonstration (as root)
+#   make bench        benchmarks; rows go to build/bench/results.csv
+#   make fuzz         the fuzz targets for longer (FUZZ_SECONDS)
+#   make check        clang-format and static checks
+# Knobs: O=dir, SAN=address,undefined | thread, V=1 shows commands.
+
+O ?= build
+SAN ?=
+CC ?= gcc
+V ?= 0
+ifeq ($(V),1)
+Q =
+msg =
+else
+Q = @
+msg = @printf '  %-8s %s\n' "$(1)" "$(2)";
+endif
+
+CFLAGS ?= -O2 -g
+override CFLAGS += -std=gnu11 -Wall -Wextra -Werror -Wshadow -Wformat=2 \
+	-Wno-missing-field-initializers -fno-strict-aliasing -pthread \
+	-D_GNU_SOURCE -Iinclude -MMD -MP
+ifneq ($(SAN),)
+override CFLAGS += -fsanitize=$(SAN) -fno-omit-frame-pointer
+override LDFLAGS += -fsanitize=$(SAN)
+endif
+LDLIBS_XEN := -lxengnttab -lxenevtchn -lxenstore
+LDLIBS := -pthread $(LDLIBS_XEN) -lcrypto
+
+LIB_SRCS := $(wildcard common/*.c) $(wildcard shm/*.c)
+LIB_OBJS := $(LIB_SRCS:%.c=$(O)/obj/%.o)
+LIB := $(O)/libfastivc.a
+
+RING_TESTS := $(patsubst tests/ring/%.c,$(O)/tests/%,$(wildcard tests/ring/test_*.c))
+TEST_UTIL_OBJS := $(patsubst %.c,$(O)/obj/%.o,$(wildcard tests/util/*.c))
+BENCH_BINS := $(patsubst tests/bench/%.c,$(O)/bench/%,$(wildcard tests/bench/*.c))
+
+.DELETE_ON_ERROR:
+.PHONY: all deps test test-ring test-ring-san test-ring-tsan test-fuzz \
+	bench bench-ring fuzz check format clean demo
+
+all: $(LIB) $(RING_TESTS) $(BENCH_BINS)
+
+deps:
+	$(Q)./scripts/install-deps.sh
+
+$(O)/obj/%.o: %.c
+	$(call msg,CC,$@)
+	$(Q)mkdir -p $(@D)
+	$(Q)$(CC) $(CFLAGS) -c $< -o $@
+
+$(LIB): $(LIB_OBJS)
+	$(call msg,AR,$@)
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+$(O)/tests/%: $(O)/obj/tests/ring/%.o $(TEST_UTIL_OBJS) $(LIB)
+	$(call msg,LINK,$@)
+	$(Q)mkdir -p $(@D)
+	$(Q)$(CC) $(LDFLAGS) $(CFLAGS) $^ -o $@ $(LDLIBS)
+
+$(O)/bench/%: $(O)/obj/tests/bench/%.o $(TEST_UTIL_OBJS) $(LIB)
+	$(call msg,LINK,$@)
+	$(Q)mkdir -p $(@D)
+	$(Q)$(CC) $(LDFLAGS) $(CFLAGS) $^ -o $@ $(LDLIBS)
+
+# --- tests -----------------------------------------------------------------
+# Plain build first, then the same ring tests under ASan+UBSan and the
+# concurrent ones under TSan, each in its own build folder.
+test: deps
+	$(Q)./tests/run.sh
+
+test-ring: $(RING_TESTS)
+	$(Q)./tests/ring/run.sh $(O)/tests
+
+test-ring-san:
+	$(Q)$(MAKE) --no-print-directory O=build/asan SAN=address,undefined test-ring
+
+test-ring-tsan:
+	$(Q)$(MAKE) --no-print-directory O=build/tsan SAN=thread CC=clang \
+		TSAN_ONLY=1 test-ring
+
+# --- fuzzing (clang libFuzzer) ----------------------------------------------
+FUZZ_SECONDS ?= 600
+FUZZ_FLAGS := -fsanitize=fuzzer,address,undefined -fno-omit-frame-pointer
+$(O)/fuzz/%: tests/fuzz/%.c $(LIB_SRCS)
+	$(call msg,FUZZ,$@)
+	$(Q)mkdir -p $(@D)
+	$(Q)clang -O1 -g -std=gnu11 -Wall -Wextra -Werror -D_GNU_SOURCE -Iinclude \
+		$(FUZZ_FLAGS) $^ -o $@ -pthread $(LDLIBS)
+
+FUZZ_TARGETS := $(patsubst tests/fuzz/%.c,$(O)/fuzz/%,$(wildcard tests/fuzz/fuzz_*.c))
+test-fuzz: $(FUZZ_TARGETS)
+	$(Q)./tests/fuzz/run.sh $(O)/fuzz 60
+
+fuzz: deps $(FUZZ_TARGETS)
+	$(Q)./tests/fuzz/run.sh $(O)/fuzz $(FUZZ_SECONDS)
+
+# --- benchmarks --------------------------------------------------------------
+bench: deps bench-ring
+
+bench-ring: $(BENCH_BINS)
+	$(Q)./tests/bench/run_ring.sh $(O)
+
+# --- housekeeping ------------------------------------------------------------
+SOURCES := $(shell find include common shm agent bpf tests -name '*.[ch]' 2>/dev/null)
+check:
+	$(Q)clang-format --dry-run --Werror $(SOURCES)
+	$(Q)echo "clang-format: clean"
+
+format:
+	$(Q)clang-format -i $(SOURCES)
+
+clean:
+	$(Q)rm -rf build
+
+-include $(shell find $(O)/obj -name '*.d' 2>/dev/null)
