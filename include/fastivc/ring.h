@@ -145,5 +145,7 @@ void fivc_rx_close(struct fivc_rx *rx);
 void fivc_rx_reset(struct fivc_rx *rx);
 /* Arms the SEND_DATA notification; true: sleep, false: retry now. */
 bool fivc_rx_prepare_wait(struct fivc_rx *rx);
+/* true if peek() would return something other than -EAGAIN. */
+bool fivc_rx_readable(const struct fivc_rx *rx);
 
 #endif /* FASTIVC_RING_H */

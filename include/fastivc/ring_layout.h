@@ -56,7 +56,7 @@
 
 /* fivc_ring_ctrl.tx_state / fivc_rx_line.rx_state bits */
 #define FIVC_STATE_CLOSED (1u << 0) /* SEND_CLOSE / RECV_CLOSE */
-#define FIVC_STATE_BROKEN (1u << 1) /* this side saw a protocol violation */
+#define FIVC_STATE_RESET (1u << 1)  /* abort, or this side saw a violation */
 
 /* One consumer's cache line. Written by that consumer only. */
 struct fivc_rx_line {

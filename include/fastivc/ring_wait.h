@@ -1,0 +1,41 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * Blocking loops over the non-blocking ring calls, for threads that own a
+ * ring end (tests, benchmarks, simple tools). The agent drives its rings from
+ * its epoll loop instead.
+ *
+ * Before sleeping they spin for a short, adaptive while: a spin that ended in
+ * progress doubles the next budget, one that did not halves it, so a busy
+ * stream rarely sleeps and an idle one stops burning CPU quickly.
+ */
+#ifndef FASTIVC_RING_WAIT_H
+#define FASTIVC_RING_WAIT_H
+
+#include "fastivc/ring.h"
+#include "fastivc/shm.h"
+
+struct fivc_spin {
+	unsigned int budget; /* polls before sleeping; 0 never spins */
+	unsigned int max;    /* upper bound of the budget */
+};
+
+/* Default budget; max 0 disables spinning. */
+void fivc_spin_init(struct fivc_spin *s, unsigned int max);
+
+/* Waits until reserve() can progress: 0, -ETIMEDOUT or -errno. */
+int fivc_tx_wait(struct fivc_tx *tx, struct fivc_evch *ev, struct fivc_spin *s,
+		 int timeout_ms);
+/* Waits until peek() returns something other than -EAGAIN. */
+int fivc_rx_wait(struct fivc_rx *rx, struct fivc_evch *ev, struct fivc_spin *s,
+		 int timeout_ms);
+
+/* Writes all of @buf, waiting as needed (each wait <= timeout_ms). */
+ssize_t fivc_tx_write_all(struct fivc_tx *tx, struct fivc_evch *ev,
+			  struct fivc_spin *s, const void *buf, size_t len,
+			  int timeout_ms);
+/* Reads 1..@len bytes, waiting for the first; 0 at end of stream. */
+ssize_t fivc_rx_read_wait(struct fivc_rx *rx, struct fivc_evch *ev,
+			  struct fivc_spin *s, void *buf, size_t len,
+			  int timeout_ms);
+
+#endif /* FASTIVC_RING_WAIT_H */

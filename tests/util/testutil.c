@@ -1,0 +1,95 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+#include <openssl/evp.h>
+#include <stdarg.h>
+#include <string.h>
+#include <time.h>
+
+#include "testutil.h"
+
+int test_failures;
+
+void test_fail(const char *file, int line, const char *name, const char *fmt,
+	       ...)
+{
+	va_list ap;
+
+	test_failures++;
+	fprintf(stderr, "FAIL %s:%d %s:", file, line, name);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
+
+int test_report(const char *name)
+{
+	printf("%s - %s\n", test_failures ? "not ok" : "ok", name);
+	fflush(stdout);
+	return test_failures ? 1 : 0;
+}
+
+void prng_fill(uint64_t *s, void *buf, size_t len)
+{
+	uint8_t *p = buf;
+
+	while (len >= 8) {
+		uint64_t v = prng_next(s);
+
+		memcpy(p, &v, 8);
+		p += 8;
+		len -= 8;
+	}
+	if (len) {
+		uint64_t v = prng_next(s);
+
+		memcpy(p, &v, len);
+	}
+}
+
+size_t prng_size(uint64_t *s, size_t lo, size_t hi)
+{
+	unsigned int bits = 0;
+	size_t span, v;
+
+	for (size_t x = hi; x; x >>= 1)
+		bits++;
+	span = (size_t)1 << (prng_next(s) % (bits + 1));
+	v = lo + prng_next(s) % span;
+	return v > hi ? hi : v;
+}
+
+int sha256_init(struct sha256 *h)
+{
+	h->ctx = EVP_MD_CTX_new();
+	if (!h->ctx || !EVP_DigestInit_ex(h->ctx, EVP_sha256(), NULL))
+		return -1;
+	return 0;
+}
+
+void sha256_update(struct sha256 *h, const void *buf, size_t len)
+{
+	EVP_DigestUpdate(h->ctx, buf, len);
+}
+
+void sha256_final(struct sha256 *h, uint8_t out[32])
+{
+	unsigned int n = 32;
+
+	EVP_DigestFinal_ex(h->ctx, out, &n);
+	EVP_MD_CTX_free(h->ctx);
+	h->ctx = NULL;
+}
+
+void sha256_hex(const uint8_t d[32], char out[65])
+{
+	for (int i = 0; i < 32; i++)
+		snprintf(out + 2 * i, 3, "%02x", d[i]);
+}
+
+double now_sec(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
