@@ -26,7 +26,8 @@ override CFLAGS += -std=gnu11 -Wall -Wextra -Werror -Wshadow -Wformat=2 \
 	-Wno-missing-field-initializers -fno-strict-aliasing -pthread \
 	-D_GNU_SOURCE -Iinclude -MMD -MP
 ifneq ($(SAN),)
-override CFLAGS += -fsanitize=$(SAN) -fno-omit-frame-pointer
+override CFLAGS += -fsanitize=$(SAN) -fno-omit-frame-pointer \
+	-fno-sanitize-recover=all
 override LDFLAGS += -fsanitize=$(SAN)
 endif
 LDLIBS_XEN := -lxengnttab -lxenevtchn -lxenstore
@@ -81,17 +82,18 @@ test-ring-san:
 	$(Q)$(MAKE) --no-print-directory O=build/asan SAN=address,undefined test-ring
 
 test-ring-tsan:
-	$(Q)$(MAKE) --no-print-directory O=build/tsan SAN=thread CC=clang \
-		TSAN_ONLY=1 test-ring
+	$(Q)TSAN_OPTIONS=halt_on_error=1 TSAN_ONLY=1 $(MAKE) --no-print-directory \
+		O=build/tsan SAN=thread CC=clang test-ring
 
 # --- fuzzing (clang libFuzzer) ----------------------------------------------
 FUZZ_SECONDS ?= 600
 FUZZ_FLAGS := -fsanitize=fuzzer,address,undefined -fno-omit-frame-pointer
-$(O)/fuzz/%: tests/fuzz/%.c $(LIB_SRCS)
+RING_SRCS := shm/ring_geom.c shm/ring_tx.c shm/ring_rx.c common/log.c
+$(O)/fuzz/fuzz_ring_rx: tests/fuzz/fuzz_ring_rx.c $(RING_SRCS) tests/util/hostile.c
 	$(call msg,FUZZ,$@)
 	$(Q)mkdir -p $(@D)
 	$(Q)clang -O1 -g -std=gnu11 -Wall -Wextra -Werror -D_GNU_SOURCE -Iinclude \
-		$(FUZZ_FLAGS) $^ -o $@ -pthread $(LDLIBS)
+		$(FUZZ_FLAGS) $^ -o $@ -pthread
 
 FUZZ_TARGETS := $(patsubst tests/fuzz/%.c,$(O)/fuzz/%,$(wildcard tests/fuzz/fuzz_*.c))
 test-fuzz: $(FUZZ_TARGETS)

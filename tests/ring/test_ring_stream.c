@@ -7,7 +7,7 @@
  * Receivers run as threads or as forked processes (which map the region from
  * its descriptor, as a peer domain would).
  *
- *   test_ring_stream [--process] [--bytes N] [--channels N] [--size S]
+ *   test_ring_stream [--process | --same-mapping] [--bytes N] [--channels N] [--size S]
  *                    [--receivers K] [--gen-first G] [--seed X]
  */
 #include <errno.h>
@@ -36,6 +36,7 @@ struct opts {
 	uint64_t bytes;
 	uint64_t seed;
 	bool process;
+	bool same_mapping;
 	struct fivc_ring_geom g;
 };
 
@@ -52,7 +53,7 @@ static void consume(uint32_t id, struct result *res)
 	ssize_t n;
 
 	memset(res, 0, sizeof(*res));
-	res->err = ring_consumer_open(&c, &prod, id);
+	res->err = ring_consumer_open(&c, &prod, id, opt.same_mapping);
 	if (res->err || !buf || sha256_init(&h)) {
 		res->err = res->err ? res->err : -ENOMEM;
 		free(buf);
@@ -135,6 +136,7 @@ static void parse_args(int argc, char **argv)
 {
 	static const struct option lo[] = {
 		{ "process", no_argument, NULL, 'p' },
+		{ "same-mapping", no_argument, NULL, 'm' },
 		{ "bytes", required_argument, NULL, 'b' },
 		{ "channels", required_argument, NULL, 'n' },
 		{ "size", required_argument, NULL, 's' },
@@ -149,9 +151,12 @@ static void parse_args(int argc, char **argv)
 	opt.bytes = 1ULL << 30;
 	opt.seed = 0x5eed;
 	while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
-		unsigned long long v = c == 'p' ? 0 : strtoull(optarg, NULL, 0);
+		unsigned long long v = optarg ? strtoull(optarg, NULL, 0) : 0;
 
 		switch (c) {
+		case 'm':
+			opt.same_mapping = true;
+			break;
 		case 'p':
 			opt.process = true;
 			break;
@@ -174,7 +179,7 @@ static void parse_args(int argc, char **argv)
 			opt.seed = v;
 			break;
 		default:
-			fprintf(stderr, "usage: %s [--process] [--bytes N] [--channels N] [--size S] [--receivers K] [--gen-first G] [--seed X]\n",
+			fprintf(stderr, "usage: %s [--process | --same-mapping] [--bytes N] [--channels N] [--size S] [--receivers K] [--gen-first G] [--seed X]\n",
 				argv[0]);
 			exit(2);
 		}

@@ -46,8 +46,9 @@ void ring_producer_close(struct ring_producer *p)
 }
 
 int ring_consumer_open(struct ring_consumer *c, const struct ring_producer *p,
-		       uint32_t id)
+		       uint32_t id, bool same_mapping)
 {
+	void *addr;
 	const struct fivc_backend_ops *ops;
 	struct fivc_kick kick;
 	int err;
@@ -57,7 +58,9 @@ int ring_consumer_open(struct ring_consumer *c, const struct ring_producer *p,
 	if (err)
 		return err;
 	ops = c->be->ops;
-	err = ops->shm_map(c->be, &p->desc, &c->shm);
+	if (!same_mapping)
+		err = ops->shm_map(c->be, &p->desc, &c->shm);
+	addr = same_mapping ? p->shm->addr : c->shm ? c->shm->addr : NULL;
 	if (!err)
 		err = ops->evch_bind(c->be, &p->ev_desc[id], &c->ev_sleep);
 	if (!err && id)
@@ -67,8 +70,8 @@ int ring_consumer_open(struct ring_consumer *c, const struct ring_producer *p,
 	kick.fn = fivc_evch_kick;
 	kick.arg = c->ev_kick;
 	if (!err)
-		err = fivc_rx_attach(&c->rx, c->shm->addr, c->shm->size, &p->g,
-				     id, &kick);
+		err = fivc_rx_attach(&c->rx, addr, p->shm->size, &p->g, id,
+				     &kick);
 	if (err)
 		ring_consumer_close(c);
 	return err;

@@ -9,6 +9,8 @@
 #ifndef FASTIVC_RINGPAIR_H
 #define FASTIVC_RINGPAIR_H
 
+#include <stdbool.h>
+
 #include "fastivc/ring.h"
 #include "fastivc/shm.h"
 
@@ -32,9 +34,13 @@ struct ring_consumer {
 
 int ring_producer_open(struct ring_producer *p, const struct fivc_ring_geom *g);
 void ring_producer_close(struct ring_producer *p);
-/* Attach receiver @id of @p (in this process or a forked child). */
+/*
+ * Attach receiver @id of @p (in this process or a forked child). With
+ * @same_mapping it reuses the producer's mapping instead of mapping the
+ * descriptor again, so that TSan sees both sides at the same addresses.
+ */
 int ring_consumer_open(struct ring_consumer *c, const struct ring_producer *p,
-		       uint32_t id);
+		       uint32_t id, bool same_mapping);
 void ring_consumer_close(struct ring_consumer *c);
 
 #endif /* FASTIVC_RINGPAIR_H */

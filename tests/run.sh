@@ -1,0 +1,33 @@
+#!/bin/sh
+# SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+# `make test`: every test tier, with a summary line CI can read. Each tier
+# prints "ok - NAME", "not ok - NAME" or "skip - NAME: why" lines.
+set -u
+cd "$(dirname "$0")/.."
+log=build/test.log
+mkdir -p build
+: >"$log"
+start=$(date +%s)
+
+tier() {
+	name=$1
+	shift
+	echo "== $name ($(($(date +%s) - start)) s)"
+	"$@" 2>&1 | tee -a "$log"
+}
+
+tier "build (-Wall -Wextra -Werror)" sh -c 'make -j2 all >/dev/null && echo "ok - build"  || echo "not ok - build"'
+tier "clang-format" sh -c 'make check >/dev/null 2>&1 && echo "ok - clang-format clean" || { make check 2>&1 | head -20; echo "not ok - clang-format clean"; }'
+tier "ring tests" make --no-print-directory test-ring
+tier "ring tests under ASan+UBSan" make --no-print-directory test-ring-san
+tier "concurrent ring tests under TSan" make --no-print-directory test-ring-tsan
+tier "ring fuzzing (bounded)" make --no-print-directory test-fuzz
+
+passed=$(grep -c '^ok - ' "$log")
+failed=$(grep -c '^not ok - ' "$log")
+skipped=$(grep -c '^skip - ' "$log")
+echo "== done in $(($(date +%s) - start)) s"
+grep '^skip - ' "$log" || true
+grep '^not ok - ' "$log" || true
+echo "$passed passed, $failed failed, $skipped skipped"
+[ "$failed" -eq 0 ] && [ "$passed" -gt 0 ]
