@@ -1,0 +1,130 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * Tunnel lifecycle messages (the thesis's Table 1) that travel out of band,
+ * over a control connection: a Unix stream socket for the local backend, a
+ * Xen control ring later. The encoding below is independent of the
+ * transport; fivc_tunnel_msg_send/recv are the Unix socket transport.
+ * SEND_DATA, RECV_GET_DATA, SEND_CLOSE and RECV_CLOSE live in the ring.
+ *
+ *   CREATE_TUNNEL  producer -> consumer: geometry, region, event channel
+ *   ACCEPT_TUNNEL  consumer -> producer: mapped it (our extension)
+ *   REJECT_TUNNEL  consumer -> producer: could not map it, with an errno
+ *
+ * Wire format, all fields little-endian, no implicit padding:
+ *
+ *   header (FIVC_TMSG_HDR_SIZE = 16)
+ *     0  u16 magic       FIVC_TMSG_MAGIC
+ *     2  u8  version     FIVC_TMSG_VERSION
+ *     3  u8  type        enum fivc_tmsg_type
+ *     4  u32 body_len    bytes after the header
+ *     8  u64 tunnel_id
+ *   CREATE body (FIVC_TMSG_CREATE_SIZE = 48 + 4 * n_refs)
+ *     0  u32 n_channels, 4 u32 channel_size, 8 u32 n_receivers,
+ *    12  u32 gen_first                     (struct fivc_ring_geom)
+ *    16  u32 flags       FIVC_TMSG_F_EVCH: an event channel is included
+ *    20  u32 shm.kind, 24 u32 shm.size, 28 u32 shm.domid, 32 u32 shm.n_refs
+ *    36  u32 evch.kind, 40 u32 evch.domid, 44 u32 evch.port  (0 if no evch)
+ *    48  u32 refs[n_refs]                  (xen grant references)
+ *   ACCEPT body: empty
+ *   REJECT body (8)
+ *     0  u32 reason      a positive errno, 1..4095
+ *     4  u32 reserved    0
+ *
+ * A local CREATE carries n_refs = 0 and its fds as SCM_RIGHTS in the same
+ * sendmsg, in this order: shm.fd, then evch.fd_wait and evch.fd_kick if
+ * FIVC_TMSG_F_EVCH. Xen messages and ACCEPT/REJECT carry no fds.
+ *
+ * Everything received is untrusted: decode and recv refuse any message that
+ * is not exactly well formed with -EINVAL.
+ */
+#ifndef FASTIVC_TUNNEL_MSG_H
+#define FASTIVC_TUNNEL_MSG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "fastivc/ring.h"
+#include "fastivc/shm.h"
+
+#define FIVC_TMSG_MAGIC 0x5446u /* "FT" on the wire */
+#define FIVC_TMSG_VERSION 1u
+#define FIVC_TMSG_HDR_SIZE 16u
+#define FIVC_TMSG_CREATE_SIZE 48u
+#define FIVC_TMSG_REJECT_SIZE 8u
+#define FIVC_TMSG_MAX_SIZE                                                     \
+	(FIVC_TMSG_HDR_SIZE + FIVC_TMSG_CREATE_SIZE + 4u * FIVC_SHM_MAX_PAGES)
+/* Most fds one message carries: a region and an event channel's two. */
+#define FIVC_TMSG_MAX_FDS 3u
+
+#define FIVC_TMSG_F_EVCH (1u << 0)
+
+enum fivc_tmsg_type {
+	FIVC_TMSG_CREATE = 1,
+	FIVC_TMSG_ACCEPT = 2,
+	FIVC_TMSG_REJECT = 3,
+};
+
+struct fivc_tunnel_msg {
+	uint32_t type; /* enum fivc_tmsg_type */
+	uint64_t tunnel_id;
+	/* CREATE only */
+	struct fivc_ring_geom geom;
+	struct fivc_shm_desc shm;
+	bool has_evch;
+	struct fivc_evch_desc evch; /* zero, fds -1, unless has_evch */
+	/* REJECT only: why the consumer refused, a positive errno */
+	uint32_t reason;
+};
+
+/* Zero @m, set its type and id, and every fd to -1. */
+void fivc_tunnel_msg_init(struct fivc_tunnel_msg *m, enum fivc_tmsg_type type,
+			  uint64_t tunnel_id);
+/*
+ * Release what a decoded or received message owns: its fds and refs.
+ * Not for a message whose descs came from shm_describe/evch_describe
+ * (those fds belong to the shm/evch objects; fivc_shm_desc_clear(&m->shm)
+ * is enough there). Accepts NULL.
+ */
+void fivc_tunnel_msg_release(struct fivc_tunnel_msg *m);
+
+/* Bytes @m encodes to, or -EINVAL if it is not a valid message. */
+ssize_t fivc_tunnel_msg_size(const struct fivc_tunnel_msg *m);
+/* fds @m travels with (0..FIVC_TMSG_MAX_FDS). */
+unsigned int fivc_tunnel_msg_n_fds(const struct fivc_tunnel_msg *m);
+/*
+ * Encode @m into @buf: bytes written, -EINVAL for an invalid message,
+ * -ENOSPC if @len is too small. fds are not part of the encoding.
+ */
+ssize_t fivc_tunnel_msg_encode(const struct fivc_tunnel_msg *m, void *buf,
+			       size_t len);
+/*
+ * From the first FIVC_TMSG_HDR_SIZE bytes of @buf, the length of the whole
+ * message (header included), or -EINVAL for a header that cannot start one.
+ */
+ssize_t fivc_tunnel_msg_frame_len(const void *buf, size_t len);
+/*
+ * Decode exactly one message of @len bytes. A pure function: no I/O, no
+ * logging; on success @m owns its refs (release it), fds are -1. On
+ * failure -EINVAL (-ENOMEM), @m is left initialised and owns nothing, and
+ * *why (if @why is not NULL) says what was wrong.
+ */
+int fivc_tunnel_msg_decode(const void *buf, size_t len,
+			   struct fivc_tunnel_msg *m, const char **why);
+
+/*
+ * Unix stream socket transport. send writes one whole message and its fds
+ * (which stay the caller's); recv reads one and takes ownership of the fds
+ * that came with it (FD_CLOEXEC), closing them if the message is refused.
+ * Both return 0 or a negative errno; recv: -ENOTCONN on an orderly close
+ * between messages, -ECONNRESET on one inside a message, -EINVAL for a
+ * malformed message or wrong fd count (the stream is then out of step:
+ * close it), -ETIMEDOUT when the peer stalls inside a message for more
+ * than a second. -EINTR (a signal) and, on a non-blocking socket, -EAGAIN
+ * only before the first byte of a message.
+ */
+int fivc_tunnel_msg_send(int sock, const struct fivc_tunnel_msg *m);
+int fivc_tunnel_msg_recv(int sock, struct fivc_tunnel_msg *m);
+
+#endif /* FASTIVC_TUNNEL_MSG_H */

@@ -1,0 +1,254 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/*
+ * Tunnel lifecycle messages over a Unix stream socket: the encoded bytes,
+ * with a local CREATE's fds as SCM_RIGHTS on the same sendmsg.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "fastivc/log.h"
+#include "fastivc/tunnel_msg.h"
+
+/* How long a peer may stall inside one message before we give up on it. */
+#define TMSG_STALL_MS 1000
+/* Room for more fds than any message carries, to see a peer send too many. */
+#define TMSG_RX_FDS 8u
+
+/* Wait for @events on a socket the peer left half-way through a message. */
+static int wait_sock(int sock, short events)
+{
+	struct pollfd pfd = {.fd = sock, .events = events};
+	int n;
+
+	do {
+		n = poll(&pfd, 1, TMSG_STALL_MS);
+	} while (n < 0 && errno == EINTR);
+	if (n < 0)
+		return -errno;
+	return n ? 0 : -ETIMEDOUT;
+}
+
+static int collect_fds(struct msghdr *mh, int *fds, unsigned int *n_fds)
+{
+	struct cmsghdr *c;
+	int err = 0;
+
+	for (c = CMSG_FIRSTHDR(mh); c; c = CMSG_NXTHDR(mh, c)) {
+		size_t n;
+
+		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+			continue;
+		n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+		for (size_t i = 0; i < n; i++) {
+			int fd;
+
+			memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(fd));
+			if (*n_fds < TMSG_RX_FDS) {
+				fds[(*n_fds)++] = fd;
+			} else {
+				close(fd);
+				err = -EBADMSG;
+			}
+		}
+	}
+	/* The kernel dropped fds that did not fit: too many for any message. */
+	if (mh->msg_flags & MSG_CTRUNC)
+		err = -EBADMSG;
+	return err;
+}
+
+/*
+ * Read exactly @len bytes, keeping any fds that arrive with them; -EBADMSG
+ * once all are read if more fds came than any message carries. @first:
+ * nothing of this message was read yet, so the socket's own blocking mode
+ * applies and an orderly close is not an error of the stream.
+ */
+static int recv_full(int sock, uint8_t *buf, size_t len, bool first, int *fds,
+		     unsigned int *n_fds)
+{
+	union {
+		char buf[CMSG_SPACE(TMSG_RX_FDS * sizeof(int))];
+		struct cmsghdr align;
+	} cbuf;
+	size_t got = 0;
+	int err = 0;
+
+	while (got < len) {
+		struct iovec iov = {.iov_base = buf + got,
+				    .iov_len = len - got};
+		struct msghdr mh = {
+			.msg_iov = &iov,
+			.msg_iovlen = 1,
+			.msg_control = cbuf.buf,
+			.msg_controllen = sizeof(cbuf.buf),
+		};
+		bool started = !first || got;
+		ssize_t n;
+		int ferr;
+
+		n = recvmsg(sock, &mh,
+			    MSG_CMSG_CLOEXEC | (started ? MSG_DONTWAIT : 0));
+		if (n < 0) {
+			/* Between messages, let the caller see its signal. */
+			if (errno == EINTR && started)
+				continue;
+			if (started &&
+			    (errno == EAGAIN || errno == EWOULDBLOCK)) {
+				err = wait_sock(sock, POLLIN);
+				if (err)
+					return err;
+				continue;
+			}
+			return -errno;
+		}
+		ferr = collect_fds(&mh, fds, n_fds);
+		if (ferr)
+			err = ferr;
+		if (n == 0)
+			return started ? -ECONNRESET : -ENOTCONN;
+		got += (size_t)n;
+	}
+	return err;
+}
+
+int fivc_tunnel_msg_recv(int sock, struct fivc_tunnel_msg *m)
+{
+	int fds[TMSG_RX_FDS];
+	uint8_t hdr[FIVC_TMSG_HDR_SIZE];
+	unsigned int n_fds = 0;
+	const char *why = NULL;
+	uint8_t *buf = NULL;
+	ssize_t total;
+	int err;
+
+	fivc_tunnel_msg_init(m, 0, 0);
+	err = recv_full(sock, hdr, sizeof(hdr), true, fds, &n_fds);
+	if (err)
+		goto out_fds;
+	total = fivc_tunnel_msg_frame_len(hdr, sizeof(hdr));
+	if (total < 0) {
+		err = -EINVAL;
+		why = "bad header";
+		goto out_warn;
+	}
+	buf = malloc((size_t)total);
+	if (!buf) {
+		err = -ENOMEM;
+		goto out;
+	}
+	memcpy(buf, hdr, sizeof(hdr));
+	err = recv_full(sock, buf + sizeof(hdr), (size_t)total - sizeof(hdr),
+			false, fds, &n_fds);
+	if (err)
+		goto out_fds;
+	err = fivc_tunnel_msg_decode(buf, (size_t)total, m, &why);
+	if (err)
+		goto out_warn;
+	if (n_fds != fivc_tunnel_msg_n_fds(m)) {
+		fivc_tunnel_msg_release(m);
+		err = -EINVAL;
+		why = "wrong number of fds";
+		goto out_warn;
+	}
+	if (n_fds >= 1)
+		m->shm.fd = fds[0];
+	if (n_fds == 3) {
+		m->evch.fd_wait = fds[1];
+		m->evch.fd_kick = fds[2];
+	}
+	free(buf);
+	return 0;
+
+out_fds:
+	if (err != -EBADMSG)
+		goto out;
+	err = -EINVAL;
+	why = "too many fds";
+out_warn:
+	pr_warn("tunnel_msg: refusing message from peer: %s (%u fds)", why,
+		n_fds);
+out:
+	for (unsigned int i = 0; i < n_fds; i++)
+		close(fds[i]);
+	free(buf);
+	return err;
+}
+
+static int send_all(int sock, const uint8_t *buf, size_t len, const int *fds,
+		    unsigned int n_fds)
+{
+	union {
+		char buf[CMSG_SPACE(FIVC_TMSG_MAX_FDS * sizeof(int))];
+		struct cmsghdr align;
+	} cbuf;
+	size_t sent = 0;
+
+	memset(&cbuf, 0, sizeof(cbuf));
+	while (sent < len) {
+		struct iovec iov = {.iov_base = (void *)(buf + sent),
+				    .iov_len = len - sent};
+		struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
+		ssize_t n;
+
+		/* The fds ride on the first byte; once sent, never again. */
+		if (!sent && n_fds) {
+			struct cmsghdr *c;
+
+			mh.msg_control = cbuf.buf;
+			mh.msg_controllen = CMSG_SPACE(n_fds * sizeof(int));
+			c = CMSG_FIRSTHDR(&mh);
+			c->cmsg_level = SOL_SOCKET;
+			c->cmsg_type = SCM_RIGHTS;
+			c->cmsg_len = CMSG_LEN(n_fds * sizeof(int));
+			memcpy(CMSG_DATA(c), fds, n_fds * sizeof(int));
+		}
+		n = sendmsg(sock, &mh, MSG_NOSIGNAL);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN || errno == EWOULDBLOCK) {
+				int err = wait_sock(sock, POLLOUT);
+
+				if (err)
+					return err;
+				continue;
+			}
+			return -errno;
+		}
+		sent += (size_t)n;
+	}
+	return 0;
+}
+
+int fivc_tunnel_msg_send(int sock, const struct fivc_tunnel_msg *m)
+{
+	int fds[FIVC_TMSG_MAX_FDS];
+	unsigned int n_fds;
+	uint8_t *buf;
+	ssize_t len;
+	int err;
+
+	len = fivc_tunnel_msg_size(m);
+	if (len < 0)
+		return (int)len;
+	n_fds = fivc_tunnel_msg_n_fds(m);
+	fds[0] = m->shm.fd;
+	fds[1] = m->evch.fd_wait;
+	fds[2] = m->evch.fd_kick;
+	for (unsigned int i = 0; i < n_fds; i++) {
+		if (fds[i] < 0)
+			return -EBADF;
+	}
+
+	buf = malloc((size_t)len);
+	if (!buf)
+		return -ENOMEM;
+	len = fivc_tunnel_msg_encode(m, buf, (size_t)len);
+	err = len < 0 ? (int)len : send_all(sock, buf, (size_t)len, fds, n_fds);
+	free(buf);
+	return err;
+}
