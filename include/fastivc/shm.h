@@ -38,7 +38,7 @@ struct fivc_shm_desc {
 	uint32_t size;	  /* bytes, a multiple of 4096 */
 	uint32_t domid;	  /* xen: the domain that granted the pages */
 	uint32_t n_refs;  /* xen: size / 4096 */
-	uint32_t *refs;	  /* xen: grant references, owned by the desc */
+	uint32_t *refs;	  /* xen: grant references (a copy the desc owns) */
 	int fd;		  /* local: the memfd, -1 if none */
 };
 
@@ -60,7 +60,10 @@ struct fivc_backend_ops {
 	/* Producer: allocate @size bytes shared with domain @peer, zeroed. */
 	int (*shm_offer)(struct fivc_backend *be, size_t size, uint32_t peer,
 			 struct fivc_shm **out);
-	/* Fill @d for the peer; fds and refs in @d stay owned by @shm. */
+	/*
+	 * Fill @d for the peer. d->refs is a copy that fivc_shm_desc_clear()
+	 * frees; d->fd stays owned by @shm and is never closed through @d.
+	 */
 	int (*shm_describe)(struct fivc_shm *shm, struct fivc_shm_desc *d);
 	/* Consumer: map a region the peer described. */
 	int (*shm_map)(struct fivc_backend *be, const struct fivc_shm_desc *d,

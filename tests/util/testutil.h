@@ -22,8 +22,10 @@ void test_fail(const char *file, int line, const char *name, const char *fmt,
 		ok_;                                                        \
 	})
 #define CHECK_EQ(a, b, name)                                                \
-	CHECK((long long)(a) == (long long)(b), name, "%lld != %lld",       \
-	      (long long)(a), (long long)(b))
+	({                                                                  \
+		long long a_ = (long long)(a), b_ = (long long)(b);         \
+		CHECK(a_ == b_, name, "%lld != %lld", a_, b_);              \
+	})
 
 /* Prints "ok - name" or "not ok - name" and returns the process exit code. */
 int test_report(const char *name);
