@@ -88,12 +88,16 @@ test-ring-tsan:
 # --- fuzzing (clang libFuzzer) ----------------------------------------------
 FUZZ_SECONDS ?= 600
 FUZZ_FLAGS := -fsanitize=fuzzer,address,undefined -fno-omit-frame-pointer
-RING_SRCS := shm/ring_geom.c shm/ring_tx.c shm/ring_rx.c common/log.c
-$(O)/fuzz/fuzz_ring_rx: tests/fuzz/fuzz_ring_rx.c $(RING_SRCS) tests/util/hostile.c
+# Each target links only the sources it exercises.
+$(O)/fuzz/%: tests/fuzz/%.c
 	$(call msg,FUZZ,$@)
 	$(Q)mkdir -p $(@D)
 	$(Q)clang -O1 -g -std=gnu11 -Wall -Wextra -Werror -D_GNU_SOURCE -Iinclude \
 		$(FUZZ_FLAGS) $^ -o $@ -pthread
+$(O)/fuzz/fuzz_ring_rx: shm/ring_geom.c shm/ring_tx.c shm/ring_rx.c \
+	common/log.c tests/util/hostile.c
+$(O)/fuzz/fuzz_tunnel_msg: shm/tunnel_msg.c shm/ring_geom.c shm/backend.c \
+	common/log.c
 
 FUZZ_TARGETS := $(patsubst tests/fuzz/%.c,$(O)/fuzz/%,$(wildcard tests/fuzz/fuzz_*.c))
 test-fuzz: $(FUZZ_TARGETS)
