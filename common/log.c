@@ -25,7 +25,8 @@ void fivc_log(enum fivc_log_level level, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(line, sizeof(line), fmt, ap);
 	va_end(ap);
-	/* One write per line so lines from several threads do not interleave. */
+	/* One write per line so lines from several threads do not interleave.
+	 */
 	fprintf(stderr, "fastivc %s: %s\n", level_names[level], line);
 }
 
@@ -41,8 +42,8 @@ enum fivc_log_level fivc_log_get_level(void)
 
 int fivc_log_parse_level(const char *name, enum fivc_log_level *out)
 {
-	for (unsigned int i = 0; i < sizeof(level_names) / sizeof(level_names[0]);
-	     i++) {
+	for (unsigned int i = 0;
+	     i < sizeof(level_names) / sizeof(level_names[0]); i++) {
 		if (!strcmp(name, level_names[i])) {
 			*out = (enum fivc_log_level)i;
 			return 0;

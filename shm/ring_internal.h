@@ -24,8 +24,8 @@
 
 static inline uint32_t ring_data_off(uint32_t n_channels)
 {
-	uint32_t hdr_end =
-		FIVC_CTRL_SIZE + n_channels * (uint32_t)sizeof(struct fivc_chan_hdr);
+	uint32_t hdr_end = FIVC_CTRL_SIZE +
+			   n_channels * (uint32_t)sizeof(struct fivc_chan_hdr);
 
 	return (hdr_end + FIVC_PAGE_SIZE - 1) & ~(FIVC_PAGE_SIZE - 1);
 }

@@ -32,7 +32,8 @@ static int rx_violation(struct fivc_rx *rx, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(why, sizeof(why), fmt, ap);
 	va_end(ap);
-	pr_warn("ring rx%u: peer broke the tunnel protocol (%s); tearing the tunnel down",
+	pr_warn("ring rx%u: peer broke the tunnel protocol (%s); tearing the "
+		"tunnel down",
 		rx->id, why);
 	shared_fetch_or(&rx->ctrl->rx[rx->id].rx_state, FIVC_STATE_RESET);
 	ring_kick(&rx->kick, &rx->st);
@@ -52,9 +53,9 @@ int fivc_rx_attach(struct fivc_rx *rx, void *region, size_t region_size,
 		pr_warn("Failed to attach ring: %s", why);
 		return -EINVAL;
 	}
-	if (id >= g->n_receivers ||
-	    region_size < fivc_ring_region_size(g)) {
-		pr_warn("Failed to attach ring: receiver %u of %u, region %zu bytes",
+	if (id >= g->n_receivers || region_size < fivc_ring_region_size(g)) {
+		pr_warn("Failed to attach ring: receiver %u of %u, region %zu "
+			"bytes",
 			id, g->n_receivers, region_size);
 		return -EINVAL;
 	}
@@ -65,7 +66,8 @@ int fivc_rx_attach(struct fivc_rx *rx, void *region, size_t region_size,
 	    shared_load(&c->n_receivers) != g->n_receivers ||
 	    shared_load(&c->gen_first) != g->gen_first ||
 	    shared_load(&c->data_off) != ring_data_off(g->n_channels)) {
-		pr_warn("Failed to attach ring: its control block does not match the tunnel's geometry");
+		pr_warn("Failed to attach ring: its control block does not "
+			"match the tunnel's geometry");
 		return -EINVAL;
 	}
 	rx->g = *g;
@@ -100,7 +102,8 @@ static int rx_take_channel(struct fivc_rx *rx)
 				    rx->idx, gen, rx->wait_gen);
 	}
 	if (pend > rx->g.n_receivers)
-		return rx_violation(rx, "channel %u pend_read %u > %u receivers",
+		return rx_violation(rx,
+				    "channel %u pend_read %u > %u receivers",
 				    rx->idx, pend, rx->g.n_receivers);
 	size = shared_load(&h->size);
 	if (size == 0 || size > rx->g.channel_size)
@@ -143,7 +146,8 @@ ssize_t fivc_rx_peek(struct fivc_rx *rx, const void **buf)
 	ssize_t n = rx_available(rx);
 
 	if (n > 0)
-		*buf = rx->data + (size_t)rx->idx * rx->g.channel_size + rx->off;
+		*buf = rx->data + (size_t)rx->idx * rx->g.channel_size +
+		       rx->off;
 	return n;
 }
 
@@ -163,7 +167,8 @@ int fivc_rx_release(struct fivc_rx *rx, size_t n)
 	/* All read: unlock the channel (our reads happen before). */
 	old = shared_fetch_sub(&rx->hdr[rx->idx].pend_read, 1);
 	if (old == 0 || old > rx->g.n_receivers)
-		return rx_violation(rx, "channel %u pend_read was %u while read",
+		return rx_violation(rx,
+				    "channel %u pend_read was %u while read",
 				    rx->idx, old);
 	rx->st.channels++;
 	rx->size = 0;

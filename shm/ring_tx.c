@@ -38,7 +38,8 @@ static int tx_violation(struct fivc_tx *tx, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(why, sizeof(why), fmt, ap);
 	va_end(ap);
-	pr_warn("ring tx: peer broke the tunnel protocol (%s); tearing the tunnel down",
+	pr_warn("ring tx: peer broke the tunnel protocol (%s); tearing the "
+		"tunnel down",
 		why);
 	shared_fetch_or(&tx->ctrl->tx_state, FIVC_STATE_RESET);
 	for (uint32_t r = 0; r < tx->g.n_receivers; r++)
@@ -66,7 +67,8 @@ static int tx_channel_state(struct fivc_tx *tx)
 	uint32_t pend = shared_load_acquire(&tx->hdr[tx->idx].pend_read);
 
 	if (pend > tx->g.n_receivers)
-		return tx_violation(tx, "channel %u pend_read %u > %u receivers",
+		return tx_violation(tx,
+				    "channel %u pend_read %u > %u receivers",
 				    tx->idx, pend, tx->g.n_receivers);
 	return pend ? -EAGAIN : 0;
 }

@@ -28,8 +28,9 @@ static bool spin(struct fivc_spin *s, bool (*ready)(void *), void *arg)
 	for (unsigned int i = 0; i < s->budget; i++) {
 		if (ready(arg)) {
 			if (s->budget < s->max)
-				s->budget = s->budget * 2 > s->max ? s->max
-								   : s->budget * 2;
+				s->budget = s->budget * 2 > s->max
+						    ? s->max
+						    : s->budget * 2;
 			return true;
 		}
 		cpu_relax();

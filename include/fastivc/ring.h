@@ -48,10 +48,10 @@ struct fivc_kick {
 };
 
 struct fivc_ring_stats {
-	uint64_t bytes;    /* payload bytes committed (tx) or released (rx) */
+	uint64_t bytes;	   /* payload bytes committed (tx) or released (rx) */
 	uint64_t channels; /* channels published (tx) or freed (rx) */
-	uint64_t kicks;    /* notifications sent to the peer */
-	uint64_t waits;    /* prepare_wait() calls that allowed a sleep */
+	uint64_t kicks;	   /* notifications sent to the peer */
+	uint64_t waits;	   /* prepare_wait() calls that allowed a sleep */
 };
 
 /* Fills *g with the defaults (4 channels of 4 KiB, one receiver). */
@@ -81,11 +81,11 @@ struct fivc_rx {
 	struct fivc_ring_ctrl *ctrl;
 	struct fivc_chan_hdr *hdr;
 	uint8_t *data;
-	uint32_t id;       /* this receiver's index, 0..K-1 */
-	uint32_t idx;      /* current channel */
+	uint32_t id;	   /* this receiver's index, 0..K-1 */
+	uint32_t idx;	   /* current channel */
 	uint32_t wait_gen; /* generation expected in the current channel */
-	uint32_t size;     /* validated size of the current channel, 0 if none */
-	uint32_t off;      /* bytes of it already released */
+	uint32_t size; /* validated size of the current channel, 0 if none */
+	uint32_t off;  /* bytes of it already released */
 	bool closed;
 	int err;
 	struct fivc_kick kick;

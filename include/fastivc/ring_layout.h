@@ -60,7 +60,8 @@
 
 /* One consumer's cache line. Written by that consumer only. */
 struct fivc_rx_line {
-	/* FIVC_STATE_*: CLOSED is RECV_CLOSE_TUNNEL. Set once, never cleared. */
+	/* FIVC_STATE_*: CLOSED is RECV_CLOSE_TUNNEL. Set once, never cleared.
+	 */
 	uint32_t rx_state;
 	/*
 	 * 1 while the consumer sleeps waiting for SEND_DATA. Set by the
@@ -103,12 +104,13 @@ struct fivc_ring_ctrl {
 /* One channel's header; its payload lives at data_off + index * S. */
 struct fivc_chan_hdr {
 	/*
-	 * Producer: the generation (sequence number) of the data in the channel,
-	 * stored before the payload. Consumers read the channel only when
-	 * gen_num equals the generation they wait for (wait_gen).
+	 * Producer: the generation (sequence number) of the data in the
+	 * channel, stored before the payload. Consumers read the channel only
+	 * when gen_num equals the generation they wait for (wait_gen).
 	 */
 	uint32_t gen_num;
-	/* Producer: payload bytes in the channel, 1..S, stored before pend_read. */
+	/* Producer: payload bytes in the channel, 1..S, stored before
+	 * pend_read. */
 	uint32_t size;
 	/*
 	 * Producer stores K (the number of receivers) to publish the channel;

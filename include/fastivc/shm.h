@@ -34,12 +34,12 @@ enum fivc_backend_kind {
 
 /* What the consumer needs to map a producer's region. */
 struct fivc_shm_desc {
-	uint32_t kind;	  /* enum fivc_backend_kind */
-	uint32_t size;	  /* bytes, a multiple of 4096 */
-	uint32_t domid;	  /* xen: the domain that granted the pages */
-	uint32_t n_refs;  /* xen: size / 4096 */
-	uint32_t *refs;	  /* xen: grant references (a copy the desc owns) */
-	int fd;		  /* local: the memfd, -1 if none */
+	uint32_t kind;	 /* enum fivc_backend_kind */
+	uint32_t size;	 /* bytes, a multiple of 4096 */
+	uint32_t domid;	 /* xen: the domain that granted the pages */
+	uint32_t n_refs; /* xen: size / 4096 */
+	uint32_t *refs;	 /* xen: grant references (a copy the desc owns) */
+	int fd;		 /* local: the memfd, -1 if none */
 };
 
 /* What the other side needs to bind an offered event channel. */
@@ -47,8 +47,8 @@ struct fivc_evch_desc {
 	uint32_t kind;
 	uint32_t domid; /* xen: the offering domain */
 	uint32_t port;	/* xen: its unbound port */
-	int fd_wait;	/* local: the binder sleeps on this eventfd, -1 if none */
-	int fd_kick;	/* local: the binder kicks the offerer through this */
+	int fd_wait; /* local: the binder sleeps on this eventfd, -1 if none */
+	int fd_kick; /* local: the binder kicks the offerer through this */
 };
 
 struct fivc_shm;  /* a mapped region, offered or mapped */
@@ -73,7 +73,8 @@ struct fivc_backend_ops {
 	int (*evch_offer)(struct fivc_backend *be, uint32_t peer,
 			  struct fivc_evch **out);
 	int (*evch_describe)(struct fivc_evch *ev, struct fivc_evch_desc *d);
-	int (*evch_bind)(struct fivc_backend *be, const struct fivc_evch_desc *d,
+	int (*evch_bind)(struct fivc_backend *be,
+			 const struct fivc_evch_desc *d,
 			 struct fivc_evch **out);
 	/* Kick the other end. Async-signal-unsafe, thread-safe. */
 	int (*evch_notify)(struct fivc_evch *ev);

@@ -174,7 +174,8 @@ static void test_send_close_wakes_receiver(bool reset)
 		fivc_tx_close(&p.tx);
 	pthread_join(th, NULL);
 	CHECK_EQ(r.ret, reset ? -ECONNRESET : 0,
-		 reset ? "receiver woke with ECONNRESET" : "receiver woke with EOF");
+		 reset ? "receiver woke with ECONNRESET"
+		       : "receiver woke with EOF");
 	ring_consumer_close(&c);
 out:
 	ring_producer_close(&p);
@@ -186,7 +187,7 @@ static void test_reset_discards(void)
 	struct fivc_ring_geom g = geom(4, 4096);
 	struct ring_producer p;
 	struct ring_consumer c;
-	uint8_t buf[100] = { 1 };
+	uint8_t buf[100] = {1};
 
 	if (!CHECK_EQ(ring_producer_open(&p, &g), 0, "producer open"))
 		return;
@@ -218,7 +219,8 @@ static void test_partial_release(void)
 		goto out;
 	fill_pattern(out, sizeof(out), 0);
 	CHECK_EQ(fivc_rx_peek(&c.rx, &ptr), -EAGAIN, "empty ring: EAGAIN");
-	/* Producer: reserve, write part, commit; nothing visible before flush. */
+	/* Producer: reserve, write part, commit; nothing visible before flush.
+	 */
 	CHECK_EQ(fivc_tx_reserve(&p.tx, &wptr, &room), 0, "reserve");
 	CHECK_EQ(room, 4096, "a whole channel reserved");
 	memcpy(wptr, out, 1000);
@@ -246,11 +248,10 @@ static void test_geometry(void)
 		uint32_t n, s, k;
 		int ok;
 	} cases[] = {
-		{ 4, 4096, 1, 1 },	  { 2, 4096, 1, 1 },
-		{ 64, 1 << 20, 8, 1 },	  { 1, 4096, 1, 0 },
-		{ 65, 4096, 1, 0 },	  { 4, 2048, 1, 0 },
-		{ 4, 6000, 1, 0 },	  { 4, 2 << 20, 1, 0 },
-		{ 4, 4096, 0, 0 },	  { 4, 4096, 9, 0 },
+		{4, 4096, 1, 1}, {2, 4096, 1, 1},    {64, 1 << 20, 8, 1},
+		{1, 4096, 1, 0}, {65, 4096, 1, 0},   {4, 2048, 1, 0},
+		{4, 6000, 1, 0}, {4, 2 << 20, 1, 0}, {4, 4096, 0, 0},
+		{4, 4096, 9, 0},
 	};
 	struct fivc_ring_geom g;
 	const char *why;

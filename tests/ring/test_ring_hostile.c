@@ -32,7 +32,7 @@ static int count_kick(void *arg)
 
 static void setup(struct bench *b)
 {
-	struct fivc_kick k = { count_kick, b };
+	struct fivc_kick k = {count_kick, b};
 
 	memset(b, 0, sizeof(*b));
 	fivc_ring_geom_default(&b->g);
@@ -163,7 +163,7 @@ static void test_geometry_mismatch(void)
 {
 	struct bench b;
 	struct fivc_rx rx;
-	struct fivc_kick k = { count_kick, &b };
+	struct fivc_kick k = {count_kick, &b};
 
 	setup(&b);
 	b.tx.ctrl->n_channels = 64;
@@ -215,8 +215,8 @@ int main(int argc, char **argv)
 	run_case("gen_num jump: one log line", gen_jump, true);
 	run_case("pend_read > K: one log line", pend_read_too_big, true);
 	run_case("pend_read lie: one log line", pend_read_lie, true);
-	run_case("producer sees pend_read > K: one log line",
-		 consumer_pend_lie, false);
+	run_case("producer sees pend_read > K: one log line", consumer_pend_lie,
+		 false);
 	{
 		struct bench b;
 

@@ -7,7 +7,8 @@
  * Receivers run as threads or as forked processes (which map the region from
  * its descriptor, as a peer domain would).
  *
- *   test_ring_stream [--process | --same-mapping] [--bytes N] [--channels N] [--size S]
+ *   test_ring_stream [--process | --same-mapping] [--bytes N] [--channels N]
+ * [--size S]
  *                    [--receivers K] [--gen-first G] [--seed X]
  */
 #include <errno.h>
@@ -135,14 +136,14 @@ static void produce(struct result *res)
 static void parse_args(int argc, char **argv)
 {
 	static const struct option lo[] = {
-		{ "process", no_argument, NULL, 'p' },
-		{ "same-mapping", no_argument, NULL, 'm' },
-		{ "bytes", required_argument, NULL, 'b' },
-		{ "channels", required_argument, NULL, 'n' },
-		{ "size", required_argument, NULL, 's' },
-		{ "receivers", required_argument, NULL, 'k' },
-		{ "gen-first", required_argument, NULL, 'g' },
-		{ "seed", required_argument, NULL, 'x' },
+		{"process", no_argument, NULL, 'p'},
+		{"same-mapping", no_argument, NULL, 'm'},
+		{"bytes", required_argument, NULL, 'b'},
+		{"channels", required_argument, NULL, 'n'},
+		{"size", required_argument, NULL, 's'},
+		{"receivers", required_argument, NULL, 'k'},
+		{"gen-first", required_argument, NULL, 'g'},
+		{"seed", required_argument, NULL, 'x'},
 		{},
 	};
 	int c;
@@ -179,7 +180,10 @@ static void parse_args(int argc, char **argv)
 			opt.seed = v;
 			break;
 		default:
-			fprintf(stderr, "usage: %s [--process | --same-mapping] [--bytes N] [--channels N] [--size S] [--receivers K] [--gen-first G] [--seed X]\n",
+			fprintf(stderr,
+				"usage: %s [--process | --same-mapping] "
+				"[--bytes N] [--channels N] [--size S] "
+				"[--receivers K] [--gen-first G] [--seed X]\n",
 				argv[0]);
 			exit(2);
 		}
@@ -224,7 +228,8 @@ int main(int argc, char **argv)
 		 opt.process ? "process" : "thread",
 		 (unsigned long long)(opt.bytes >> 20), opt.g.n_channels,
 		 opt.g.channel_size, k, opt.g.gen_first);
-	if (!CHECK_EQ(ring_producer_open(&prod, &opt.g), 0, "ring_producer_open"))
+	if (!CHECK_EQ(ring_producer_open(&prod, &opt.g), 0,
+		      "ring_producer_open"))
 		return test_report(name);
 
 	t0 = now_sec();
@@ -233,7 +238,8 @@ int main(int argc, char **argv)
 		if (opt.process)
 			pid[r] = spawn_consumer(r, &rfd[r]);
 		else
-			pthread_create(&rxs[r].th, NULL, consume_thread, &rxs[r]);
+			pthread_create(&rxs[r].th, NULL, consume_thread,
+				       &rxs[r]);
 	}
 	produce(&tx_res);
 	CHECK_EQ(tx_res.err, 0, "producer finished without error");

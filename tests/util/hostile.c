@@ -21,13 +21,13 @@ static uint32_t take(struct script *s, unsigned int bytes)
 	return v;
 }
 
-#define REQUIRE(cond)                                                        \
-	do {                                                                 \
-		if (!(cond)) {                                               \
-			fprintf(stderr, "hostile: %s:%d: %s\n", __FILE__,    \
-				__LINE__, #cond);                            \
-			abort();                                             \
-		}                                                            \
+#define REQUIRE(cond)                                                          \
+	do {                                                                   \
+		if (!(cond)) {                                                 \
+			fprintf(stderr, "hostile: %s:%d: %s\n", __FILE__,      \
+				__LINE__, #cond);                              \
+			abort();                                               \
+		}                                                              \
 	} while (0)
 
 static int no_kick(void *arg)
@@ -77,7 +77,7 @@ static uint32_t evil_value(struct script *s, const struct fivc_rx *rx)
 
 int hostile_run(const uint8_t *script, size_t len)
 {
-	struct script s = { script, len };
+	struct script s = {script, len};
 	struct fivc_kick kicks[FIVC_RECEIVERS_MAX];
 	struct fivc_rx rx[2];
 	struct fivc_ring_geom g;
@@ -96,16 +96,17 @@ int hostile_run(const uint8_t *script, size_t len)
 	region = aligned_alloc(4096, size);
 	REQUIRE(region);
 	for (unsigned int i = 0; i < FIVC_RECEIVERS_MAX; i++)
-		kicks[i] = (struct fivc_kick){ no_kick, NULL };
+		kicks[i] = (struct fivc_kick){no_kick, NULL};
 	REQUIRE(fivc_tx_init(&tx, region, size, &g, kicks) == 0);
 	for (uint32_t r = 0; r < g.n_receivers; r++)
-		REQUIRE(fivc_rx_attach(&rx[r], region, size, &g, r, kicks) == 0);
+		REQUIRE(fivc_rx_attach(&rx[r], region, size, &g, r, kicks) ==
+			0);
 	data_off = (uint32_t)(tx.data - region);
 	memset(buf, 0xa5, sizeof(buf));
 
 	while (s.left) {
 		/* Fixed 8-byte records keep mutated scripts aligned to ops. */
-		struct script rec = { s.p, s.left < 8 ? s.left : 8 };
+		struct script rec = {s.p, s.left < 8 ? s.left : 8};
 		uint32_t op = take(&rec, 1);
 		struct fivc_rx *r = &rx[(op >> 4) % g.n_receivers];
 		const void *cp;
@@ -125,7 +126,8 @@ int hostile_run(const uint8_t *script, size_t len)
 			break;
 		}
 		case 2:
-			ret = fivc_tx_write(&tx, buf, take(&rec, 2) % sizeof(buf));
+			ret = fivc_tx_write(&tx, buf,
+					    take(&rec, 2) % sizeof(buf));
 			REQUIRE(allowed(ret));
 			break;
 		case 3:
@@ -157,7 +159,8 @@ int hostile_run(const uint8_t *script, size_t len)
 				check_span(tx.data, tx.idx, g.channel_size, wp,
 					   room);
 				memset(wp, 0x5a, room);
-				ret = fivc_tx_commit(&tx, take(&rec, 2) % (room + 1));
+				ret = fivc_tx_commit(&tx, take(&rec, 2) %
+								  (room + 1));
 				REQUIRE(allowed(ret));
 			}
 			break;
@@ -177,7 +180,8 @@ int hostile_run(const uint8_t *script, size_t len)
 				fivc_tx_flush(&tx);
 			break;
 		}
-		/* Local state never leaves its bounds, whatever the peer wrote. */
+		/* Local state never leaves its bounds, whatever the peer wrote.
+		 */
 		REQUIRE(r->idx < g.n_channels && tx.idx < g.n_channels);
 		REQUIRE(r->size <= g.channel_size && r->off <= r->size);
 		REQUIRE(tx.fill <= g.channel_size);

@@ -14,17 +14,17 @@ void test_fail(const char *file, int line, const char *name, const char *fmt,
 	       ...) __attribute__((format(printf, 4, 5)));
 
 /* Assertions name what they check; a failure is counted, not fatal. */
-#define CHECK(cond, name, ...)                                              \
-	({                                                                  \
-		bool ok_ = (cond);                                          \
-		if (!ok_)                                                   \
-			test_fail(__FILE__, __LINE__, name, " " __VA_ARGS__); \
-		ok_;                                                        \
+#define CHECK(cond, name, ...)                                                 \
+	({                                                                     \
+		bool ok_ = (cond);                                             \
+		if (!ok_)                                                      \
+			test_fail(__FILE__, __LINE__, name, " " __VA_ARGS__);  \
+		ok_;                                                           \
 	})
-#define CHECK_EQ(a, b, name)                                                \
-	({                                                                  \
-		long long a_ = (long long)(a), b_ = (long long)(b);         \
-		CHECK(a_ == b_, name, "%lld != %lld", a_, b_);              \
+#define CHECK_EQ(a, b, name)                                                   \
+	({                                                                     \
+		long long a_ = (long long)(a), b_ = (long long)(b);            \
+		CHECK(a_ == b_, name, "%lld != %lld", a_, b_);                 \
 	})
 
 /* Prints "ok - name" or "not ok - name" and returns the process exit code. */
