@@ -112,6 +112,12 @@ bench: deps bench-ring
 bench-ring: $(BENCH_BINS)
 	$(Q)./tests/bench/run_ring.sh $(O)
 
+# --- demo ------------------------------------------------------------------
+# For now the ring on its own: 1 GiB between two processes with SHA-256 on
+# both sides, then the quick ring benchmark table.
+demo: deps all
+	$(Q)./scripts/demo-ring.sh $(O)
+
 # --- housekeeping ------------------------------------------------------------
 SOURCES := $(shell find include common shm agent bpf tests -name '*.[ch]' 2>/dev/null)
 check:
