@@ -1,0 +1,125 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * The contract between the BPF programs (bpf/) and user space (agent/, the
+ * CLI): map keys and values, events, counters. The one definition of each;
+ * fixed-width types and explicit padding only. See docs/steering.md.
+ *
+ * Addresses are 16 bytes; IPv4 is stored IPv4-mapped (::ffff:a.b.c.d) so one
+ * LPM trie and one key type serve both families. Ports are host order.
+ */
+#ifndef FASTIVC_BPF_ABI_H
+#define FASTIVC_BPF_ABI_H
+
+#ifndef __VMLINUX_H__
+#include <linux/types.h>
+#endif
+
+/* TCP option: kind 254, RFC 6994 ExID, then domid and nonce (big endian). */
+#define FIVC_TCPOPT_KIND 254
+#define FIVC_TCPOPT_EXID 0xF1C0
+#define FIVC_TCPOPT_LEN 12
+
+#define FIVC_MAX_PEERS 4096
+#define FIVC_MAX_FLOWS 65536
+#define FIVC_MAX_SLOTS 65536
+
+/* peers: LPM trie, co-resident prefix -> domain id. */
+struct fivc_peer_key {
+	__u32 prefixlen; /* 0..128; an IPv4 /n is 96 + n */
+	__u8 addr[16];
+};
+
+struct fivc_peer_val {
+	__u32 domid;
+	__u32 flags; /* reserved, 0 */
+};
+
+/* An app socket's 4-tuple, from its own point of view. */
+struct fivc_flow_key {
+	__u8 laddr[16];
+	__u8 raddr[16];
+	__u16 lport;
+	__u16 rport;
+	__u32 pad; /* 0 */
+};
+
+enum fivc_sock_role {
+	FIVC_SOCK_APP = 1,    /* a steered application socket */
+	FIVC_SOCK_SLOT_X = 2, /* slot end the app's bytes are redirected to */
+	FIVC_SOCK_SLOT_Y = 3, /* slot end the agent reads and writes */
+};
+
+/* socks: sockhash key. APP uses flow; SLOT_* use slot, with flow zeroed. */
+struct fivc_sock_key {
+	__u32 role; /* enum fivc_sock_role */
+	__u32 slot;
+	struct fivc_flow_key flow;
+};
+
+enum fivc_flow_dir {
+	FIVC_FLOW_ACTIVE = 1,  /* this side connected */
+	FIVC_FLOW_PASSIVE = 2, /* this side accepted */
+};
+
+/* flows: hash, app 4-tuple -> what sockops decided. */
+struct fivc_flow {
+	__u64 cookie; /* socket cookie of the app socket */
+	__u32 slot;
+	__u32 peer_domid;
+	__u32 nonce;
+	__u32 dir; /* enum fivc_flow_dir */
+	__u64 tx_msgs; /* sk_msg redirects of app sends (counter) */
+	__u64 tx_bytes;
+};
+
+enum fivc_slot_mode {
+	FIVC_SLOT_IDLE = 0,   /* Y's sends are not redirected */
+	FIVC_SLOT_INJECT = 1, /* Y's sends go ingress into the app socket */
+	FIVC_SLOT_RELAY = 2,  /* Y's sends go egress out of the app socket */
+};
+
+/* slots: array indexed by slot, written by the agent. */
+struct fivc_slot {
+	struct fivc_flow_key flow; /* the app socket this slot serves */
+	__u32 mode;		   /* enum fivc_slot_mode */
+	__u32 pad;
+};
+
+/* slot_ports: hash, Y's local port (host order) -> slot. */
+
+enum fivc_event_type {
+	FIVC_EV_ESTABLISHED = 1, /* a socket was steered; slot popped */
+	FIVC_EV_STATE = 2,	 /* a steered socket changed TCP state */
+};
+
+/* events: ring buffer records. */
+struct fivc_event {
+	__u32 type; /* enum fivc_event_type */
+	__u32 slot;
+	struct fivc_flow_key flow;
+	__u64 cookie;
+	__u32 peer_domid;
+	__u32 nonce;
+	__u32 dir;	 /* enum fivc_flow_dir */
+	__u32 old_state; /* STATE: kernel TCP_* values */
+	__u32 new_state;
+	__u32 pad;
+};
+
+/* stats: per-CPU array, one __u64 per counter. */
+enum fivc_stat {
+	FIVC_STAT_STEERED = 0,	   /* sockets put on the fast path */
+	FIVC_STAT_NOT_PEER,	   /* remote not in peers: plain TCP */
+	FIVC_STAT_NO_OPTION,	   /* peer did not answer the option */
+	FIVC_STAT_BAD_OPTION,	   /* wrong domid or nonce in the option */
+	FIVC_STAT_NO_SLOT,	   /* no free slot: plain TCP */
+	FIVC_STAT_SOCKHASH_FULL,   /* insert failed: plain TCP */
+	FIVC_STAT_EVENT_LOST,	   /* ring buffer full */
+	FIVC_STAT_MSG_REDIRECT,	   /* app sends redirected to a slot */
+	FIVC_STAT_MSG_PASS,	   /* app sends passed to TCP (fallback) */
+	FIVC_STAT_INJECT,	   /* agent sends redirected into an app */
+	FIVC_STAT_INJECT_FAIL,	   /* agent sends with no target */
+	FIVC_STAT__MAX,
+};
+
+#endif /* FASTIVC_BPF_ABI_H */
