@@ -17,7 +17,11 @@ FIELDS = ["env", "benchmark", "param", "baseline", "baseline_value",
 
 
 def load(path, prefixes):
-    """{(env, benchmark): {param: {baseline: row}}}, in first-seen order."""
+    """{(env, benchmark): {param: {baseline: row}}}.
+
+    Params are ordered by where they were last written, so the points of the
+    latest run keep that run's order.
+    """
     tables = {}
     with open(path, newline="") as f:
         reader = csv.DictReader(f)
@@ -29,7 +33,9 @@ def load(path, prefixes):
                                     for p in prefixes):
                 continue
             table = tables.setdefault((row["env"], row["benchmark"]), {})
-            table.setdefault(row["param"], {})[row["baseline"]] = row
+            rows = table.pop(row["param"], {})
+            rows[row["baseline"]] = row
+            table[row["param"]] = rows
     return tables
 
 
