@@ -40,7 +40,7 @@
 #define CHECK_EVERY 256 /* full payload compare of every 256th message */
 #define SPIN_MAX 4096u	/* polls before sleeping, an adaptive budget */
 #define WAIT_MS 1000
-#define ROUNDS_MAX 63
+#define ROUNDS_MAX 15
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 #define TIMEOUTS_MAX 5 /* a peer silent this many WAIT_MS is a failure */
 
@@ -738,44 +738,49 @@ static void report_point(FILE *csv, const struct ring_cfg *c, size_t msg,
 			"MB/s", v / base[x].mbps);
 }
 
-/* All transports at one message size, @o->rounds times, order alternating. */
-static int run_size(FILE *csv, struct fivc_backend *be, uint8_t *src,
-		    uint8_t *dst, size_t msg, const struct opts *o)
+/* Every sample of one message size, for all rounds. */
+struct size_samples {
+	struct sample base[X_RING][ROUNDS_MAX];
+	struct sample ring[CFGS_MAX][ROUNDS_MAX];
+};
+
+/* Round @r at one message size: baselines and ring, in alternating order. */
+static int measure_size(struct size_samples *ss, int r, struct fivc_backend *be,
+			uint8_t *src, uint8_t *dst, size_t msg,
+			const struct opts *o)
 {
-	struct sample base[X_RING][ROUNDS_MAX], ring[CFGS_MAX][ROUNDS_MAX],
-		bm[X_RING];
-	char m[16];
 	int err = 0;
 
-	for (int r = 0; r < o->rounds; r++) {
-		for (int half = 0; half < 2; half++) {
-			bool do_ring = (half == 0) == (r % 2 == 1);
+	for (int half = 0; half < 2; half++) {
+		bool do_ring = (half == 0) == (r % 2 == 1);
 
-			for (int x = 0; !do_ring && !err && x < X_RING; x++)
-				err = measure(x, NULL, be, src, dst, msg, o,
-					      &base[x][r]);
-			for (int c = 0; do_ring && !err && c < n_cfgs; c++)
-				err = measure(X_RING, &cfgs[c], be, src, dst,
-					      msg, o, &ring[c][r]);
-		}
+		for (int x = 0; !do_ring && !err && x < X_RING; x++)
+			err = measure(x, NULL, be, src, dst, msg, o,
+				      &ss->base[x][r]);
+		for (int c = 0; do_ring && !err && c < n_cfgs; c++)
+			err = measure(X_RING, &cfgs[c], be, src, dst, msg, o,
+				      &ss->ring[c][r]);
 	}
-	if (err)
-		return err;
+	return err;
+}
+
+static void report_size(FILE *csv, const struct size_samples *ss, size_t msg,
+			const struct opts *o)
+{
+	struct sample bm[X_RING];
+	char m[16];
+
 	for (int x = 0; x < X_RING; x++)
-		bm[x] = median(base[x], o->rounds);
+		bm[x] = median(ss->base[x], o->rounds);
 	printf("msg=%s: pipe %.2f, unix_socketpair %.2f, memcpy %.2f, "
 	       "memcpy_stream %.2f MB/s\n",
 	       fmt_size(m, sizeof(m), msg), bm[X_PIPE].mbps, bm[X_UNIX].mbps,
 	       bm[X_MEMCPY].mbps, bm[X_STREAM].mbps);
 	for (int c = 0; c < n_cfgs; c++) {
-		struct sample rm = median(ring[c], o->rounds);
+		struct sample rm = median(ss->ring[c], o->rounds);
 
 		report_point(csv, &cfgs[c], msg, bm, &rm);
 	}
-	if (csv)
-		fflush(csv);
-	fflush(stdout);
-	return 0;
 }
 
 /*
@@ -813,6 +818,24 @@ static double own_cpu(void)
 		       1e-6;
 }
 
+/* Says how much else ran on the machine since cpu_times(busy0, steal0). */
+static void report_noise(double wall, double busy0, double steal0)
+{
+	double busy, steal, other;
+
+	cpu_times(&busy, &steal);
+	other = busy - busy0 - own_cpu();
+	if (other < 0)
+		other = 0;
+	steal -= steal0;
+	printf("CPU time during the run: %.1f s wall, %.1f s ours, %.1f s by "
+	       "other processes, %.1f s stolen by the hypervisor%s\n",
+	       wall, own_cpu(), other, steal,
+	       other > 0.05 * wall || steal > 0.05 * wall
+		       ? " (NOISY: numbers are unreliable)"
+		       : "");
+}
+
 /* Producer and consumer on the first two CPUs we may use. */
 static void pick_cpus(void)
 {
@@ -839,6 +862,19 @@ static void pick_cpus(void)
 	       "%d\n",
 	       cpu_prod, cpu_cons, cpu_prod);
 	pin(cpu_prod);
+}
+
+/* xorshift32: incompressible, and the same in every process. */
+static void fill_pattern(uint8_t *p, size_t len)
+{
+	uint32_t x = 2463534242u;
+
+	for (size_t i = 0; i < len; i++) {
+		x ^= x << 13;
+		x ^= x >> 17;
+		x ^= x << 5;
+		p[i] = (uint8_t)x;
+	}
 }
 
 static void usage(const char *prog)
@@ -937,7 +973,8 @@ int main(int argc, char **argv)
 	const uint32_t *sizes;
 	uint8_t *src, *dst;
 	int n_sizes, err;
-	double busy0, steal0, busy1, steal1, wall0, own;
+	double busy0, steal0, wall0;
+	struct size_samples *ss;
 	struct opts o;
 	FILE *csv;
 
@@ -949,6 +986,10 @@ int main(int argc, char **argv)
 	n_cfgs = o.quick ? ARRAY_SIZE(cfgs_quick) : ARRAY_SIZE(cfgs_full);
 	sizes = o.quick ? sizes_quick : sizes_full;
 	n_sizes = o.quick ? ARRAY_SIZE(sizes_quick) : ARRAY_SIZE(sizes_full);
+	if (o.msg) {
+		sizes = &o.msg;
+		n_sizes = 1;
+	}
 
 	signal(SIGPIPE, SIG_IGN);
 	rep = mmap(NULL, sizeof(*rep), PROT_READ | PROT_WRITE,
@@ -960,12 +1001,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "Failed to allocate buffers\n");
 		return 1;
 	}
-	for (uint32_t i = 0, x = 2463534242u; i < MSG_MAX; i++) {
-		x ^= x << 13;
-		x ^= x >> 17;
-		x ^= x << 5;
-		pattern[i] = (uint8_t)x;
-	}
+	fill_pattern(pattern, MSG_MAX);
 	memcpy(src, pattern, MSG_MAX);
 	memset(dst, 0, MSG_MAX);
 
@@ -975,8 +1011,9 @@ int main(int argc, char **argv)
 			strerror(-err));
 		return 1;
 	}
+	ss = calloc(n_sizes, sizeof(*ss));
 	csv = csv_open(o.csv);
-	if (!csv)
+	if (!csv || !ss)
 		return 1;
 	printf("bench_ring: %d round(s), median; each point up to %.2f s or "
 	       "%llu MiB; MB = 10^6 bytes\n",
@@ -984,25 +1021,22 @@ int main(int argc, char **argv)
 	pick_cpus();
 	cpu_times(&busy0, &steal0);
 	wall0 = now_s();
-	if (o.msg) {
-		sizes = &o.msg;
-		n_sizes = 1;
+	/*
+	 * Rounds outermost: the samples of one point are spread over the whole
+	 * run, so a slow spell of the machine cannot take all of them.
+	 */
+	for (int r = 0; r < o.rounds && !err; r++) {
+		printf("round %d/%d\n", r + 1, o.rounds);
+		fflush(stdout);
+		for (int i = 0; i < n_sizes && !err; i++)
+			err = measure_size(&ss[i], r, be, src, dst, sizes[i],
+					   &o);
 	}
 	for (int i = 0; i < n_sizes && !err; i++)
-		err = run_size(csv, be, src, dst, sizes[i], &o);
-	cpu_times(&busy1, &steal1);
-	own = own_cpu();
-	printf("CPU time during the run: %.1f s wall, %.1f s ours, %.1f s "
-	       "other "
-	       "processes, %.1f s stolen by the hypervisor%s\n",
-	       now_s() - wall0, own,
-	       busy1 - busy0 - own > 0 ? busy1 - busy0 - own : 0,
-	       steal1 - steal0,
-	       busy1 - busy0 - own > 0.05 * (now_s() - wall0) ||
-			       steal1 - steal0 > 0.05 * (now_s() - wall0)
-		       ? " (NOISY: numbers are unreliable)"
-		       : "");
+		report_size(csv, &ss[i], sizes[i], &o);
+	report_noise(now_s() - wall0, busy0, steal0);
 	fclose(csv);
+	free(ss);
 	fivc_backend_close(be);
 	if (err) {
 		fprintf(stderr, "bench_ring: failed: %s\n", strerror(-err));
