@@ -1,11 +1,16 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 /* Blocking helpers: adaptive spin, then sleep on the event channel. */
 #include <errno.h>
+#include <time.h>
 
 #include "fastivc/ring_wait.h"
 
-#define SPIN_DEFAULT 64u
-#define SPIN_MIN 16u
+/*
+ * A sleep costs a wake-up through the event channel, ~25 us here (eventfd
+ * between two processes on a VM): spinning for less than that before
+ * sleeping gains nothing, so the budget never drops below SPIN_FLOOR_US.
+ */
+#define SPIN_FLOOR_US 30u
 
 static inline void cpu_relax(void)
 {
@@ -16,27 +21,42 @@ static inline void cpu_relax(void)
 #endif
 }
 
-void fivc_spin_init(struct fivc_spin *s, unsigned int max)
+static uint64_t now_ns(void)
 {
-	s->max = max;
-	s->budget = max < SPIN_DEFAULT ? max : SPIN_DEFAULT;
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
-/* Polls @ready up to the budget; adapts the budget to the outcome. */
+void fivc_spin_init(struct fivc_spin *s, unsigned int max_us)
+{
+	s->max = max_us;
+	s->budget = max_us < SPIN_FLOOR_US ? max_us : SPIN_FLOOR_US;
+}
+
+/* Polls @ready for up to budget us; adapts the budget to the outcome. */
 static bool spin(struct fivc_spin *s, bool (*ready)(void *), void *arg)
 {
-	for (unsigned int i = 0; i < s->budget; i++) {
-		if (ready(arg)) {
-			if (s->budget < s->max)
+	uint64_t end;
+
+	if (!s->budget)
+		return false;
+	end = now_ns() + s->budget * 1000ull;
+	do {
+		for (int i = 0; i < 16; i++) {
+			if (ready(arg)) {
 				s->budget = s->budget * 2 > s->max
 						    ? s->max
 						    : s->budget * 2;
-			return true;
+				return true;
+			}
+			cpu_relax();
 		}
-		cpu_relax();
-	}
-	if (s->budget > SPIN_MIN)
-		s->budget /= 2;
+	} while (now_ns() < end);
+	s->budget /= 2;
+	if (s->budget < SPIN_FLOOR_US)
+		s->budget = s->max < SPIN_FLOOR_US ? s->max : SPIN_FLOOR_US;
 	return false;
 }
 
@@ -93,11 +113,10 @@ ssize_t fivc_tx_write_all(struct fivc_tx *tx, struct fivc_evch *ev,
 			done += (size_t)n;
 			continue;
 		}
-		if (n != -EAGAIN)
-			return n;
-		err = fivc_tx_wait(tx, ev, s, timeout_ms);
+		err = n == -EAGAIN ? fivc_tx_wait(tx, ev, s, timeout_ms) : (int)n;
+		/* Like write(2): what went out counts more than the error. */
 		if (err)
-			return err;
+			return done ? (ssize_t)done : err;
 	}
 	return (ssize_t)done;
 }

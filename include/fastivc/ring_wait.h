@@ -5,8 +5,9 @@
  * its epoll loop instead.
  *
  * Before sleeping they spin for a short, adaptive while: a spin that ended in
- * progress doubles the next budget, one that did not halves it, so a busy
- * stream rarely sleeps and an idle one stops burning CPU quickly.
+ * progress doubles the next budget, one that did not halves it (never below
+ * the cost of a wake-up), so a busy stream rarely sleeps and an idle one
+ * burns little CPU.
  */
 #ifndef FASTIVC_RING_WAIT_H
 #define FASTIVC_RING_WAIT_H
@@ -15,12 +16,11 @@
 #include "fastivc/shm.h"
 
 struct fivc_spin {
-	unsigned int budget; /* polls before sleeping; 0 never spins */
-	unsigned int max;    /* upper bound of the budget */
+	unsigned int budget; /* microseconds of polling before sleeping */
+	unsigned int max;    /* upper bound of the budget; 0 never spins */
 };
 
-/* Default budget; max 0 disables spinning. */
-void fivc_spin_init(struct fivc_spin *s, unsigned int max);
+void fivc_spin_init(struct fivc_spin *s, unsigned int max_us);
 
 /* Waits until reserve() can progress: 0, -ETIMEDOUT or -errno. */
 int fivc_tx_wait(struct fivc_tx *tx, struct fivc_evch *ev, struct fivc_spin *s,
@@ -29,7 +29,10 @@ int fivc_tx_wait(struct fivc_tx *tx, struct fivc_evch *ev, struct fivc_spin *s,
 int fivc_rx_wait(struct fivc_rx *rx, struct fivc_evch *ev, struct fivc_spin *s,
 		 int timeout_ms);
 
-/* Writes all of @buf, waiting as needed (each wait <= timeout_ms). */
+/*
+ * Writes all of @buf, waiting as needed (each wait <= timeout_ms). Returns
+ * len, or what was written before an error, or the error if nothing was.
+ */
 ssize_t fivc_tx_write_all(struct fivc_tx *tx, struct fivc_evch *ev,
 			  struct fivc_spin *s, const void *buf, size_t len,
 			  int timeout_ms);

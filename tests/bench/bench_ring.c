@@ -38,7 +38,7 @@
 #define MSG_MAX (1u << 20)
 #define STREAM_BYTES (128u << 20) /* > any last-level cache we run on */
 #define CHECK_EVERY 256 /* full payload compare of every 256th message */
-#define SPIN_MAX 4096u	/* polls before sleeping, an adaptive budget */
+#define SPIN_MAX_US 200u /* spin before sleeping: an adaptive budget */
 #define WAIT_MS 1000
 #define ROUNDS_MAX 15
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
@@ -382,7 +382,7 @@ static void consumer(struct link *l, size_t msg)
 	if (l->x == X_RING) {
 		memset(&rx, 0, sizeof(rx));
 		l->w.ev = NULL; /* the producer's end, inherited: not ours */
-		fivc_spin_init(&l->w.spin, SPIN_MAX);
+		fivc_spin_init(&l->w.spin, SPIN_MAX_US);
 		err = consumer_ring_open(l, &be, &shm, &rx);
 		if (err) {
 			consumer_fail("Failed to attach the ring", err, 0);
@@ -456,7 +456,7 @@ static int link_open(struct link *l, const struct ring_cfg *cfg)
 	kick[0].fn = fivc_evch_kick;
 	kick[0].arg = l->ev;
 	l->w.ev = l->ev;
-	fivc_spin_init(&l->w.spin, SPIN_MAX);
+	fivc_spin_init(&l->w.spin, SPIN_MAX_US);
 	return fivc_tx_init(&l->tx, l->shm->addr, l->shm->size, &l->g, kick);
 }
 

@@ -60,7 +60,7 @@ static void consume(uint32_t id, struct result *res)
 		free(buf);
 		return;
 	}
-	fivc_spin_init(&spin, 4096);
+	fivc_spin_init(&spin, 200);
 	for (;;) {
 		size_t want = prng_size(&rng, 1, MAX_MSG);
 
@@ -107,7 +107,7 @@ static void produce(struct result *res)
 		free(buf);
 		return;
 	}
-	fivc_spin_init(&spin, 4096);
+	fivc_spin_init(&spin, 200);
 	while (res->bytes < opt.bytes) {
 		size_t len = prng_size(&rng, 1, MAX_MSG);
 		ssize_t n;
