@@ -41,11 +41,27 @@ RING_TESTS := $(patsubst tests/ring/%.c,$(O)/tests/%,$(wildcard tests/ring/test_
 TEST_UTIL_OBJS := $(patsubst %.c,$(O)/obj/%.o,$(wildcard tests/util/*.c))
 BENCH_BINS := $(patsubst tests/bench/%.c,$(O)/bench/%,$(wildcard tests/bench/*.c))
 
+# BPF: vmlinux.h from the running kernel's BTF (VMLINUX_BTF=path overrides),
+# each bpf/*.bpf.c compiled CO-RE, linked into one object, one skeleton.
+CLANG ?= clang
+BPFTOOL ?= bpftool
+VMLINUX_BTF ?= /sys/kernel/btf/vmlinux
+BPF_ARCH := $(shell uname -m | sed -e 's/x86_64/x86/' -e 's/aarch64/arm64/')
+BPF_CFLAGS := -g -O2 -target bpf -D__TARGET_ARCH_$(BPF_ARCH) -Wall -Wextra \
+	-Werror -I$(O) -Iinclude -Ibpf
+# The object defining the maps first: libbpf 1.1's linker leaves a map
+# relocation unresolved when an extern use comes before the definition.
+BPF_OBJS := $(O)/bpf/sockops.bpf.o $(patsubst bpf/%.c,$(O)/bpf/%.o,\
+	$(filter-out bpf/sockops.bpf.c,$(wildcard bpf/*.bpf.c)))
+SKEL := $(O)/fastivc.skel.h
+BPF_TESTS := $(patsubst tests/bpf/%.c,$(O)/tests/bpf/%,$(wildcard tests/bpf/test_*.c))
+LDLIBS_BPF := -lbpf -lelf -lz
+
 .DELETE_ON_ERROR:
 .PHONY: all deps test test-ring test-ring-san test-ring-tsan test-fuzz \
-	bench bench-ring fuzz check format clean demo
+	test-bpf bench bench-ring fuzz check format clean demo
 
-all: $(LIB) $(RING_TESTS) $(BENCH_BINS)
+all: $(LIB) $(RING_TESTS) $(BENCH_BINS) $(SKEL) $(BPF_TESTS)
 
 deps:
 	$(Q)./scripts/install-deps.sh
@@ -69,6 +85,34 @@ $(O)/bench/%: $(O)/obj/tests/bench/%.o $(TEST_UTIL_OBJS) $(LIB)
 	$(Q)mkdir -p $(@D)
 	$(Q)$(CC) $(LDFLAGS) $(CFLAGS) $^ -o $@ $(LDLIBS)
 
+# --- BPF -------------------------------------------------------------------
+$(O)/vmlinux.h: $(VMLINUX_BTF)
+	$(call msg,BTF,$@)
+	$(Q)mkdir -p $(@D)
+	$(Q)$(BPFTOOL) btf dump file $< format c > $@
+
+$(O)/bpf/%.bpf.o: bpf/%.bpf.c bpf/fastivc.bpf.h include/fastivc/bpf_abi.h \
+	$(O)/vmlinux.h
+	$(call msg,CLANG-BPF,$@)
+	$(Q)mkdir -p $(@D)
+	$(Q)$(CLANG) $(BPF_CFLAGS) -c $< -o $@
+
+$(O)/fastivc.bpf.o: $(BPF_OBJS)
+	$(call msg,GEN-OBJ,$@)
+	$(Q)$(BPFTOOL) gen object $@ $^
+
+$(SKEL): $(O)/fastivc.bpf.o
+	$(call msg,GEN-SKEL,$@)
+	$(Q)$(BPFTOOL) gen skeleton $< > $@
+
+$(O)/obj/tests/bpf/%.o: override CFLAGS += -I$(O)
+$(O)/obj/tests/bpf/%.o: $(SKEL)
+
+$(O)/tests/bpf/%: $(O)/obj/tests/bpf/%.o
+	$(call msg,LINK,$@)
+	$(Q)mkdir -p $(@D)
+	$(Q)$(CC) $(LDFLAGS) $(CFLAGS) $^ -o $@ $(LDLIBS_BPF)
+
 # --- tests -----------------------------------------------------------------
 # Plain build first, then the same ring tests under ASan+UBSan and the
 # concurrent ones under TSan, each in its own build folder.
@@ -77,6 +121,10 @@ test: deps
 
 test-ring: $(RING_TESTS)
 	$(Q)./tests/ring/run.sh $(O)/tests
+
+# Two namespaces, two cgroups, two program instances (as root).
+test-bpf: $(BPF_TESTS)
+	$(Q)./tests/bpf/run.sh $(O)/tests/bpf
 
 test-ring-san:
 	$(Q)$(MAKE) --no-print-directory O=build/asan SAN=address,undefined test-ring

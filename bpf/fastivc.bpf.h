@@ -1,0 +1,143 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * What the two BPF sources share: the maps of include/fastivc/bpf_abi.h,
+ * the TCP option's wire format and small inline helpers. sockops.bpf.c
+ * defines the maps (FIVC_MAPS_DEFINE); skmsg.bpf.c sees them extern and
+ * `bpftool gen object` links both into fastivc.bpf.o.
+ */
+#ifndef FASTIVC_BPF_H
+#define FASTIVC_BPF_H
+
+#include "vmlinux.h"
+#include <bpf/bpf_endian.h>
+#include <bpf/bpf_helpers.h>
+
+#include "fastivc/bpf_abi.h"
+
+/* UAPI constants vmlinux.h does not carry (they are #defines). */
+#define AF_INET 2
+#define AF_INET6 10
+#define SOL_TCP 6
+#define TCP_SAVE_SYN 27
+#define TCPHDR_SYN 0x02
+#define TCPHDR_ACK 0x10
+
+#ifdef FIVC_MAPS_DEFINE
+#define FIVC_MAP
+#else
+#define FIVC_MAP extern
+#endif
+
+/* Co-resident prefixes -> domain id; written by the agent. */
+FIVC_MAP struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__type(key, struct fivc_peer_key);
+	__type(value, struct fivc_peer_val);
+	__uint(max_entries, FIVC_MAX_PEERS);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+} peers SEC(".maps");
+
+/* Steered app sockets by 4-tuple; inserted by sockops, removed by the agent. */
+FIVC_MAP struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, struct fivc_flow_key);
+	__type(value, struct fivc_flow);
+	__uint(max_entries, FIVC_MAX_FLOWS);
+} flows SEC(".maps");
+
+/* App sockets (by flow) and slot ends X, Y (by slot); sk_msg runs on all. */
+FIVC_MAP struct {
+	__uint(type, BPF_MAP_TYPE_SOCKHASH);
+	__type(key, struct fivc_sock_key);
+	__type(value, __u64);
+	__uint(max_entries, FIVC_MAX_FLOWS + 2 * FIVC_MAX_SLOTS);
+} socks SEC(".maps");
+
+/* Per slot: the flow it serves (set by sockops) and Y's mode (agent). */
+FIVC_MAP struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, struct fivc_slot);
+	__uint(max_entries, FIVC_MAX_SLOTS);
+} slots SEC(".maps");
+
+/* Y's local port (host order) -> slot; written by the agent. */
+FIVC_MAP struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, __u16);
+	__type(value, __u32);
+	__uint(max_entries, FIVC_MAX_SLOTS);
+} slot_ports SEC(".maps");
+
+/* Slots ready for a new flow; the agent pushes, sockops pops. */
+FIVC_MAP struct {
+	__uint(type, BPF_MAP_TYPE_QUEUE);
+	__type(value, __u32);
+	__uint(max_entries, FIVC_MAX_SLOTS);
+} free_slots SEC(".maps");
+
+/* struct fivc_event records for the agent. */
+FIVC_MAP struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 256 * 1024);
+} events SEC(".maps");
+
+/* enum fivc_stat counters, per CPU. */
+FIVC_MAP struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(max_entries, FIVC_STAT__MAX);
+} stats SEC(".maps");
+
+/* The option on the wire: kind 254, length 12, RFC 6994 ExID, payload. */
+struct fivc_tcpopt {
+	__u8 kind;
+	__u8 len;
+	__be16 exid;
+	__be32 domid;
+	__be32 nonce;
+} __attribute__((packed));
+
+_Static_assert(sizeof(struct fivc_tcpopt) == FIVC_TCPOPT_LEN, "option size");
+
+/*
+ * A u32 context field, loaded at its constant offset from the context
+ * pointer. Plain C lets clang merge the loads of two branches into one load
+ * from a computed address, which the verifier refuses ("dereference of
+ * modified ctx ptr"); neither volatile nor barriers stop that.
+ */
+#define CTX_READ(ctx, field)                                                   \
+	({                                                                     \
+		__u32 v_;                                                      \
+		asm volatile("%0 = *(u32 *)(%1 + %2)"                          \
+			     : "=r"(v_)                                        \
+			     : "r"(ctx), "i"(__builtin_offsetof(               \
+						 typeof(*(ctx)), field)));     \
+		v_;                                                            \
+	})
+
+static __always_inline void stat_inc(__u32 idx)
+{
+	__u64 *v = bpf_map_lookup_elem(&stats, &idx);
+
+	if (v)
+		*v += 1;
+}
+
+static __always_inline void addr_v4mapped(__u8 *addr, __u32 ip4)
+{
+	__u32 w[4] = {0, 0, bpf_htonl(0xffff), ip4};
+
+	__builtin_memcpy(addr, w, sizeof(w));
+}
+
+static __always_inline void addr_v6(__u8 *addr, __u32 w0, __u32 w1, __u32 w2,
+				    __u32 w3)
+{
+	__u32 w[4] = {w0, w1, w2, w3};
+
+	__builtin_memcpy(addr, w, sizeof(w));
+}
+
+#endif /* FASTIVC_BPF_H */

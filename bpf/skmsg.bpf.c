@@ -1,0 +1,130 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/*
+ * sk_msg, attached to socks: runs on every send of a steered app socket and
+ * of the agent's slot sockets (docs/steering.md, "The data path").
+ *
+ * App socket A: egress redirect to its slot's X. Agent socket Y: by its
+ * slot's mode, ingress into A (INJECT) or egress out of A (RELAY).
+ *
+ * The verdict is never SK_DROP: one drop makes every later send() on the
+ * socket fail with EACCES without running the program again. A failed
+ * redirect sets nothing (bpf_msg_redirect_hash fails before recording the
+ * target), so returning SK_PASS then sends on the socket's own TCP path.
+ */
+#include "fastivc.bpf.h"
+
+/*
+ * Slot sockets are loopback TCP; a steered app socket never is (peers
+ * holds no loopback prefix). One comparison sends each kind its own way.
+ */
+static __always_inline bool msg_is_loopback(const struct sk_msg_md *msg,
+					    __u32 family)
+{
+	__u32 w2, w3;
+
+	if (family == AF_INET)
+		return (CTX_READ(msg, remote_ip4) & bpf_htonl(0xff000000)) ==
+		       bpf_htonl(0x7f000000);
+	if (family != AF_INET6)
+		return false;
+	if (CTX_READ(msg, remote_ip6[0]) || CTX_READ(msg, remote_ip6[1]))
+		return false;
+	w2 = CTX_READ(msg, remote_ip6[2]);
+	w3 = CTX_READ(msg, remote_ip6[3]);
+	if (w2 == 0)
+		return w3 == bpf_htonl(1); /* ::1 */
+	return w2 == bpf_htonl(0xffff) &&  /* ::ffff:127.0.0.0/104 */
+	       (w3 & bpf_htonl(0xff000000)) == bpf_htonl(0x7f000000);
+}
+
+/* The same key sockops built for this socket; -1 if not IP. */
+static __always_inline int msg_flow_key(const struct sk_msg_md *msg,
+					__u32 family, struct fivc_flow_key *k)
+{
+	if (family == AF_INET) {
+		addr_v4mapped(k->laddr, CTX_READ(msg, local_ip4));
+		addr_v4mapped(k->raddr, CTX_READ(msg, remote_ip4));
+	} else if (family == AF_INET6) {
+		addr_v6(k->laddr, CTX_READ(msg, local_ip6[0]),
+			CTX_READ(msg, local_ip6[1]),
+			CTX_READ(msg, local_ip6[2]),
+			CTX_READ(msg, local_ip6[3]));
+		addr_v6(k->raddr, CTX_READ(msg, remote_ip6[0]),
+			CTX_READ(msg, remote_ip6[1]),
+			CTX_READ(msg, remote_ip6[2]),
+			CTX_READ(msg, remote_ip6[3]));
+	} else {
+		return -1;
+	}
+	/* local_port is host order, remote_port network order in a u32 */
+	k->lport = CTX_READ(msg, local_port);
+	k->rport = bpf_ntohl(CTX_READ(msg, remote_port));
+	k->pad = 0;
+	return 0;
+}
+
+/* A steered app socket sends: its bytes go to X, the agent reads them on Y. */
+static __always_inline int app_send(struct sk_msg_md *msg, __u32 family)
+{
+	struct fivc_sock_key skey = {.role = FIVC_SOCK_SLOT_X};
+	struct fivc_flow_key k;
+	struct fivc_flow *flow;
+
+	if (msg_flow_key(msg, family, &k))
+		goto pass;
+	flow = bpf_map_lookup_elem(&flows, &k);
+	if (!flow)
+		goto pass;
+	skey.slot = flow->slot;
+	if (bpf_msg_redirect_hash(msg, &socks, &skey, 0) != SK_PASS)
+		goto pass;
+	/* Sends on one socket hold its lock: plain adds are exact. */
+	flow->tx_msgs += 1;
+	flow->tx_bytes += msg->size;
+	stat_inc(FIVC_STAT_MSG_REDIRECT);
+	return SK_PASS;
+pass:
+	stat_inc(FIVC_STAT_MSG_PASS);
+	return SK_PASS;
+}
+
+/* The agent sends on a slot socket: into or out of the slot's app socket. */
+static __always_inline int slot_send(struct sk_msg_md *msg)
+{
+	struct fivc_sock_key skey = {.role = FIVC_SOCK_APP};
+	struct fivc_slot *slot;
+	__u16 port = CTX_READ(msg, local_port);
+	__u64 flags;
+	__u32 *idx;
+
+	idx = bpf_map_lookup_elem(&slot_ports, &port);
+	if (!idx)
+		goto fail;
+	slot = bpf_map_lookup_elem(&slots, idx);
+	if (!slot)
+		goto fail;
+	if (slot->mode == FIVC_SLOT_INJECT)
+		flags = BPF_F_INGRESS;
+	else if (slot->mode == FIVC_SLOT_RELAY)
+		flags = 0;
+	else
+		goto fail;
+	skey.flow = slot->flow;
+	if (bpf_msg_redirect_hash(msg, &socks, &skey, flags) != SK_PASS)
+		goto fail;
+	stat_inc(FIVC_STAT_INJECT);
+	return SK_PASS;
+fail:
+	stat_inc(FIVC_STAT_INJECT_FAIL);
+	return SK_PASS;
+}
+
+SEC("sk_msg")
+int fivc_skmsg(struct sk_msg_md *msg)
+{
+	__u32 family = CTX_READ(msg, family);
+
+	if (msg_is_loopback(msg, family))
+		return slot_send(msg);
+	return app_send(msg, family);
+}
