@@ -113,7 +113,8 @@ ssize_t fivc_tx_write_all(struct fivc_tx *tx, struct fivc_evch *ev,
 			done += (size_t)n;
 			continue;
 		}
-		err = n == -EAGAIN ? fivc_tx_wait(tx, ev, s, timeout_ms) : (int)n;
+		err = n == -EAGAIN ? fivc_tx_wait(tx, ev, s, timeout_ms)
+				   : (int)n;
 		/* Like write(2): what went out counts more than the error. */
 		if (err)
 			return done ? (ssize_t)done : err;

@@ -37,7 +37,7 @@
 
 #define MSG_MAX (1u << 20)
 #define STREAM_BYTES (128u << 20) /* > any last-level cache we run on */
-#define CHECK_EVERY 256 /* full payload compare of every 256th message */
+#define CHECK_EVERY 256	 /* full payload compare of every 256th message */
 #define SPIN_MAX_US 200u /* spin before sleeping: an adaptive budget */
 #define WAIT_MS 1000
 #define ROUNDS_MAX 15
