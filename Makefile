@@ -105,8 +105,9 @@ $(SKEL): $(O)/fastivc.bpf.o
 	$(call msg,GEN-SKEL,$@)
 	$(Q)$(BPFTOOL) gen skeleton $< > $@
 
-$(O)/obj/tests/bpf/%.o: override CFLAGS += -I$(O)
-$(O)/obj/tests/bpf/%.o: $(SKEL)
+BPF_TEST_OBJS := $(BPF_TESTS:$(O)/tests/bpf/%=$(O)/obj/tests/bpf/%.o)
+$(BPF_TEST_OBJS): override CFLAGS += -I$(O)
+$(BPF_TEST_OBJS): $(SKEL)
 
 $(O)/tests/bpf/%: $(O)/obj/tests/bpf/%.o
 	$(call msg,LINK,$@)
