@@ -57,11 +57,16 @@ SKEL := $(O)/fastivc.skel.h
 BPF_TESTS := $(patsubst tests/bpf/%.c,$(O)/tests/bpf/%,$(wildcard tests/bpf/test_*.c))
 LDLIBS_BPF := -lbpf -lelf -lz
 
+AGENT_OBJS := $(patsubst %.c,$(O)/obj/%.o,$(wildcard agent/*.c))
+FASTIVC := $(O)/fastivc
+TOOLS := $(patsubst tests/tools/%.c,$(O)/tools/%,$(wildcard tests/tools/*.c))
+
 .DELETE_ON_ERROR:
 .PHONY: all deps test test-ring test-ring-san test-ring-tsan test-fuzz \
-	test-bpf bench bench-ring fuzz check format clean demo
+	test-bpf test-netns bench bench-ring fuzz check format clean demo
 
-all: $(LIB) $(RING_TESTS) $(BENCH_BINS) $(SKEL) $(BPF_TESTS)
+all: $(LIB) $(RING_TESTS) $(BENCH_BINS) $(SKEL) $(BPF_TESTS) $(FASTIVC) \
+	$(TOOLS)
 
 deps:
 	$(Q)./scripts/install-deps.sh
@@ -114,6 +119,20 @@ $(O)/tests/bpf/%: $(O)/obj/tests/bpf/%.o
 	$(Q)mkdir -p $(@D)
 	$(Q)$(CC) $(LDFLAGS) $(CFLAGS) $^ -o $@ $(LDLIBS_BPF)
 
+# --- the fastivc binary (agent and CLI) --------------------------------------
+$(O)/obj/agent/%.o: override CFLAGS += -I$(O)
+$(AGENT_OBJS): $(SKEL)
+
+$(FASTIVC): $(AGENT_OBJS) $(LIB)
+	$(call msg,LINK,$@)
+	$(Q)$(CC) $(LDFLAGS) $(CFLAGS) $^ -o $@ $(LDLIBS) $(LDLIBS_BPF)
+
+# Test tools: ordinary TCP programs with no fastivc code in them.
+$(O)/tools/%: $(O)/obj/tests/tools/%.o $(TEST_UTIL_OBJS) $(LIB)
+	$(call msg,LINK,$@)
+	$(Q)mkdir -p $(@D)
+	$(Q)$(CC) $(LDFLAGS) $(CFLAGS) $^ -o $@ $(LDLIBS)
+
 # --- tests -----------------------------------------------------------------
 # Plain build first, then the same ring tests under ASan+UBSan and the
 # concurrent ones under TSan, each in its own build folder.
@@ -126,6 +145,10 @@ test-ring: $(RING_TESTS)
 # Two namespaces, two cgroups, two program instances (as root).
 test-bpf: $(BPF_TESTS)
 	$(Q)./tests/bpf/run.sh $(O)/tests/bpf
+
+# Two "domUs" (netns + cgroup + agent each) and real clients (as root).
+test-netns: $(FASTIVC) $(TOOLS)
+	$(Q)O=$(O) ./tests/netns/run.sh
 
 test-ring-san:
 	$(Q)$(MAKE) --no-print-directory O=build/asan SAN=address,undefined test-ring

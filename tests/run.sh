@@ -22,6 +22,8 @@ tier "ring tests" make --no-print-directory test-ring
 tier "ring tests under ASan+UBSan" make --no-print-directory test-ring-san
 tier "concurrent ring tests under TSan" make --no-print-directory test-ring-tsan
 tier "ring fuzzing (bounded)" make --no-print-directory test-fuzz
+tier "BPF programs in two namespaces" make --no-print-directory test-bpf
+tier "agents in two namespaces, real clients" make --no-print-directory test-netns
 
 passed=$(grep -c '^ok - ' "$log")
 failed=$(grep -c '^not ok - ' "$log")

@@ -67,7 +67,7 @@ struct fivc_flow {
 	__u32 slot;
 	__u32 peer_domid;
 	__u32 nonce;
-	__u32 dir; /* enum fivc_flow_dir */
+	__u32 dir;     /* enum fivc_flow_dir */
 	__u64 tx_msgs; /* sk_msg redirects of app sends (counter) */
 	__u64 tx_bytes;
 };
@@ -90,6 +90,7 @@ struct fivc_slot {
 enum fivc_event_type {
 	FIVC_EV_ESTABLISHED = 1, /* a socket was steered; slot popped */
 	FIVC_EV_STATE = 2,	 /* a steered socket changed TCP state */
+	FIVC_EV_FIN_HELD = 3,	 /* tc held the peer's FIN (see held_fins) */
 };
 
 /* events: ring buffer records. */
@@ -106,19 +107,35 @@ struct fivc_event {
 	__u32 pad;
 };
 
+/*
+ * held_fins: hash, app 4-tuple -> the peer's FIN segment, held by the tc
+ * ingress program while tunnel bytes may still be on their way; the agent
+ * re-sends it once it has injected the last byte (docs/steering.md).
+ * fin_ok: hash, app 4-tuple -> 1 once that happened (FINs then pass).
+ */
+#define FIVC_HELD_FIN_MAX 128
+struct fivc_held_fin {
+	__u32 len; /* bytes of pkt, from the IP header on */
+	__u32 pad;
+	__u8 pkt[FIVC_HELD_FIN_MAX];
+};
+
 /* stats: per-CPU array, one __u64 per counter. */
 enum fivc_stat {
-	FIVC_STAT_STEERED = 0,	   /* sockets put on the fast path */
-	FIVC_STAT_NOT_PEER,	   /* remote not in peers: plain TCP */
-	FIVC_STAT_NO_OPTION,	   /* peer did not answer the option */
-	FIVC_STAT_BAD_OPTION,	   /* wrong domid or nonce in the option */
-	FIVC_STAT_NO_SLOT,	   /* no free slot: plain TCP */
-	FIVC_STAT_SOCKHASH_FULL,   /* insert failed: plain TCP */
-	FIVC_STAT_EVENT_LOST,	   /* ring buffer full */
-	FIVC_STAT_MSG_REDIRECT,	   /* app sends redirected to a slot */
-	FIVC_STAT_MSG_PASS,	   /* app sends passed to TCP (fallback) */
-	FIVC_STAT_INJECT,	   /* agent sends redirected into an app */
-	FIVC_STAT_INJECT_FAIL,	   /* agent sends with no target */
+	FIVC_STAT_STEERED = 0,	 /* sockets put on the fast path */
+	FIVC_STAT_NOT_PEER,	 /* remote not in peers: plain TCP */
+	FIVC_STAT_NO_OPTION,	 /* peer did not answer the option */
+	FIVC_STAT_BAD_OPTION,	 /* wrong domid or nonce in the option */
+	FIVC_STAT_NO_SLOT,	 /* no free slot: plain TCP */
+	FIVC_STAT_SOCKHASH_FULL, /* insert failed: plain TCP */
+	FIVC_STAT_EVENT_LOST,	 /* ring buffer full */
+	FIVC_STAT_MSG_REDIRECT,	 /* app sends redirected to a slot */
+	FIVC_STAT_MSG_PASS,	 /* app sends passed to TCP (fallback) */
+	FIVC_STAT_INJECT,	 /* agent sends redirected into an app */
+	FIVC_STAT_INJECT_FAIL,	 /* agent sends with no target */
+	FIVC_STAT_FIN_HELD,	 /* peer FINs held until the tunnel drained */
+	FIVC_STAT_FIN_DATA,	 /* FINs with payload on a steered flow */
+	FIVC_STAT_ACK_HELD,	 /* ACKs of our FIN dropped (see fin_hold) */
 	FIVC_STAT__MAX,
 };
 

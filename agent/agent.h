@@ -1,0 +1,213 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/* The agent: types shared by the files in agent/. See docs/steering.md. */
+#ifndef FASTIVC_AGENT_H
+#define FASTIVC_AGENT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/epoll.h>
+
+#include "fastivc/bpf_abi.h"
+#include "fastivc/ring.h"
+#include "fastivc/shm.h"
+
+struct agent;
+
+#define container_of(ptr, type, member)                                        \
+	((type *)((char *)(ptr)-offsetof(type, member)))
+
+struct agent_config {
+	char instance[32];   /* names the pin dir and the run dir */
+	char cgroup[256];    /* cgroup v2 directory of the applications */
+	char bpffs[128];     /* bpffs mount point */
+	char run_dir[256];   /* control socket and pid lock */
+	char link_dir[256];  /* local backend: agents listen on dom<N>.sock */
+	char ifaces[256];    /* tc ingress (FIN hold) on these; "" = all */
+	uint32_t domid;	     /* our domain id */
+	uint32_t n_channels; /* ring geometry of each direction */
+	uint32_t channel_size;
+	uint32_t pool;		   /* free slots kept ready */
+	uint32_t max_tunnels;	   /* CREATE beyond this is refused */
+	uint32_t setup_timeout_ms; /* wait for the peer's CREATE */
+};
+
+/*
+ * Every fd in the epoll set is registered with one of these. A callback may
+ * tear down objects whose events are still pending in the same batch: their
+ * watches are marked dead at once and their memory is freed only after the
+ * batch (agent_defer_free).
+ */
+struct agent_watch {
+	void (*fn)(struct agent *a, struct agent_watch *w, uint32_t events);
+	int fd;
+	bool live;
+};
+
+enum flow_state {
+	FLOW_PENDING = 0, /* steered; tunnel being set up; bytes wait in Y */
+	FLOW_TUNNEL,	  /* both rings mapped: bytes take the ring */
+	FLOW_FAILED,	  /* setup refused or torn down: see reason */
+	FLOW_DONE,	  /* both directions finished, app socket closed */
+};
+
+struct peer_link {
+	uint32_t domid;
+	struct agent_watch w;
+	bool hello_done;
+	struct peer_link *next;
+};
+
+struct flow {
+	uint32_t slot;
+	struct fivc_flow_key key; /* the app socket's own view */
+	uint64_t cookie;
+	uint32_t peer_domid;
+	uint32_t nonce;
+	uint32_t dir; /* enum fivc_flow_dir */
+	uint64_t tunnel_id;
+	enum flow_state state;
+	const char *reason; /* why the flow is not (or no longer) tunneled */
+	uint64_t deadline_ns;
+
+	struct agent_watch w_y; /* the slot's agent end */
+	int fd_x;		/* the slot's redirect target; never read */
+
+	struct peer_link *link;
+	struct fivc_shm *tx_shm, *rx_shm;
+	struct fivc_evch *ev_tx; /* offered with our CREATE */
+	struct fivc_evch *ev_rx; /* bound from the peer's CREATE */
+	struct agent_watch w_ev_tx, w_ev_rx;
+	struct fivc_tx tx;
+	struct fivc_rx rx;
+	bool tx_sent, tx_accepted; /* our CREATE sent, and accepted */
+	bool rx_attached;	   /* we accepted the peer's CREATE */
+	bool app_wr_shut;	   /* the app shut its write side */
+	bool app_closed;	   /* the app socket is gone */
+	bool tx_eof;		   /* Y read to EOF and SEND_CLOSE sent */
+	bool rx_eof;		   /* the peer's SEND_CLOSE was delivered */
+	bool fin_held;		   /* tc holds the peer's FIN for us */
+	uint32_t y_events;	   /* what Y is registered for in epoll */
+	uint64_t bytes_tx, bytes_rx;
+};
+
+/* A CREATE from the peer for a flow we have not seen yet. */
+struct parked_create {
+	struct peer_link *link;
+	uint64_t deadline_ns;
+	struct parked_create *next;
+	/* struct fivc_tunnel_msg follows; see link.c */
+};
+
+struct agent_counters {
+	uint64_t flows_steered, flows_tunneled, flows_failed, flows_done;
+	uint64_t creates_refused, creates_rejected_by_peer;
+	uint64_t bytes_tx, bytes_rx;
+	uint64_t ring_full, ring_waits;
+};
+
+struct agent_bpf; /* agent/bpf.c */
+
+struct agent {
+	struct agent_config cfg;
+	int epfd;
+	struct agent_bpf *bpf;
+	struct fivc_backend *be;
+	struct flow **flows; /* by slot */
+	uint32_t n_tunnels;
+	struct agent_watch w_events, w_link_listen, w_control, w_timer;
+	int slot_listen_fd;  /* loopback listener the slots connect to */
+	uint32_t slots_free; /* in free_slots, ready */
+	uint32_t next_slot;
+	uint32_t *recycled; /* slot ids free for a new pair */
+	uint32_t n_recycled;
+	struct peer_link *links;
+	struct parked_create *parked;
+	struct agent_counters ctr;
+	void **dead; /* freed after the current epoll batch */
+	uint32_t n_dead, cap_dead;
+	volatile int stop;
+};
+
+/* agent/main.c: log level from the command line */
+uint64_t agent_now_ns(void);
+int agent_watch_add(struct agent *a, struct agent_watch *w, uint32_t events);
+int agent_watch_mod(struct agent *a, struct agent_watch *w, uint32_t events);
+void agent_watch_del(struct agent *a, struct agent_watch *w);
+void agent_defer_free(struct agent *a, void *p);
+void agent_reap(struct agent *a);
+int agent_loop(struct agent *a);
+
+/* agent/config.c */
+void agent_config_defaults(struct agent_config *c);
+int agent_config_load(struct agent_config *c, const char *path);
+int agent_config_set(struct agent_config *c, const char *key, const char *val);
+
+/* agent/bpf.c: load, pin, attach; map access by the rest */
+int agent_pin_dir(const struct agent_config *c, char *buf, size_t len);
+int agent_bpf_open(struct agent *a);
+void agent_bpf_close(struct agent *a);
+int agent_bpf_events_fd(struct agent *a);
+void agent_bpf_events_poll(struct agent *a);
+int agent_bpf_slot_add(struct agent *a, uint32_t slot, int fd_x, int fd_y,
+		       uint16_t y_port);
+void agent_bpf_slot_del(struct agent *a, uint32_t slot, uint16_t y_port);
+int agent_bpf_slot_mode(struct agent *a, uint32_t slot,
+			const struct fivc_flow_key *key, uint32_t mode);
+void agent_bpf_flow_del(struct agent *a, const struct fivc_flow_key *key);
+int agent_bpf_stats(struct agent *a, uint64_t out[FIVC_STAT__MAX]);
+/* End of stream delivered: let later FINs pass, and clear held state. */
+int agent_bpf_fin_ok(struct agent *a, const struct fivc_flow_key *key, bool ok);
+int agent_bpf_held_fin_take(struct agent *a, const struct fivc_flow_key *key,
+			    struct fivc_held_fin *out);
+
+/* agent/fin.c */
+int agent_fin_resend(struct agent *a, const struct fivc_flow_key *k);
+
+/* agent/slots.c: the pool of loopback pairs */
+int slots_init(struct agent *a);
+void slots_fill(struct agent *a);
+void slots_release(struct agent *a, uint32_t slot, int fd_x, int fd_y);
+int slots_take(struct agent *a, uint32_t slot, int *fd_x, int *fd_y);
+void slots_fini(struct agent *a);
+
+/* agent/sockdiag.c: the app socket, seen through sock_diag */
+int agent_sock_destroy(struct agent *a, const struct fivc_flow_key *k,
+		       uint64_t cookie);
+
+/* agent/flow.c: lifecycle and data path */
+int flows_init(struct agent *a);
+void flow_established(struct agent *a, const struct fivc_event *ev);
+void flow_state_event(struct agent *a, const struct fivc_event *ev);
+void flow_fin_held(struct agent *a, const struct fivc_event *ev);
+void flow_expire(struct agent *a, uint64_t now);
+void flow_link_down(struct agent *a, struct peer_link *l);
+struct fivc_tunnel_msg;
+void flow_on_create(struct agent *a, struct peer_link *l,
+		    struct fivc_tunnel_msg *m);
+void flow_on_reply(struct agent *a, struct peer_link *l,
+		   const struct fivc_tunnel_msg *m);
+void flows_fini(struct agent *a);
+
+/* agent/link.c: per-peer control links (local backend: Unix sockets) */
+int link_init(struct agent *a);
+struct peer_link *link_get(struct agent *a, uint32_t domid);
+int link_send(struct agent *a, struct peer_link *l,
+	      const struct fivc_tunnel_msg *m);
+void link_fini(struct agent *a);
+
+/* agent/control.c: the status socket */
+int control_path(const struct agent_config *c, char *buf, size_t len);
+int control_init(struct agent *a);
+void control_fini(struct agent *a);
+
+/* agent/addr.c: printing and parsing 16-byte (IPv4-mapped) addresses */
+void addr_format(const uint8_t a[16], char *buf, size_t len);
+int addr_parse_prefix(const char *s, struct fivc_peer_key *k);
+
+/* The subcommands (agent/cmd_*.c) */
+int cmd_agent(int argc, char **argv);
+int cmd_status(int argc, char **argv);
+int cmd_peer(int argc, char **argv);
+
+#endif /* FASTIVC_AGENT_H */

@@ -1,0 +1,420 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/*
+ * The agent's BPF side: load the skeleton, pin its maps under
+ * <bpffs>/fastivc/<instance>/ (with BTF, for `bpftool map dump pinned`),
+ * attach sockops to the apps' cgroup and sk_msg to the sockhash, and give
+ * the rest of the agent typed access to the maps.
+ */
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/magic.h>
+#include <net/if.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <unistd.h>
+
+#include "agent.h"
+#include "fastivc.skel.h"
+#include "fastivc/log.h"
+
+#define MAX_IFACES 16
+
+struct agent_bpf {
+	struct fastivc_bpf *skel;
+	struct ring_buffer *rb;
+	struct bpf_link *sockops;
+	int cgroup_fd;
+	bool skmsg_attached;
+	char pin_dir[256];
+	int tc_ifindex[MAX_IFACES]; /* FIN hold attached here */
+	int n_tc;
+};
+
+/* libbpf's own messages, one level below ours. */
+static int libbpf_print(enum libbpf_print_level level, const char *fmt,
+			va_list ap)
+{
+	char line[512];
+	size_t n;
+
+	if (level == LIBBPF_DEBUG && fivc_log_get_level() < FIVC_LOG_DEBUG)
+		return 0;
+	vsnprintf(line, sizeof(line), fmt, ap);
+	n = strlen(line);
+	if (n && line[n - 1] == '\n')
+		line[n - 1] = 0;
+	fivc_log(level == LIBBPF_WARN ? FIVC_LOG_INFO : FIVC_LOG_DEBUG,
+		 "libbpf: %s", line);
+	return 0;
+}
+
+int agent_pin_dir(const struct agent_config *c, char *buf, size_t len)
+{
+	if (snprintf(buf, len, "%s/fastivc/%s", c->bpffs, c->instance) >=
+	    (int)len)
+		return -ENAMETOOLONG;
+	return 0;
+}
+
+static int check_fs(const char *path, long magic, const char *what)
+{
+	struct statfs st;
+
+	if (statfs(path, &st)) {
+		pr_err("%s: %s", path, strerror(errno));
+		return -errno;
+	}
+	if (st.f_type != magic) {
+		pr_err("%s is not %s", path, what);
+		return -ENODEV;
+	}
+	return 0;
+}
+
+/* Maps that must outlive one agent run; the rest start empty each time. */
+static bool keep_pin(const char *name)
+{
+	return !strcmp(name, "peers");
+}
+
+static int pin_maps(struct agent_bpf *b)
+{
+	struct bpf_map *map;
+	char path[320];
+
+	if (mkdir(b->pin_dir, 0700) && errno != EEXIST)
+		return -errno;
+	bpf_object__for_each_map(map, b->skel->obj)
+	{
+		const char *name = bpf_map__name(map);
+
+		if (strchr(name, '.')) /* .rodata, .bss */
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", b->pin_dir, name);
+		if (!keep_pin(name))
+			unlink(path);
+		bpf_map__set_pin_path(map, path);
+	}
+	return 0;
+}
+
+static int on_event(void *ctx, void *data, size_t len)
+{
+	struct agent *a = ctx;
+	const struct fivc_event *ev = data;
+
+	if (len < sizeof(*ev))
+		return 0;
+	if (ev->type == FIVC_EV_ESTABLISHED)
+		flow_established(a, ev);
+	else if (ev->type == FIVC_EV_STATE)
+		flow_state_event(a, ev);
+	else if (ev->type == FIVC_EV_FIN_HELD)
+		flow_fin_held(a, ev);
+	return 0;
+}
+
+#define TC_HANDLE 0xf1c0
+
+static int tc_attach_point(int ifindex, enum bpf_tc_attach_point where,
+			   struct bpf_program *prog)
+{
+	DECLARE_LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindex,
+			    .attach_point = where);
+	DECLARE_LIBBPF_OPTS(bpf_tc_opts, opts, .handle = TC_HANDLE,
+			    .priority = 1, .flags = BPF_TC_F_REPLACE);
+	int err;
+
+	/* The clsact qdisc serves both points; it may exist already. */
+	err = bpf_tc_hook_create(&hook);
+	if (err && err != -EEXIST)
+		return err;
+	opts.prog_fd = bpf_program__fd(prog);
+	return bpf_tc_attach(&hook, &opts);
+}
+
+static int tc_attach_one(struct agent_bpf *b, int ifindex)
+{
+	int err;
+
+	if (b->n_tc == MAX_IFACES)
+		return -E2BIG;
+	err = tc_attach_point(ifindex, BPF_TC_INGRESS,
+			      b->skel->progs.fivc_fin_hold);
+	if (!err)
+		err = tc_attach_point(ifindex, BPF_TC_EGRESS,
+				      b->skel->progs.fivc_fin_seen);
+	b->tc_ifindex[b->n_tc++] = ifindex;
+	return err;
+}
+
+static void tc_detach_all(struct agent_bpf *b)
+{
+	static const enum bpf_tc_attach_point points[] = {BPF_TC_INGRESS,
+							  BPF_TC_EGRESS};
+
+	for (int i = 0; i < b->n_tc; i++) {
+		for (int p = 0; p < 2; p++) {
+			DECLARE_LIBBPF_OPTS(bpf_tc_hook, hook,
+					    .ifindex = b->tc_ifindex[i],
+					    .attach_point = points[p]);
+			DECLARE_LIBBPF_OPTS(bpf_tc_opts, opts,
+					    .handle = TC_HANDLE, .priority = 1);
+
+			bpf_tc_detach(&hook, &opts);
+		}
+	}
+	b->n_tc = 0;
+}
+
+/* The FIN hold on every interface named in cfg.ifaces, or on all but lo. */
+static int tc_attach(struct agent *a)
+{
+	struct if_nameindex *ifs = if_nameindex(), *i;
+	char list[sizeof(a->cfg.ifaces) + 2];
+	int err = 0;
+
+	if (!ifs)
+		return -errno;
+	snprintf(list, sizeof(list), ",%s,", a->cfg.ifaces);
+	for (i = ifs; i->if_index && !err; i++) {
+		char name[IF_NAMESIZE + 3];
+
+		snprintf(name, sizeof(name), ",%s,", i->if_name);
+		if (a->cfg.ifaces[0] ? !strstr(list, name)
+				     : !strcmp(i->if_name, "lo"))
+			continue;
+		err = tc_attach_one(a->bpf, (int)i->if_index);
+		if (err)
+			pr_err("Failed to attach the FIN hold to %s: %s",
+			       i->if_name, strerror(-err));
+	}
+	if_freenameindex(ifs);
+	return err;
+}
+
+int agent_bpf_open(struct agent *a)
+{
+	struct agent_bpf *b = calloc(1, sizeof(*b));
+	char base[192];
+	int err;
+
+	if (!b)
+		return -ENOMEM;
+	a->bpf = b;
+	b->cgroup_fd = -1;
+	libbpf_set_print(libbpf_print);
+	err = check_fs(a->cfg.bpffs, BPF_FS_MAGIC,
+		       "a bpffs mount (mount -t bpf bpf /sys/fs/bpf)");
+	if (!err)
+		err = check_fs(a->cfg.cgroup, CGROUP2_SUPER_MAGIC,
+			       "a cgroup v2 directory");
+	if (err)
+		return err;
+	snprintf(base, sizeof(base), "%s/fastivc", a->cfg.bpffs);
+	mkdir(base, 0700);
+	err = agent_pin_dir(&a->cfg, b->pin_dir, sizeof(b->pin_dir));
+	if (err)
+		return err;
+
+	b->skel = fastivc_bpf__open();
+	if (!b->skel) {
+		pr_err("Failed to open the BPF object: %s", strerror(errno));
+		return -errno;
+	}
+	b->skel->rodata->self_domid = a->cfg.domid;
+	err = pin_maps(b);
+	if (!err)
+		err = fastivc_bpf__load(b->skel);
+	if (err) {
+		pr_err("Failed to load the BPF programs: %s (does this kernel "
+		       "have sockops, sk_msg and sockhash? see `bpftool "
+		       "feature probe`)",
+		       strerror(-err));
+		return err;
+	}
+
+	b->cgroup_fd = open(a->cfg.cgroup, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (b->cgroup_fd < 0) {
+		err = -errno;
+		pr_err("Failed to open cgroup %s: %s", a->cfg.cgroup,
+		       strerror(errno));
+		return err;
+	}
+	err = bpf_prog_attach(bpf_program__fd(b->skel->progs.fivc_skmsg),
+			      bpf_map__fd(b->skel->maps.socks),
+			      BPF_SK_MSG_VERDICT, 0);
+	if (err) {
+		err = -errno;
+		pr_err("Failed to attach sk_msg to the sockhash: %s",
+		       strerror(errno));
+		return err;
+	}
+	b->skmsg_attached = true;
+	b->sockops = bpf_program__attach_cgroup(b->skel->progs.fivc_sockops,
+						b->cgroup_fd);
+	if (!b->sockops) {
+		err = -errno;
+		pr_err("Failed to attach sockops to %s: %s", a->cfg.cgroup,
+		       strerror(errno));
+		return err;
+	}
+	err = tc_attach(a);
+	if (err)
+		return err;
+	b->rb = ring_buffer__new(bpf_map__fd(b->skel->maps.events), on_event, a,
+				 NULL);
+	if (!b->rb) {
+		err = -errno;
+		pr_err("Failed to open the event ring buffer: %s",
+		       strerror(errno));
+		return err;
+	}
+	return 0;
+}
+
+void agent_bpf_close(struct agent *a)
+{
+	struct agent_bpf *b = a->bpf;
+	struct bpf_map *map;
+
+	if (!b)
+		return;
+	ring_buffer__free(b->rb);
+	tc_detach_all(b);
+	bpf_link__destroy(b->sockops);
+	if (b->skmsg_attached)
+		bpf_prog_detach2(bpf_program__fd(b->skel->progs.fivc_skmsg),
+				 bpf_map__fd(b->skel->maps.socks),
+				 BPF_SK_MSG_VERDICT);
+	if (b->skel)
+		bpf_object__for_each_map(
+			map, b->skel->obj) if (!keep_pin(bpf_map__name(map)) &&
+					       bpf_map__pin_path(map))
+			bpf_map__unpin(map, NULL);
+	fastivc_bpf__destroy(b->skel);
+	if (b->cgroup_fd >= 0)
+		close(b->cgroup_fd);
+	free(b);
+	a->bpf = NULL;
+}
+
+int agent_bpf_events_fd(struct agent *a)
+{
+	return ring_buffer__epoll_fd(a->bpf->rb);
+}
+
+void agent_bpf_events_poll(struct agent *a)
+{
+	ring_buffer__consume(a->bpf->rb);
+}
+
+int agent_bpf_slot_add(struct agent *a, uint32_t slot, int fd_x, int fd_y,
+		       uint16_t y_port)
+{
+	struct fastivc_bpf *s = a->bpf->skel;
+	struct fivc_sock_key k = {.role = FIVC_SOCK_SLOT_X, .slot = slot};
+	struct fivc_slot idle = {.mode = FIVC_SLOT_IDLE};
+	__u64 x = (__u64)fd_x, y = (__u64)fd_y; /* sockhash values are u64 */
+	__u16 port = y_port;
+
+	if (bpf_map__update_elem(s->maps.slots, &slot, sizeof(slot), &idle,
+				 sizeof(idle), BPF_ANY) ||
+	    bpf_map__update_elem(s->maps.socks, &k, sizeof(k), &x, sizeof(x),
+				 BPF_ANY))
+		return -errno;
+	k.role = FIVC_SOCK_SLOT_Y;
+	if (bpf_map__update_elem(s->maps.socks, &k, sizeof(k), &y, sizeof(y),
+				 BPF_ANY) ||
+	    bpf_map__update_elem(s->maps.slot_ports, &port, sizeof(port), &slot,
+				 sizeof(slot), BPF_ANY) ||
+	    bpf_map__update_elem(s->maps.free_slots, NULL, 0, &slot,
+				 sizeof(slot), BPF_ANY))
+		return -errno;
+	return 0;
+}
+
+void agent_bpf_slot_del(struct agent *a, uint32_t slot, uint16_t y_port)
+{
+	struct fastivc_bpf *s = a->bpf->skel;
+	struct fivc_slot idle = {.mode = FIVC_SLOT_IDLE};
+	__u16 port = y_port;
+
+	/* The sockets leave socks when they are closed. */
+	bpf_map__delete_elem(s->maps.slot_ports, &port, sizeof(port), 0);
+	bpf_map__update_elem(s->maps.slots, &slot, sizeof(slot), &idle,
+			     sizeof(idle), BPF_ANY);
+}
+
+int agent_bpf_slot_mode(struct agent *a, uint32_t slot,
+			const struct fivc_flow_key *key, uint32_t mode)
+{
+	struct fivc_slot v = {.flow = *key, .mode = mode};
+
+	if (bpf_map__update_elem(a->bpf->skel->maps.slots, &slot, sizeof(slot),
+				 &v, sizeof(v), BPF_ANY))
+		return -errno;
+	return 0;
+}
+
+void agent_bpf_flow_del(struct agent *a, const struct fivc_flow_key *key)
+{
+	bpf_map__delete_elem(a->bpf->skel->maps.flows, key, sizeof(*key), 0);
+}
+
+int agent_bpf_fin_ok(struct agent *a, const struct fivc_flow_key *key, bool ok)
+{
+	struct fastivc_bpf *s = a->bpf->skel;
+	__u32 one = 1;
+
+	if (!ok) {
+		bpf_map__delete_elem(s->maps.fin_ok, key, sizeof(*key), 0);
+		bpf_map__delete_elem(s->maps.fin_sent, key, sizeof(*key), 0);
+		bpf_map__delete_elem(s->maps.held_fins, key, sizeof(*key), 0);
+		return 0;
+	}
+	if (bpf_map__update_elem(s->maps.fin_ok, key, sizeof(*key), &one,
+				 sizeof(one), BPF_ANY))
+		return -errno;
+	return 0;
+}
+
+int agent_bpf_held_fin_take(struct agent *a, const struct fivc_flow_key *key,
+			    struct fivc_held_fin *out)
+{
+	struct fastivc_bpf *s = a->bpf->skel;
+
+	if (bpf_map__lookup_and_delete_elem(s->maps.held_fins, key,
+					    sizeof(*key), out, sizeof(*out), 0))
+		return -errno;
+	return out->len <= FIVC_HELD_FIN_MAX ? 0 : -EINVAL;
+}
+
+int agent_bpf_stats(struct agent *a, uint64_t out[FIVC_STAT__MAX])
+{
+	int ncpu = libbpf_num_possible_cpus();
+	uint64_t *v;
+
+	if (ncpu <= 0)
+		return -EINVAL;
+	v = calloc((size_t)ncpu, sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < FIVC_STAT__MAX; i++) {
+		out[i] = 0;
+		if (bpf_map__lookup_elem(a->bpf->skel->maps.stats, &i,
+					 sizeof(i), v,
+					 (size_t)ncpu * sizeof(*v), 0))
+			continue;
+		for (int c = 0; c < ncpu; c++)
+			out[i] += v[c];
+	}
+	free(v);
+	return 0;
+}

@@ -1,0 +1,295 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/* `fastivc agent`: the foreground daemon. */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <linux/capability.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/file.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/timerfd.h>
+#include <unistd.h>
+
+#include "agent.h"
+#include "fastivc/log.h"
+
+#define TICK_MS 100
+
+static void usage(FILE *o)
+{
+	fprintf(o,
+		"Usage: fastivc agent [OPTIONS]\n"
+		"Run the fastivc agent for one domain in the foreground.\n\n"
+		"  -c, --config FILE      read settings from FILE (key = "
+		"value)\n"
+		"  -i, --instance NAME    instance name (pin dir, sockets) "
+		"[default]\n"
+		"  -d, --domid N          this domain's id (required)\n"
+		"  -g, --cgroup PATH      cgroup v2 directory of the "
+		"applications\n"
+		"  -s, --set KEY=VALUE    any config key, after the file\n"
+		"  -v, --verbose          debug logging\n"
+		"  -h, --help             this text\n\n"
+		"Config keys: instance cgroup bpffs run_dir link_dir domid "
+		"channels\n"
+		"channel_size pool max_tunnels setup_timeout_ms log_level\n");
+}
+
+/* Root, or at least the capabilities loading and attaching BPF needs. */
+static int check_privileges(void)
+{
+	struct __user_cap_header_struct h = {_LINUX_CAPABILITY_VERSION_3, 0};
+	struct __user_cap_data_struct d[2] = {};
+	static const int need[] = {CAP_BPF, CAP_NET_ADMIN, CAP_SYS_ADMIN};
+
+	if (syscall(SYS_capget, &h, d))
+		return -errno;
+	for (unsigned int i = 0; i < sizeof(need) / sizeof(need[0]); i++) {
+		int c = need[i];
+
+		if (!(d[c / 32].effective & (1u << (c % 32)))) {
+			pr_err("fastivc agent needs root (CAP_BPF, "
+			       "CAP_NET_ADMIN, CAP_SYS_ADMIN)");
+			return -EPERM;
+		}
+	}
+	return 0;
+}
+
+/* One agent per instance: a lock held for the agent's lifetime. */
+static int take_lock(const struct agent_config *c)
+{
+	char path[300], pid[32];
+	int fd;
+
+	if (mkdir(c->run_dir, 0755) && errno != EEXIST) {
+		pr_err("Failed to create %s: %s", c->run_dir, strerror(errno));
+		return -errno;
+	}
+	snprintf(path, sizeof(path), "%s/%s.pid", c->run_dir, c->instance);
+	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	if (fd < 0) {
+		pr_err("Failed to open %s: %s", path, strerror(errno));
+		return -errno;
+	}
+	if (flock(fd, LOCK_EX | LOCK_NB)) {
+		ssize_t n = pread(fd, pid, sizeof(pid) - 1, 0);
+
+		pid[n > 0 ? n : 0] = 0;
+		pr_err("An agent is already running for instance '%s' (pid %s)",
+		       c->instance, strtok(pid, "\n") ? pid : "?");
+		close(fd);
+		return -EEXIST;
+	}
+	snprintf(pid, sizeof(pid), "%d\n", (int)getpid());
+	if (ftruncate(fd, 0) || pwrite(fd, pid, strlen(pid), 0) < 0)
+		pr_warn("Failed to write %s", path);
+	return fd; /* kept open: the lock lives as long as we do */
+}
+
+static void on_signal(struct agent *a, struct agent_watch *w, uint32_t events)
+{
+	struct signalfd_siginfo si;
+
+	(void)events;
+	if (read(w->fd, &si, sizeof(si)) == sizeof(si)) {
+		pr_info("signal %u: stopping", si.ssi_signo);
+		a->stop = 1;
+	}
+}
+
+static void on_tick(struct agent *a, struct agent_watch *w, uint32_t events)
+{
+	uint64_t n;
+
+	(void)events;
+	if (read(w->fd, &n, sizeof(n)) < 0)
+		return;
+	flow_expire(a, agent_now_ns());
+	slots_fill(a);
+}
+
+static void on_events(struct agent *a, struct agent_watch *w, uint32_t events)
+{
+	(void)w;
+	(void)events;
+	agent_bpf_events_poll(a);
+}
+
+static int parse_args(struct agent_config *c, int argc, char **argv)
+{
+	static const struct option lo[] = {
+		{"config", required_argument, NULL, 'c'},
+		{"instance", required_argument, NULL, 'i'},
+		{"domid", required_argument, NULL, 'd'},
+		{"cgroup", required_argument, NULL, 'g'},
+		{"set", required_argument, NULL, 's'},
+		{"verbose", no_argument, NULL, 'v'},
+		{"help", no_argument, NULL, 'h'},
+		{},
+	};
+	const char *key = NULL;
+	char kv[512];
+	int opt, err;
+
+	/* The config file first, so command-line settings override it. */
+	for (int i = 1; i < argc - 1; i++)
+		if (!strcmp(argv[i], "-c") || !strcmp(argv[i], "--config"))
+			if (agent_config_load(c, argv[i + 1]))
+				return -EINVAL;
+	while ((opt = getopt_long(argc, argv, "c:i:d:g:s:vh", lo, NULL)) !=
+	       -1) {
+		char *val = optarg;
+
+		switch (opt) {
+		case 'c':
+			continue;
+		case 'i':
+			key = "instance";
+			break;
+		case 'd':
+			key = "domid";
+			break;
+		case 'g':
+			key = "cgroup";
+			break;
+		case 's':
+			snprintf(kv, sizeof(kv), "%s", optarg);
+			val = strchr(kv, '=');
+			if (!val) {
+				pr_err("--set wants KEY=VALUE, got '%s'",
+				       optarg);
+				return -EINVAL;
+			}
+			*val++ = 0;
+			key = kv;
+			break;
+		case 'v':
+			fivc_log_set_level(FIVC_LOG_DEBUG);
+			continue;
+		case 'h':
+			usage(stdout);
+			exit(0);
+		default:
+			usage(stderr);
+			return -EINVAL;
+		}
+		err = agent_config_set(c, key, val);
+		if (err) {
+			pr_err(err == -ENOENT ? "unknown setting '%s'"
+					      : "bad value '%s' for '%s'",
+			       err == -ENOENT ? key : val, key);
+			return -EINVAL;
+		}
+	}
+	if (optind < argc) {
+		pr_err("unexpected argument '%s'", argv[optind]);
+		return -EINVAL;
+	}
+	if (c->domid == UINT32_MAX) {
+		pr_err("the domain id is not set (--domid N or domid = N)");
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static int add_fd_watch(struct agent *a, struct agent_watch *w, int fd,
+			void (*fn)(struct agent *, struct agent_watch *,
+				   uint32_t))
+{
+	if (fd < 0)
+		return -errno;
+	w->fd = fd;
+	w->fn = fn;
+	return agent_watch_add(a, w, EPOLLIN);
+}
+
+int cmd_agent(int argc, char **argv)
+{
+	struct itimerspec tick = {{0, TICK_MS * 1000000L},
+				  {0, TICK_MS * 1000000L}};
+	struct agent *a = calloc(1, sizeof(*a));
+	struct agent_watch w_sig = {};
+	sigset_t mask;
+	int lock_fd = -1, err;
+
+	if (!a)
+		return 1;
+	agent_config_defaults(&a->cfg);
+	err = parse_args(&a->cfg, argc, argv);
+	if (!err)
+		err = check_privileges();
+	if (err)
+		goto out;
+	lock_fd = take_lock(&a->cfg);
+	if (lock_fd < 0) {
+		err = lock_fd;
+		goto out;
+	}
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGTERM);
+	sigprocmask(SIG_BLOCK, &mask, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	a->epfd = epoll_create1(EPOLL_CLOEXEC);
+	err = a->epfd < 0 ? -errno : fivc_backend_open_local(&a->be);
+	if (!err)
+		err = flows_init(a);
+	if (!err)
+		err = slots_init(a);
+	if (!err)
+		err = agent_bpf_open(a);
+	if (!err)
+		err = add_fd_watch(a, &a->w_events, agent_bpf_events_fd(a),
+				   on_events);
+	if (!err)
+		err = link_init(a);
+	if (!err)
+		err = control_init(a);
+	if (!err)
+		err = add_fd_watch(a, &w_sig, signalfd(-1, &mask, SFD_CLOEXEC),
+				   on_signal);
+	if (!err)
+		err = add_fd_watch(a, &a->w_timer,
+				   timerfd_create(CLOCK_MONOTONIC,
+						  TFD_CLOEXEC | TFD_NONBLOCK),
+				   on_tick);
+	if (!err && timerfd_settime(a->w_timer.fd, 0, &tick, NULL))
+		err = -errno;
+	if (err)
+		goto out;
+	slots_fill(a);
+	pr_info("agent ready: instance %s, domain %u, cgroup %s, %u channels "
+		"of %u bytes",
+		a->cfg.instance, a->cfg.domid, a->cfg.cgroup, a->cfg.n_channels,
+		a->cfg.channel_size);
+	err = agent_loop(a);
+out:
+	control_fini(a);
+	link_fini(a);
+	if (a->flows)
+		flows_fini(a);
+	if (a->bpf)
+		agent_bpf_close(a);
+	slots_fini(a);
+	fivc_backend_close(a->be);
+	agent_reap(a);
+	free(a->dead);
+	if (w_sig.live)
+		close(w_sig.fd);
+	if (a->w_timer.live)
+		close(a->w_timer.fd);
+	if (a->epfd > 0)
+		close(a->epfd);
+	if (lock_fd >= 0)
+		close(lock_fd);
+	free(a);
+	return err ? 1 : 0;
+}

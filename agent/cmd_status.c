@@ -1,0 +1,82 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/* `fastivc status [--json]`: ask the running agent. */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "agent.h"
+#include "fastivc/log.h"
+
+static void usage(FILE *o)
+{
+	fprintf(o,
+		"Usage: fastivc status [-i INSTANCE] [--run-dir DIR] [--json]\n"
+		"Flows (4-tuple, path, bytes each way, fallback reason), "
+		"tunnels\n"
+		"and counters of the running agent.\n");
+}
+
+int cmd_status(int argc, char **argv)
+{
+	static const struct option lo[] = {
+		{"instance", required_argument, NULL, 'i'},
+		{"run-dir", required_argument, NULL, 'r'},
+		{"json", no_argument, NULL, 'j'},
+		{"help", no_argument, NULL, 'h'},
+		{},
+	};
+	struct sockaddr_un sun = {.sun_family = AF_UNIX};
+	struct agent_config c;
+	bool json = false;
+	char buf[65536];
+	ssize_t n;
+	int opt, fd;
+
+	agent_config_defaults(&c);
+	while ((opt = getopt_long(argc, argv, "i:r:jh", lo, NULL)) != -1) {
+		int err = 0;
+
+		if (opt == 'i')
+			err = agent_config_set(&c, "instance", optarg);
+		else if (opt == 'r')
+			err = agent_config_set(&c, "run_dir", optarg);
+		else if (opt == 'j')
+			json = true;
+		else if (opt == 'h') {
+			usage(stdout);
+			return 0;
+		} else {
+			usage(stderr);
+			return 2;
+		}
+		if (err) {
+			pr_err("bad value '%s'", optarg);
+			return 2;
+		}
+	}
+	if (optind < argc) {
+		pr_err("unexpected argument '%s'", argv[optind]);
+		return 2;
+	}
+	control_path(&c, sun.sun_path, sizeof(sun.sun_path));
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0 || connect(fd, (struct sockaddr *)&sun, sizeof(sun))) {
+		pr_err("No agent answers for instance '%s' (%s): %s",
+		       c.instance, sun.sun_path, strerror(errno));
+		return 1;
+	}
+	if (send(fd, json ? "status json\n" : "status\n", json ? 12 : 7,
+		 MSG_NOSIGNAL) < 0) {
+		pr_err("Failed to ask the agent: %s", strerror(errno));
+		close(fd);
+		return 1;
+	}
+	while ((n = read(fd, buf, sizeof(buf))) > 0)
+		fwrite(buf, 1, (size_t)n, stdout);
+	close(fd);
+	return n < 0 ? 1 : 0;
+}

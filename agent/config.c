@@ -1,0 +1,167 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/*
+ * Agent configuration: defaults, `key = value` files and command-line
+ * overrides, validated with an error that names the key (and the line).
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "agent.h"
+#include "fastivc/log.h"
+
+void agent_config_defaults(struct agent_config *c)
+{
+	struct fivc_ring_geom g;
+
+	fivc_ring_geom_default(&g);
+	memset(c, 0, sizeof(*c));
+	snprintf(c->instance, sizeof(c->instance), "default");
+	snprintf(c->cgroup, sizeof(c->cgroup), "/sys/fs/cgroup/unified");
+	snprintf(c->bpffs, sizeof(c->bpffs), "/sys/fs/bpf");
+	snprintf(c->run_dir, sizeof(c->run_dir), "/run/fastivc");
+	snprintf(c->link_dir, sizeof(c->link_dir), "/run/fastivc/link");
+	c->domid = UINT32_MAX; /* must be set */
+	c->n_channels = g.n_channels;
+	c->channel_size = g.channel_size;
+	c->pool = 32;
+	c->max_tunnels = 4096;
+	c->setup_timeout_ms = 2000;
+}
+
+static int parse_u32(const char *s, uint32_t lo, uint32_t hi, uint32_t *out)
+{
+	unsigned long long v;
+	char *end;
+
+	if (!isdigit((unsigned char)*s))
+		return -EINVAL;
+	errno = 0;
+	v = strtoull(s, &end, 0);
+	if (errno || *end || v < lo || v > hi)
+		return -EINVAL;
+	*out = (uint32_t)v;
+	return 0;
+}
+
+static int set_str(char *dst, size_t len, const char *val)
+{
+	if (!*val || strlen(val) >= len)
+		return -EINVAL;
+	memcpy(dst, val, strlen(val) + 1);
+	return 0;
+}
+
+static int check_instance(const char *s)
+{
+	for (const char *p = s; *p; p++)
+		if (!isalnum((unsigned char)*p) && *p != '-' && *p != '_')
+			return -EINVAL;
+	return 0;
+}
+
+/* 0, or -EINVAL after printing why (the caller adds where). */
+int agent_config_set(struct agent_config *c, const char *key, const char *val)
+{
+	struct fivc_ring_geom g;
+	int err = -ENOENT;
+
+	if (!strcmp(key, "instance")) {
+		err = set_str(c->instance, sizeof(c->instance), val);
+		if (!err)
+			err = check_instance(val);
+	} else if (!strcmp(key, "cgroup")) {
+		err = set_str(c->cgroup, sizeof(c->cgroup), val);
+	} else if (!strcmp(key, "bpffs")) {
+		err = set_str(c->bpffs, sizeof(c->bpffs), val);
+	} else if (!strcmp(key, "run_dir")) {
+		err = set_str(c->run_dir, sizeof(c->run_dir), val);
+	} else if (!strcmp(key, "link_dir")) {
+		err = set_str(c->link_dir, sizeof(c->link_dir), val);
+	} else if (!strcmp(key, "ifaces")) {
+		err = set_str(c->ifaces, sizeof(c->ifaces), val);
+	} else if (!strcmp(key, "domid")) {
+		err = parse_u32(val, 0, 0x7fef, &c->domid);
+	} else if (!strcmp(key, "channels")) {
+		err = parse_u32(val, FIVC_CHANNELS_MIN, FIVC_CHANNELS_MAX,
+				&c->n_channels);
+	} else if (!strcmp(key, "channel_size")) {
+		err = parse_u32(val, FIVC_CHANNEL_SIZE_MIN,
+				FIVC_CHANNEL_SIZE_MAX, &c->channel_size);
+		fivc_ring_geom_default(&g);
+		g.channel_size = c->channel_size;
+		if (!err)
+			err = fivc_ring_geom_check(&g, NULL);
+	} else if (!strcmp(key, "pool")) {
+		err = parse_u32(val, 1, 4096, &c->pool);
+	} else if (!strcmp(key, "max_tunnels")) {
+		err = parse_u32(val, 0, FIVC_MAX_SLOTS, &c->max_tunnels);
+	} else if (!strcmp(key, "setup_timeout_ms")) {
+		err = parse_u32(val, 10, 60000, &c->setup_timeout_ms);
+	} else if (!strcmp(key, "log_level")) {
+		enum fivc_log_level l;
+
+		err = fivc_log_parse_level(val, &l);
+		if (!err)
+			fivc_log_set_level(l);
+	}
+	return err;
+}
+
+static char *trim(char *s)
+{
+	char *e;
+
+	while (isspace((unsigned char)*s))
+		s++;
+	e = s + strlen(s);
+	while (e > s && isspace((unsigned char)e[-1]))
+		*--e = 0;
+	return s;
+}
+
+int agent_config_load(struct agent_config *c, const char *path)
+{
+	char line[512];
+	unsigned int n = 0;
+	FILE *f = fopen(path, "re");
+	int err = 0;
+
+	if (!f) {
+		err = -errno;
+		pr_err("Failed to open config %s: %s", path, strerror(errno));
+		return err;
+	}
+	while (fgets(line, sizeof(line), f)) {
+		char *key, *val, *eq;
+
+		n++;
+		key = trim(line);
+		if (!*key || *key == '#')
+			continue;
+		eq = strchr(key, '=');
+		if (!eq) {
+			pr_err("%s:%u: expected 'key = value'", path, n);
+			err = -EINVAL;
+			break;
+		}
+		*eq = 0;
+		key = trim(key);
+		val = trim(eq + 1);
+		err = agent_config_set(c, key, val);
+		if (err == -ENOENT)
+			pr_err("%s:%u: unknown key '%s'", path, n, key);
+		else if (err)
+			pr_err("%s:%u: bad value '%s' for key '%s'", path, n,
+			       val, key);
+		if (err) {
+			err = -EINVAL;
+			break;
+		}
+	}
+	fclose(f);
+	return err;
+}

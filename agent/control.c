@@ -1,0 +1,211 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/*
+ * The control socket, <run_dir>/<instance>.sock (root only): one request
+ * line ("status" or "status json"), one reply, then close.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "agent.h"
+#include "fastivc/log.h"
+
+static const char *const stat_names[FIVC_STAT__MAX] = {
+	[FIVC_STAT_STEERED] = "steered",
+	[FIVC_STAT_NOT_PEER] = "not_peer",
+	[FIVC_STAT_NO_OPTION] = "no_option",
+	[FIVC_STAT_BAD_OPTION] = "bad_option",
+	[FIVC_STAT_NO_SLOT] = "no_slot",
+	[FIVC_STAT_SOCKHASH_FULL] = "sockhash_full",
+	[FIVC_STAT_EVENT_LOST] = "event_lost",
+	[FIVC_STAT_MSG_REDIRECT] = "msg_redirect",
+	[FIVC_STAT_MSG_PASS] = "msg_pass",
+	[FIVC_STAT_INJECT] = "inject",
+	[FIVC_STAT_INJECT_FAIL] = "inject_fail",
+	[FIVC_STAT_FIN_HELD] = "fin_held",
+	[FIVC_STAT_FIN_DATA] = "fin_data",
+	[FIVC_STAT_ACK_HELD] = "ack_held",
+};
+
+static const char *const state_names[] = {
+	[FLOW_PENDING] = "pending",
+	[FLOW_TUNNEL] = "tunnel",
+	[FLOW_FAILED] = "failed",
+	[FLOW_DONE] = "done",
+};
+
+int control_path(const struct agent_config *c, char *buf, size_t len)
+{
+	if (snprintf(buf, len, "%s/%s.sock", c->run_dir, c->instance) >=
+	    (int)len)
+		return -ENAMETOOLONG;
+	return 0;
+}
+
+static void print_status(struct agent *a, FILE *o, bool json)
+{
+	uint64_t st[FIVC_STAT__MAX];
+	const struct agent_counters *c = &a->ctr;
+	bool first = true;
+
+	agent_bpf_stats(a, st);
+	if (json) {
+		fprintf(o,
+			"{\"version\":1,\"instance\":\"%s\",\"domid\":%u,"
+			"\"pid\":%d,\"tunnels\":%u,\"slots_free\":%u,",
+			a->cfg.instance, a->cfg.domid, (int)getpid(),
+			a->n_tunnels, a->slots_free);
+		fprintf(o,
+			"\"counters\":{\"flows_steered\":%llu,"
+			"\"flows_tunneled\":%llu,\"flows_failed\":%llu,"
+			"\"flows_done\":%llu,\"creates_refused\":%llu,"
+			"\"creates_rejected_by_peer\":%llu,"
+			"\"tunnel_bytes_tx\":%llu,\"tunnel_bytes_rx\":%llu,"
+			"\"ring_full\":%llu},\"bpf\":{",
+			(unsigned long long)c->flows_steered,
+			(unsigned long long)c->flows_tunneled,
+			(unsigned long long)c->flows_failed,
+			(unsigned long long)c->flows_done,
+			(unsigned long long)c->creates_refused,
+			(unsigned long long)c->creates_rejected_by_peer,
+			(unsigned long long)c->bytes_tx,
+			(unsigned long long)c->bytes_rx,
+			(unsigned long long)c->ring_full);
+		for (int i = 0; i < FIVC_STAT__MAX; i++)
+			fprintf(o, "%s\"%s\":%llu", i ? "," : "", stat_names[i],
+				(unsigned long long)st[i]);
+		fprintf(o, "},\"flows\":[");
+	} else {
+		fprintf(o,
+			"instance %s domid %u pid %d: %u tunnels, %u free "
+			"slots\n",
+			a->cfg.instance, a->cfg.domid, (int)getpid(),
+			a->n_tunnels, a->slots_free);
+		fprintf(o,
+			"flows: steered %llu tunneled %llu failed %llu done "
+			"%llu; tunnel bytes tx %llu rx %llu\n",
+			(unsigned long long)c->flows_steered,
+			(unsigned long long)c->flows_tunneled,
+			(unsigned long long)c->flows_failed,
+			(unsigned long long)c->flows_done,
+			(unsigned long long)c->bytes_tx,
+			(unsigned long long)c->bytes_rx);
+		fprintf(o, "bpf:");
+		for (int i = 0; i < FIVC_STAT__MAX; i++)
+			fprintf(o, " %s %llu", stat_names[i],
+				(unsigned long long)st[i]);
+		fprintf(o, "\n%-6s %-44s %-7s %-8s %12s %12s  %s\n", "slot",
+			"local -> remote", "dir", "path", "bytes_tx",
+			"bytes_rx", "reason");
+	}
+	for (uint32_t s = 0; s < a->next_slot; s++) {
+		const struct flow *f = a->flows[s];
+		char l[INET6_ADDRSTRLEN], r[INET6_ADDRSTRLEN], tuple[128];
+
+		if (!f)
+			continue;
+		addr_format(f->key.laddr, l, sizeof(l));
+		addr_format(f->key.raddr, r, sizeof(r));
+		if (json) {
+			fprintf(o,
+				"%s{\"slot\":%u,\"local\":\"%s\",\"lport\":%u,"
+				"\"remote\":\"%s\",\"rport\":%u,"
+				"\"dir\":\"%s\",\"path\":\"%s\","
+				"\"peer_domid\":%u,\"bytes_tx\":%llu,"
+				"\"bytes_rx\":%llu,\"reason\":\"%s\"}",
+				first ? "" : ",", f->slot, l, f->key.lport, r,
+				f->key.rport,
+				f->dir == FIVC_FLOW_ACTIVE ? "active"
+							   : "passive",
+				state_names[f->state], f->peer_domid,
+				(unsigned long long)f->bytes_tx,
+				(unsigned long long)f->bytes_rx,
+				f->reason ? f->reason : "");
+			first = false;
+			continue;
+		}
+		snprintf(tuple, sizeof(tuple), "%s:%u -> %s:%u", l,
+			 f->key.lport, r, f->key.rport);
+		fprintf(o, "%-6u %-44s %-7s %-8s %12llu %12llu  %s\n", f->slot,
+			tuple,
+			f->dir == FIVC_FLOW_ACTIVE ? "active" : "passive",
+			state_names[f->state], (unsigned long long)f->bytes_tx,
+			(unsigned long long)f->bytes_rx,
+			f->reason ? f->reason : "");
+	}
+	if (json)
+		fprintf(o, "]}\n");
+}
+
+static void control_accept(struct agent *a, struct agent_watch *w,
+			   uint32_t events)
+{
+	struct timeval tv = {.tv_sec = 1};
+	char req[64] = "";
+	FILE *o;
+	ssize_t n;
+	int fd;
+
+	(void)events;
+	fd = accept4(w->fd, NULL, NULL, SOCK_CLOEXEC);
+	if (fd < 0)
+		return;
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	n = recv(fd, req, sizeof(req) - 1, 0);
+	o = n > 0 ? fdopen(fd, "w") : NULL;
+	if (!o) {
+		close(fd);
+		return;
+	}
+	req[n] = 0;
+	if (!strncmp(req, "status json", 11))
+		print_status(a, o, true);
+	else if (!strncmp(req, "status", 6))
+		print_status(a, o, false);
+	else
+		fprintf(o, "error: unknown request\n");
+	fclose(o);
+}
+
+int control_init(struct agent *a)
+{
+	struct sockaddr_un sun = {.sun_family = AF_UNIX};
+	int fd, err;
+
+	if (control_path(&a->cfg, sun.sun_path, sizeof(sun.sun_path)))
+		return -ENAMETOOLONG;
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0)
+		return -errno;
+	unlink(sun.sun_path); /* stale: the pid lock proved no agent runs */
+	if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) ||
+	    chmod(sun.sun_path, 0600) || listen(fd, 16)) {
+		err = -errno;
+		pr_err("Failed to listen on %s: %s", sun.sun_path,
+		       strerror(errno));
+		close(fd);
+		return err;
+	}
+	a->w_control.fd = fd;
+	a->w_control.fn = control_accept;
+	return agent_watch_add(a, &a->w_control, EPOLLIN);
+}
+
+void control_fini(struct agent *a)
+{
+	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+
+	if (!a->w_control.fn)
+		return;
+	agent_watch_del(a, &a->w_control);
+	close(a->w_control.fd);
+	if (!control_path(&a->cfg, path, sizeof(path)))
+		unlink(path);
+}

@@ -1,0 +1,97 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/*
+ * Re-sending a held FIN (see bpf/fin_hold.bpf.c): once the tunnel has
+ * delivered its last byte into the app socket, the peer's FIN that tc held
+ * is sent again into our own stack through a raw socket, with its TCP
+ * checksum computed afresh (the held copy had only the offload's partial
+ * sum).
+ */
+#include <errno.h>
+#include <netinet/in.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "agent.h"
+#include "fastivc/log.h"
+
+static uint32_t sum16(const uint8_t *p, size_t n, uint32_t s)
+{
+	for (size_t i = 0; i + 1 < n; i += 2)
+		s += (uint32_t)(p[i] << 8 | p[i + 1]);
+	if (n & 1)
+		s += (uint32_t)(p[n - 1] << 8);
+	return s;
+}
+
+static uint16_t fold(uint32_t s)
+{
+	while (s >> 16)
+		s = (s & 0xffff) + (s >> 16);
+	return (uint16_t)~s;
+}
+
+static void put16(uint8_t *p, uint16_t v)
+{
+	p[0] = (uint8_t)(v >> 8);
+	p[1] = (uint8_t)v;
+}
+
+/* Fix the checksums of the IP packet in @pkt; returns its family or -1. */
+static int fix_checksums(uint8_t *pkt, uint32_t len,
+			 struct sockaddr_storage *to)
+{
+	uint32_t s;
+
+	if (len >= 40 && (pkt[0] >> 4) == 4 && (pkt[0] & 15) == 5) {
+		struct sockaddr_in *sin = (struct sockaddr_in *)to;
+		uint8_t *th = pkt + 20;
+		uint32_t tlen = len - 20;
+
+		put16(pkt + 10, 0);
+		put16(pkt + 10, fold(sum16(pkt, 20, 0)));
+		put16(th + 16, 0);
+		s = sum16(pkt + 12, 8, 0) + 6 + tlen;
+		put16(th + 16, fold(sum16(th, tlen, s)));
+		sin->sin_family = AF_INET;
+		memcpy(&sin->sin_addr, pkt + 16, 4);
+		return AF_INET;
+	}
+	if (len >= 60 && (pkt[0] >> 4) == 6 && pkt[6] == IPPROTO_TCP) {
+		struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)to;
+		uint8_t *th = pkt + 40;
+		uint32_t tlen = len - 40;
+
+		put16(th + 16, 0);
+		s = sum16(pkt + 8, 32, 0) + 6 + tlen;
+		put16(th + 16, fold(sum16(th, tlen, s)));
+		sin6->sin6_family = AF_INET6;
+		memcpy(&sin6->sin6_addr, pkt + 24, 16);
+		return AF_INET6;
+	}
+	return -1;
+}
+
+int agent_fin_resend(struct agent *a, const struct fivc_flow_key *k)
+{
+	struct fivc_held_fin held;
+	struct sockaddr_storage to = {};
+	int family, fd, err = 0;
+
+	if (agent_bpf_held_fin_take(a, k, &held))
+		return -ENOENT;
+	family = fix_checksums(held.pkt, held.len, &to);
+	if (family < 0)
+		return -EINVAL;
+	fd = socket(family, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_RAW);
+	if (fd < 0)
+		return -errno;
+	if (sendto(fd, held.pkt, held.len, 0, (struct sockaddr *)&to,
+		   family == AF_INET ? sizeof(struct sockaddr_in)
+				     : sizeof(struct sockaddr_in6)) < 0) {
+		err = -errno;
+		pr_warn("Failed to re-send a held FIN: %s", strerror(errno));
+	}
+	close(fd);
+	return err;
+}

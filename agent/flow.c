@@ -1,0 +1,614 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/*
+ * Flows: a steered app socket, its slot and its tunnel, from the ESTABLISHED
+ * event to the last byte. The tunnel protocol's lifecycle (thesis §3.4.4):
+ * each agent offers its transmit ring with CREATE_TUNNEL, the other maps it
+ * and answers ACCEPT_TUNNEL or REJECT_TUNNEL; the flow is up when both
+ * directions are mapped. Until then the app's bytes wait in Y.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/tcp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "agent.h"
+#include "fastivc/log.h"
+#include "fastivc/tunnel_msg.h"
+
+#define TUNNEL_BUCKETS 4096
+
+/* tunnel_id -> flow, chained through flow_link */
+static struct flow *by_tunnel[TUNNEL_BUCKETS];
+static struct flow **chain_next; /* by slot */
+
+static uint64_t fnv1a(uint64_t h, const void *p, size_t n)
+{
+	const uint8_t *b = p;
+
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ b[i]) * 0x100000001b3ULL;
+	return h;
+}
+
+/* Both agents name the tunnel alike: active side's address first. */
+static uint64_t tunnel_id_of(const struct flow *f)
+{
+	const struct fivc_flow_key *k = &f->key;
+	bool active = f->dir == FIVC_FLOW_ACTIVE;
+	uint64_t h = 0xcbf29ce484222325ULL;
+
+	h = fnv1a(h, active ? k->laddr : k->raddr, 16);
+	h = fnv1a(h, active ? &k->lport : &k->rport, 2);
+	h = fnv1a(h, active ? k->raddr : k->laddr, 16);
+	h = fnv1a(h, active ? &k->rport : &k->lport, 2);
+	return fnv1a(h, &f->nonce, 4);
+}
+
+static struct flow *flow_by_tunnel(uint64_t id, uint32_t domid)
+{
+	for (struct flow *f = by_tunnel[id % TUNNEL_BUCKETS]; f;
+	     f = chain_next[f->slot])
+		if (f->tunnel_id == id && f->peer_domid == domid)
+			return f;
+	return NULL;
+}
+
+static void tunnel_index(struct flow *f)
+{
+	struct flow **head = &by_tunnel[f->tunnel_id % TUNNEL_BUCKETS];
+
+	chain_next[f->slot] = *head;
+	*head = f;
+}
+
+static void tunnel_unindex(struct flow *f)
+{
+	struct flow **pp = &by_tunnel[f->tunnel_id % TUNNEL_BUCKETS];
+
+	for (; *pp; pp = &chain_next[(*pp)->slot]) {
+		if (*pp == f) {
+			*pp = chain_next[f->slot];
+			return;
+		}
+	}
+}
+
+static void y_want(struct agent *a, struct flow *f, uint32_t events)
+{
+	if (f->y_events == events)
+		return;
+	f->y_events = events;
+	agent_watch_mod(a, &f->w_y, events);
+}
+
+static void flow_free(struct agent *a, struct flow *f)
+{
+	const struct fivc_backend_ops *ops = a->be->ops;
+
+	if (f->state == FLOW_TUNNEL && a->n_tunnels)
+		a->n_tunnels--;
+	tunnel_unindex(f);
+	agent_watch_del(a, &f->w_y);
+	if (f->ev_tx) {
+		agent_watch_del(a, &f->w_ev_tx);
+		ops->evch_destroy(f->ev_tx);
+	}
+	if (f->ev_rx) {
+		agent_watch_del(a, &f->w_ev_rx);
+		ops->evch_destroy(f->ev_rx);
+	}
+	ops->shm_destroy(f->tx_shm);
+	ops->shm_destroy(f->rx_shm);
+	agent_bpf_fin_ok(a, &f->key, false);
+	agent_bpf_flow_del(a, &f->key);
+	slots_release(a, f->slot, f->fd_x, f->w_y.fd);
+	a->flows[f->slot] = NULL;
+	a->ctr.flows_done++;
+	f->state = FLOW_DONE;
+	agent_defer_free(a, f);
+}
+
+/* The tunnel cannot go on: reset both rings and the app's connection. */
+static void flow_fail(struct agent *a, struct flow *f, const char *reason)
+{
+	if (f->state == FLOW_FAILED || f->state == FLOW_DONE)
+		return;
+	pr_info("flow slot %u: %s; resetting the connection", f->slot, reason);
+	f->reason = reason;
+	if (f->tx_shm)
+		fivc_tx_reset(&f->tx);
+	if (f->rx_attached)
+		fivc_rx_reset(&f->rx);
+	if (f->state == FLOW_TUNNEL && a->n_tunnels)
+		a->n_tunnels--;
+	f->state = FLOW_FAILED;
+	a->ctr.flows_failed++;
+	agent_sock_destroy(a, &f->key, f->cookie);
+	if (f->app_closed)
+		flow_free(a, f);
+}
+
+static void flow_maybe_done(struct agent *a, struct flow *f)
+{
+	if (f->app_closed &&
+	    (f->state != FLOW_TUNNEL || (f->tx_eof && f->rx_eof)))
+		flow_free(a, f);
+}
+
+/* App -> Y -> our ring. */
+static void pump_tx(struct agent *a, struct flow *f)
+{
+	while (f->state == FLOW_TUNNEL && !f->tx_eof) {
+		void *buf;
+		size_t room;
+		ssize_t n;
+		int err;
+
+		err = fivc_tx_reserve(&f->tx, &buf, &room);
+		if (err == -EAGAIN) {
+			fivc_tx_flush(&f->tx);
+			if (fivc_tx_prepare_wait(&f->tx)) {
+				a->ctr.ring_full++;
+				y_want(a, f, f->y_events & ~EPOLLIN);
+				return;
+			}
+			continue;
+		}
+		if (err) {
+			flow_fail(a, f,
+				  err == -EPIPE ? "peer closed the tunnel"
+						: "tunnel broken (tx)");
+			return;
+		}
+		n = recv(f->w_y.fd, buf, room, MSG_DONTWAIT);
+		if (n > 0) {
+			fivc_tx_commit(&f->tx, (size_t)n);
+			f->bytes_tx += (uint64_t)n;
+			a->ctr.bytes_tx += (uint64_t)n;
+			continue;
+		}
+		if (n == 0) { /* the app shut down and X was shut after it */
+			fivc_tx_close(&f->tx);
+			f->tx_eof = true;
+			y_want(a, f, f->y_events & ~EPOLLIN);
+			flow_maybe_done(a, f);
+			return;
+		}
+		if (errno == EAGAIN) {
+			fivc_tx_flush(&f->tx);
+			y_want(a, f, f->y_events | EPOLLIN);
+			return;
+		}
+		flow_fail(a, f, "slot socket failed");
+		return;
+	}
+}
+
+/* Peer's ring -> Y -> (sk_msg ingress redirect) -> the app socket. */
+static void pump_rx(struct agent *a, struct flow *f)
+{
+	while (f->state == FLOW_TUNNEL && !f->rx_eof) {
+		const void *buf;
+		ssize_t n = fivc_rx_peek(&f->rx, &buf), s;
+
+		if (n == -EAGAIN) {
+			if (fivc_rx_prepare_wait(&f->rx))
+				return;
+			continue;
+		}
+		if (n == 0) {
+			/* Every byte is in the app socket: now its FIN. */
+			f->rx_eof = true;
+			agent_bpf_fin_ok(a, &f->key, true);
+			if (f->fin_held)
+				agent_fin_resend(a, &f->key);
+			f->fin_held = false;
+			flow_maybe_done(a, f);
+			return;
+		}
+		if (n < 0) {
+			flow_fail(a, f,
+				  n == -ECONNRESET ? "peer reset the tunnel"
+						   : "tunnel broken (rx)");
+			return;
+		}
+		s = send(f->w_y.fd, buf, (size_t)n,
+			 MSG_DONTWAIT | MSG_NOSIGNAL);
+		if (s > 0) {
+			fivc_rx_release(&f->rx, (size_t)s);
+			f->bytes_rx += (uint64_t)s;
+			a->ctr.bytes_rx += (uint64_t)s;
+			continue;
+		}
+		if (s < 0 && errno == EAGAIN) {
+			y_want(a, f, f->y_events | EPOLLOUT);
+			return;
+		}
+		flow_fail(a, f, "injection into the app socket failed");
+		return;
+	}
+}
+
+static void y_ready(struct agent *a, struct agent_watch *w, uint32_t events)
+{
+	struct flow *f = container_of(w, struct flow, w_y);
+	uint32_t slot = f->slot;
+
+	if (events & EPOLLOUT)
+		y_want(a, f, f->y_events & ~EPOLLOUT);
+	if (events & (EPOLLIN | EPOLLHUP | EPOLLERR))
+		pump_tx(a, f);
+	/* pump_tx may have freed the flow */
+	if (a->flows[slot] == f && (events & EPOLLOUT))
+		pump_rx(a, f);
+}
+
+/* RECV_GET_DATA / RECV_CLOSE for our ring. */
+static void ev_tx_ready(struct agent *a, struct agent_watch *w, uint32_t events)
+{
+	struct flow *f = container_of(w, struct flow, w_ev_tx);
+
+	(void)events;
+	a->be->ops->evch_ack(f->ev_tx);
+	if (fivc_tx_writable(&f->tx) && !f->tx_eof)
+		y_want(a, f, f->y_events | EPOLLIN);
+	pump_tx(a, f);
+}
+
+/* SEND_DATA / SEND_CLOSE on the peer's ring. */
+static void ev_rx_ready(struct agent *a, struct agent_watch *w, uint32_t events)
+{
+	struct flow *f = container_of(w, struct flow, w_ev_rx);
+
+	(void)events;
+	a->be->ops->evch_ack(f->ev_rx);
+	pump_rx(a, f);
+}
+
+static void flow_maybe_up(struct agent *a, struct flow *f)
+{
+	uint32_t slot;
+
+	if (f->state != FLOW_PENDING || !f->tx_accepted || !f->rx_attached)
+		return;
+	if (agent_bpf_slot_mode(a, f->slot, &f->key, FIVC_SLOT_INJECT)) {
+		flow_fail(a, f, "cannot arm injection");
+		return;
+	}
+	f->state = FLOW_TUNNEL;
+	f->reason = NULL;
+	a->n_tunnels++;
+	a->ctr.flows_tunneled++;
+	f->w_ev_tx.fn = ev_tx_ready;
+	f->w_ev_tx.fd = a->be->ops->evch_fd(f->ev_tx);
+	f->w_ev_rx.fn = ev_rx_ready;
+	f->w_ev_rx.fd = a->be->ops->evch_fd(f->ev_rx);
+	agent_watch_add(a, &f->w_ev_tx, EPOLLIN);
+	agent_watch_add(a, &f->w_ev_rx, EPOLLIN);
+	pr_debug("flow slot %u: tunnel up", f->slot);
+	y_want(a, f, EPOLLIN);
+	slot = f->slot;
+	pump_tx(a, f);
+	if (a->flows[slot] == f)
+		pump_rx(a, f);
+}
+
+static int flow_offer(struct agent *a, struct flow *f)
+{
+	const struct fivc_backend_ops *ops = a->be->ops;
+	struct fivc_ring_geom g;
+	struct fivc_tunnel_msg m;
+	struct fivc_kick kick;
+	int err;
+
+	fivc_ring_geom_default(&g);
+	g.n_channels = a->cfg.n_channels;
+	g.channel_size = a->cfg.channel_size;
+	err = ops->shm_offer(a->be, fivc_ring_region_size(&g), f->peer_domid,
+			     &f->tx_shm);
+	if (!err)
+		err = ops->evch_offer(a->be, f->peer_domid, &f->ev_tx);
+	if (err)
+		return err;
+	kick.fn = fivc_evch_kick;
+	kick.arg = f->ev_tx;
+	err = fivc_tx_init(&f->tx, f->tx_shm->addr, f->tx_shm->size, &g, &kick);
+	if (err)
+		return err;
+	fivc_tunnel_msg_init(&m, FIVC_TMSG_CREATE, f->tunnel_id);
+	m.geom = g;
+	err = ops->shm_describe(f->tx_shm, &m.shm);
+	if (!err)
+		err = ops->evch_describe(f->ev_tx, &m.evch);
+	m.has_evch = true;
+	if (!err)
+		err = link_send(a, f->link, &m);
+	fivc_shm_desc_clear(&m.shm);
+	if (!err)
+		f->tx_sent = true;
+	return err;
+}
+
+static void reply(struct agent *a, struct peer_link *l, uint64_t id, int reason)
+{
+	struct fivc_tunnel_msg m;
+
+	fivc_tunnel_msg_init(&m, reason ? FIVC_TMSG_REJECT : FIVC_TMSG_ACCEPT,
+			     id);
+	m.reason = (uint32_t)reason;
+	link_send(a, l, &m);
+}
+
+/* Map the peer's ring described by @m; 0 or a positive errno to refuse. */
+static int flow_attach_rx(struct agent *a, struct flow *f,
+			  const struct fivc_tunnel_msg *m)
+{
+	const struct fivc_backend_ops *ops = a->be->ops;
+	struct fivc_kick kick;
+	int err;
+
+	if (f->state != FLOW_PENDING || f->rx_attached)
+		return EALREADY;
+	if (a->n_tunnels >= a->cfg.max_tunnels)
+		return EBUSY;
+	if (!m->has_evch || m->geom.n_receivers != 1)
+		return EINVAL;
+	err = ops->shm_map(a->be, &m->shm, &f->rx_shm);
+	if (!err)
+		err = ops->evch_bind(a->be, &m->evch, &f->ev_rx);
+	if (err)
+		return -err;
+	kick.fn = fivc_evch_kick;
+	kick.arg = f->ev_rx;
+	err = fivc_rx_attach(&f->rx, f->rx_shm->addr, f->rx_shm->size, &m->geom,
+			     0, &kick);
+	if (err)
+		return -err;
+	f->rx_attached = true;
+	return 0;
+}
+
+static void create_for_flow(struct agent *a, struct flow *f,
+			    struct peer_link *l, struct fivc_tunnel_msg *m)
+{
+	int reason = flow_attach_rx(a, f, m);
+
+	if (reason) {
+		a->ctr.creates_refused++;
+		pr_info("flow slot %u: refusing the peer's tunnel: %s", f->slot,
+			strerror(reason));
+	}
+	reply(a, l, m->tunnel_id, reason);
+	fivc_tunnel_msg_release(m);
+	if (reason)
+		flow_fail(a, f, "tunnel refused here");
+	else
+		flow_maybe_up(a, f);
+}
+
+void flow_on_create(struct agent *a, struct peer_link *l,
+		    struct fivc_tunnel_msg *m)
+{
+	struct flow *f = flow_by_tunnel(m->tunnel_id, l->domid);
+	struct parked_create *p;
+
+	if (f) {
+		create_for_flow(a, f, l, m);
+		return;
+	}
+	/* Our ESTABLISHED event may not be read yet: keep it a moment. */
+	p = malloc(sizeof(*p) + sizeof(*m));
+	if (!p) {
+		reply(a, l, m->tunnel_id, ENOMEM);
+		fivc_tunnel_msg_release(m);
+		return;
+	}
+	p->link = l;
+	p->deadline_ns = agent_now_ns() + a->cfg.setup_timeout_ms * 1000000ULL;
+	memcpy(p + 1, m, sizeof(*m));
+	p->next = a->parked;
+	a->parked = p;
+}
+
+void flow_on_reply(struct agent *a, struct peer_link *l,
+		   const struct fivc_tunnel_msg *m)
+{
+	struct flow *f = flow_by_tunnel(m->tunnel_id, l->domid);
+
+	if (!f || f->state != FLOW_PENDING || !f->tx_sent) {
+		pr_debug("stray tunnel reply %u from domain %u", m->type,
+			 l->domid);
+		return;
+	}
+	if (m->type == FIVC_TMSG_ACCEPT) {
+		f->tx_accepted = true;
+		flow_maybe_up(a, f);
+		return;
+	}
+	a->ctr.creates_rejected_by_peer++;
+	flow_fail(a, f, "peer refused the tunnel");
+}
+
+/* Match CREATEs that arrived before @f's event. */
+static void unpark(struct agent *a, struct flow *f)
+{
+	struct parked_create **pp = &a->parked;
+
+	while (*pp) {
+		struct parked_create *p = *pp;
+		struct fivc_tunnel_msg *m = (struct fivc_tunnel_msg *)(p + 1);
+
+		if (m->tunnel_id == f->tunnel_id &&
+		    p->link->domid == f->peer_domid) {
+			*pp = p->next;
+			create_for_flow(a, f, p->link, m);
+			free(p);
+			return;
+		}
+		pp = &p->next;
+	}
+}
+
+void flow_established(struct agent *a, const struct fivc_event *ev)
+{
+	struct flow *f;
+	int fd_x, fd_y, err;
+
+	if (ev->slot >= FIVC_MAX_SLOTS || a->flows[ev->slot] ||
+	    slots_take(a, ev->slot, &fd_x, &fd_y)) {
+		pr_warn("ESTABLISHED event for unknown slot %u", ev->slot);
+		return;
+	}
+	f = calloc(1, sizeof(*f));
+	if (!f) {
+		slots_release(a, ev->slot, fd_x, fd_y);
+		return;
+	}
+	f->slot = ev->slot;
+	f->key = ev->flow;
+	f->cookie = ev->cookie;
+	f->peer_domid = ev->peer_domid;
+	f->nonce = ev->nonce;
+	f->dir = ev->dir;
+	f->tunnel_id = tunnel_id_of(f);
+	f->deadline_ns = agent_now_ns() + a->cfg.setup_timeout_ms * 1000000ULL;
+	f->fd_x = fd_x;
+	f->w_y.fd = fd_y;
+	f->w_y.fn = y_ready;
+	fcntl(fd_y, F_SETFL, fcntl(fd_y, F_GETFL) | O_NONBLOCK);
+	a->flows[f->slot] = f;
+	tunnel_index(f);
+	a->ctr.flows_steered++;
+	agent_watch_add(a, &f->w_y, 0);
+
+	f->link = link_get(a, f->peer_domid);
+	if (!f->link) {
+		flow_fail(a, f, "no link to the peer agent");
+	} else {
+		err = flow_offer(a, f);
+		if (err)
+			flow_fail(a, f, "cannot offer a tunnel");
+		else
+			unpark(a, f);
+	}
+	slots_fill(a);
+}
+
+void flow_state_event(struct agent *a, const struct fivc_event *ev)
+{
+	struct flow *f = ev->slot < FIVC_MAX_SLOTS ? a->flows[ev->slot] : NULL;
+
+	if (!f || f->cookie != ev->cookie)
+		return;
+	if ((ev->new_state == TCP_FIN_WAIT1 || ev->new_state == TCP_LAST_ACK) &&
+	    !f->app_wr_shut) {
+		/* Every byte sent before the FIN is in X: let Y see EOF. */
+		f->app_wr_shut = true;
+		shutdown(f->fd_x, SHUT_WR);
+	}
+	if (ev->new_state != TCP_CLOSE)
+		return;
+	f->app_closed = true;
+	if (ev->old_state == TCP_ESTABLISHED || ev->old_state == TCP_CLOSE_WAIT)
+		flow_fail(a, f, "connection reset");
+	else
+		flow_maybe_done(a, f);
+}
+
+void flow_fin_held(struct agent *a, const struct fivc_event *ev)
+{
+	struct flow *f = ev->slot < FIVC_MAX_SLOTS ? a->flows[ev->slot] : NULL;
+
+	if (!f || f->cookie != ev->cookie)
+		return;
+	/* Held after we let FINs pass (a race with tc): send it now. */
+	if (f->rx_eof || f->state != FLOW_TUNNEL)
+		agent_fin_resend(a, &f->key);
+	else
+		f->fin_held = true;
+}
+
+void flow_expire(struct agent *a, uint64_t now)
+{
+	struct parked_create **pp = &a->parked;
+
+	while (*pp) {
+		struct parked_create *p = *pp;
+
+		if (p->deadline_ns > now) {
+			pp = &p->next;
+			continue;
+		}
+		*pp = p->next;
+		reply(a, p->link,
+		      ((struct fivc_tunnel_msg *)(p + 1))->tunnel_id, ENOENT);
+		fivc_tunnel_msg_release((struct fivc_tunnel_msg *)(p + 1));
+		free(p);
+	}
+	/*
+	 * Only a flow that has not accepted the peer's ring may give up: once
+	 * we sent ACCEPT the peer may already be up and sending.
+	 */
+	for (uint32_t s = 0; s < a->next_slot; s++) {
+		struct flow *f = a->flows[s];
+
+		if (f && f->state == FLOW_PENDING && !f->rx_attached &&
+		    f->deadline_ns <= now)
+			flow_fail(a, f, "tunnel setup timed out");
+	}
+}
+
+void flow_link_down(struct agent *a, struct peer_link *l)
+{
+	struct parked_create **pp = &a->parked;
+
+	while (*pp) {
+		struct parked_create *p = *pp;
+
+		if (p->link != l) {
+			pp = &p->next;
+			continue;
+		}
+		*pp = p->next;
+		fivc_tunnel_msg_release((struct fivc_tunnel_msg *)(p + 1));
+		free(p);
+	}
+	for (uint32_t s = 0; s < a->next_slot; s++) {
+		struct flow *f = a->flows[s];
+
+		if (f && f->link == l) {
+			f->link = NULL;
+			if (f->state == FLOW_PENDING || f->state == FLOW_TUNNEL)
+				flow_fail(a, f, "peer agent gone");
+		}
+	}
+}
+
+int flows_init(struct agent *a)
+{
+	a->flows = calloc(FIVC_MAX_SLOTS, sizeof(*a->flows));
+	chain_next = calloc(FIVC_MAX_SLOTS, sizeof(*chain_next));
+	return a->flows && chain_next ? 0 : -ENOMEM;
+}
+
+void flows_fini(struct agent *a)
+{
+	if (a->flows)
+		for (uint32_t s = 0; s < a->next_slot; s++)
+			if (a->flows[s])
+				flow_free(a, a->flows[s]);
+	while (a->parked) {
+		struct parked_create *p = a->parked;
+
+		a->parked = p->next;
+		fivc_tunnel_msg_release((struct fivc_tunnel_msg *)(p + 1));
+		free(p);
+	}
+	free(a->flows);
+	free(chain_next);
+	a->flows = NULL;
+	chain_next = NULL;
+}

@@ -1,0 +1,231 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/*
+ * Control links between agents, one per peer domain, set up once and reused
+ * by every tunnel (no per-connection rendezvous). Local backend: each agent
+ * listens on <link_dir>/dom<domid>.sock (root only) and a link starts with a
+ * HELLO naming the connecting domain; then tunnel messages flow both ways.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "agent.h"
+#include "fastivc/log.h"
+#include "fastivc/tunnel_msg.h"
+
+#define LINK_HELLO_MAGIC 0x4c564946u /* "FIVL" */
+
+struct link_hello {
+	uint32_t magic;
+	uint32_t domid;
+};
+
+static int link_path(const struct agent *a, uint32_t domid,
+		     struct sockaddr_un *sun)
+{
+	memset(sun, 0, sizeof(*sun));
+	sun->sun_family = AF_UNIX;
+	if (snprintf(sun->sun_path, sizeof(sun->sun_path), "%s/dom%u.sock",
+		     a->cfg.link_dir, domid) >= (int)sizeof(sun->sun_path))
+		return -ENAMETOOLONG;
+	return 0;
+}
+
+static void link_free(struct agent *a, struct peer_link *l)
+{
+	struct peer_link **pp;
+
+	for (pp = &a->links; *pp; pp = &(*pp)->next) {
+		if (*pp == l) {
+			*pp = l->next;
+			break;
+		}
+	}
+	agent_watch_del(a, &l->w);
+	close(l->w.fd);
+	agent_defer_free(a, l);
+}
+
+static void link_down(struct agent *a, struct peer_link *l, int err)
+{
+	if (l->hello_done)
+		pr_info("link to domain %u down: %s", l->domid,
+			err == -ENOTCONN ? "closed by peer" : strerror(-err));
+	flow_link_down(a, l);
+	link_free(a, l);
+}
+
+static int link_read_hello(struct peer_link *l)
+{
+	struct link_hello h;
+	struct ucred cred;
+	socklen_t len = sizeof(cred);
+
+	/* Only root on this machine may speak for a domain. */
+	if (getsockopt(l->w.fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) ||
+	    cred.uid != 0)
+		return -EPERM;
+	if (recv(l->w.fd, &h, sizeof(h), MSG_WAITALL) != sizeof(h))
+		return -ENOTCONN;
+	if (h.magic != LINK_HELLO_MAGIC || h.domid > 0x7fef)
+		return -EINVAL;
+	l->domid = h.domid;
+	l->hello_done = true;
+	return 0;
+}
+
+static void link_readable(struct agent *a, struct agent_watch *w,
+			  uint32_t events)
+{
+	struct peer_link *l = container_of(w, struct peer_link, w);
+	struct fivc_tunnel_msg m;
+	int err;
+
+	(void)events;
+	if (!l->hello_done) {
+		err = link_read_hello(l);
+		if (err) {
+			pr_warn("Refused a link: bad hello (%s)",
+				strerror(-err));
+			link_free(a, l);
+			return;
+		}
+		pr_info("link from domain %u up", l->domid);
+		return;
+	}
+	err = fivc_tunnel_msg_recv(l->w.fd, &m);
+	if (err == -EAGAIN || err == -EINTR)
+		return;
+	if (err) {
+		link_down(a, l, err);
+		return;
+	}
+	if (m.type == FIVC_TMSG_CREATE) {
+		flow_on_create(a, l, &m); /* takes the message's fds */
+		return;
+	}
+	flow_on_reply(a, l, &m);
+	fivc_tunnel_msg_release(&m);
+}
+
+static struct peer_link *link_new(struct agent *a, int fd)
+{
+	struct peer_link *l = calloc(1, sizeof(*l));
+
+	if (!l) {
+		close(fd);
+		return NULL;
+	}
+	l->w.fd = fd;
+	l->w.fn = link_readable;
+	if (agent_watch_add(a, &l->w, EPOLLIN)) {
+		close(fd);
+		free(l);
+		return NULL;
+	}
+	l->next = a->links;
+	a->links = l;
+	return l;
+}
+
+static void link_accept(struct agent *a, struct agent_watch *w, uint32_t events)
+{
+	int fd = accept4(w->fd, NULL, NULL, SOCK_CLOEXEC);
+
+	(void)events;
+	if (fd >= 0)
+		link_new(a, fd);
+}
+
+struct peer_link *link_get(struct agent *a, uint32_t domid)
+{
+	struct link_hello h = {LINK_HELLO_MAGIC, a->cfg.domid};
+	struct sockaddr_un sun;
+	struct peer_link *l;
+	int fd;
+
+	for (l = a->links; l; l = l->next)
+		if (l->hello_done && l->domid == domid)
+			return l;
+	if (link_path(a, domid, &sun))
+		return NULL;
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return NULL;
+	if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) ||
+	    send(fd, &h, sizeof(h), MSG_NOSIGNAL) != sizeof(h)) {
+		pr_info("No link to domain %u (%s): %s", domid, sun.sun_path,
+			strerror(errno));
+		close(fd);
+		return NULL;
+	}
+	l = link_new(a, fd);
+	if (!l)
+		return NULL;
+	l->domid = domid;
+	l->hello_done = true;
+	pr_info("link to domain %u up", domid);
+	return l;
+}
+
+int link_send(struct agent *a, struct peer_link *l,
+	      const struct fivc_tunnel_msg *m)
+{
+	int err = fivc_tunnel_msg_send(l->w.fd, m);
+
+	(void)a;
+	if (err)
+		pr_warn("Failed to send to domain %u: %s", l->domid,
+			strerror(-err));
+	return err;
+}
+
+int link_init(struct agent *a)
+{
+	struct sockaddr_un sun;
+	int fd, err;
+
+	if (mkdir(a->cfg.link_dir, 0700) && errno != EEXIST) {
+		err = -errno;
+		pr_err("Failed to create %s: %s", a->cfg.link_dir,
+		       strerror(errno));
+		return err;
+	}
+	err = link_path(a, a->cfg.domid, &sun);
+	if (err)
+		return err;
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0)
+		return -errno;
+	unlink(sun.sun_path); /* stale: the pid lock proved no agent runs */
+	if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) ||
+	    chmod(sun.sun_path, 0600) || listen(fd, 64)) {
+		err = -errno;
+		pr_err("Failed to listen on %s: %s", sun.sun_path,
+		       strerror(errno));
+		close(fd);
+		return err;
+	}
+	a->w_link_listen.fd = fd;
+	a->w_link_listen.fn = link_accept;
+	return agent_watch_add(a, &a->w_link_listen, EPOLLIN);
+}
+
+void link_fini(struct agent *a)
+{
+	struct sockaddr_un sun;
+
+	while (a->links)
+		link_down(a, a->links, -ESHUTDOWN);
+	if (a->w_link_listen.fn) {
+		agent_watch_del(a, &a->w_link_listen);
+		close(a->w_link_listen.fd);
+		if (!link_path(a, a->cfg.domid, &sun))
+			unlink(sun.sun_path);
+	}
+}

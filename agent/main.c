@@ -1,0 +1,39 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/* fastivc: one binary, subcommands in the style of ip and bpftool. */
+#include <stdio.h>
+#include <string.h>
+
+#include "agent.h"
+
+static const struct {
+	const char *name;
+	int (*fn)(int argc, char **argv);
+	const char *what;
+} cmds[] = {
+	{"agent", cmd_agent, "run the agent of this domain (foreground)"},
+	{"status", cmd_status, "flows, tunnels and counters of the agent"},
+	{"peer", cmd_peer, "add, delete or list co-resident peers"},
+};
+
+static void usage(FILE *o)
+{
+	fprintf(o,
+		"Usage: fastivc COMMAND [ARGS]   (fastivc COMMAND --help)\n");
+	for (unsigned int i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
+		fprintf(o, "  %-8s %s\n", cmds[i].name, cmds[i].what);
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") ||
+	    !strcmp(argv[1], "help")) {
+		usage(argc < 2 ? stderr : stdout);
+		return argc < 2 ? 2 : 0;
+	}
+	for (unsigned int i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
+		if (!strcmp(argv[1], cmds[i].name))
+			return cmds[i].fn(argc - 1, argv + 1);
+	fprintf(stderr, "fastivc: unknown command '%s'\n", argv[1]);
+	usage(stderr);
+	return 2;
+}

@@ -1,0 +1,180 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/*
+ * tc on the domain's interfaces, for steered flows whose tunnel has not yet
+ * delivered its end of stream (no fin_ok entry):
+ *
+ * - Ingress FIN: the peer app's FIN travels over TCP and would overtake the
+ *   bytes still in the tunnel (its app wrote them first). It is dropped and a
+ *   copy kept in held_fins; the agent re-sends the copy once the last byte
+ *   is in the app socket. Only FIVC_HELD_FIN_MAX bytes are kept: a FIN of a
+ *   tunneled flow carries no payload (the payload took the tunnel).
+ * - Ingress pure ACK after our own FIN: it would move the app socket to
+ *   FIN_WAIT2, and that state change wakes a reader blocked in recv(), which
+ *   tcp_bpf_recvmsg() then answers with EAGAIN although the socket blocks.
+ *   Dropping it keeps the socket in FIN_WAIT1 (TCP retransmits the FIN); the
+ *   held FIN, re-sent after the data, acknowledges ours.
+ * - Egress FIN: records in fin_sent that our app closed its write side.
+ *
+ * RSTs always pass.
+ */
+#include "fastivc.bpf.h"
+
+#define ETH_HLEN 14
+#define ETH_P_IP 0x0800
+#define ETH_P_IPV6 0x86DD
+#define IPPROTO_TCP 6
+#define TC_ACT_OK 0
+#define TC_ACT_SHOT 2
+#define TCP_FLAG_FIN 0x01
+#define TCP_FLAG_RST 0x04
+
+/* Held FIN segments by app 4-tuple. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, struct fivc_flow_key);
+	__type(value, struct fivc_held_fin);
+	__uint(max_entries, FIVC_MAX_FLOWS);
+} held_fins SEC(".maps");
+
+/* Flows whose tunnel delivered end of stream: their FINs pass. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, struct fivc_flow_key);
+	__type(value, __u32);
+	__uint(max_entries, FIVC_MAX_FLOWS);
+} fin_ok SEC(".maps");
+
+/* Flows whose app sent its FIN (set on egress). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, struct fivc_flow_key);
+	__type(value, __u32);
+	__uint(max_entries, FIVC_MAX_FLOWS);
+} fin_sent SEC(".maps");
+
+/* Scratch for the copy (too big for the BPF stack). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, struct fivc_held_fin);
+	__uint(max_entries, 1);
+} fin_scratch SEC(".maps");
+
+/*
+ * Fills @k (the local socket's view: @ingress swaps source and destination)
+ * and *ip_len; returns the TCP header offset or -1.
+ */
+static __always_inline int parse(struct __sk_buff *skb, struct fivc_flow_key *k,
+				 __u32 *ip_len, bool ingress)
+{
+	void *data = (void *)(long)skb->data;
+	void *end = (void *)(long)skb->data_end;
+	struct ethhdr *eth = data;
+	int off = ETH_HLEN;
+
+	if ((void *)(eth + 1) > end)
+		return -1;
+	if (eth->h_proto == bpf_htons(ETH_P_IP)) {
+		struct iphdr *ip = data + ETH_HLEN;
+
+		if ((void *)(ip + 1) > end || ip->protocol != IPPROTO_TCP ||
+		    ip->ihl != 5 || (ip->frag_off & bpf_htons(0x3fff)))
+			return -1;
+		addr_v4mapped(k->laddr, ingress ? ip->daddr : ip->saddr);
+		addr_v4mapped(k->raddr, ingress ? ip->saddr : ip->daddr);
+		*ip_len = bpf_ntohs(ip->tot_len);
+		return off + sizeof(*ip);
+	}
+	if (eth->h_proto == bpf_htons(ETH_P_IPV6)) {
+		struct ipv6hdr *ip6 = data + ETH_HLEN;
+
+		if ((void *)(ip6 + 1) > end || ip6->nexthdr != IPPROTO_TCP)
+			return -1;
+		__builtin_memcpy(k->laddr, ingress ? &ip6->daddr : &ip6->saddr,
+				 16);
+		__builtin_memcpy(k->raddr, ingress ? &ip6->saddr : &ip6->daddr,
+				 16);
+		*ip_len = sizeof(*ip6) + bpf_ntohs(ip6->payload_len);
+		return off + sizeof(*ip6);
+	}
+	return -1;
+}
+
+SEC("tc")
+int fivc_fin_hold(struct __sk_buff *skb)
+{
+	struct fivc_flow_key k = {};
+	struct fivc_held_fin *held;
+	struct fivc_event *ev;
+	struct fivc_flow *flow;
+	struct tcphdr *th;
+	__u32 zero = 0, ip_len = 0, hlen;
+	int off;
+
+	off = parse(skb, &k, &ip_len, true);
+	if (off < 0)
+		return TC_ACT_OK;
+	th = (void *)(long)skb->data + off;
+	if ((void *)(th + 1) > (void *)(long)skb->data_end || th->rst ||
+	    th->syn)
+		return TC_ACT_OK;
+	k.lport = bpf_ntohs(th->dest);
+	k.rport = bpf_ntohs(th->source);
+	flow = bpf_map_lookup_elem(&flows, &k);
+	if (!flow || bpf_map_lookup_elem(&fin_ok, &k))
+		return TC_ACT_OK;
+	hlen = (off - ETH_HLEN) + th->doff * 4;
+	if (!th->fin) {
+		/* A pure ACK of our FIN: see the top of the file. */
+		if (ip_len == hlen && bpf_map_lookup_elem(&fin_sent, &k)) {
+			stat_inc(FIVC_STAT_ACK_HELD);
+			return TC_ACT_SHOT;
+		}
+		return TC_ACT_OK;
+	}
+	if (ip_len != hlen || ip_len > FIVC_HELD_FIN_MAX) {
+		stat_inc(FIVC_STAT_FIN_DATA);
+		return TC_ACT_OK;
+	}
+	held = bpf_map_lookup_elem(&fin_scratch, &zero);
+	if (!held)
+		return TC_ACT_OK;
+	held->len = ip_len;
+	if (bpf_skb_load_bytes(skb, ETH_HLEN, held->pkt, ip_len & 0xff) ||
+	    bpf_map_update_elem(&held_fins, &k, held, BPF_ANY))
+		return TC_ACT_OK;
+	ev = bpf_ringbuf_reserve(&events, sizeof(*ev), 0);
+	if (ev) {
+		__builtin_memset(ev, 0, sizeof(*ev));
+		ev->type = FIVC_EV_FIN_HELD;
+		ev->slot = flow->slot;
+		ev->flow = k;
+		ev->cookie = flow->cookie;
+		bpf_ringbuf_submit(ev, 0);
+	} else {
+		stat_inc(FIVC_STAT_EVENT_LOST);
+	}
+	stat_inc(FIVC_STAT_FIN_HELD);
+	return TC_ACT_SHOT;
+}
+
+SEC("tc")
+int fivc_fin_seen(struct __sk_buff *skb)
+{
+	struct fivc_flow_key k = {};
+	struct tcphdr *th;
+	__u32 one = 1, ip_len = 0;
+	int off;
+
+	off = parse(skb, &k, &ip_len, false);
+	if (off < 0)
+		return TC_ACT_OK;
+	th = (void *)(long)skb->data + off;
+	if ((void *)(th + 1) > (void *)(long)skb->data_end || !th->fin)
+		return TC_ACT_OK;
+	k.lport = bpf_ntohs(th->source);
+	k.rport = bpf_ntohs(th->dest);
+	if (bpf_map_lookup_elem(&flows, &k))
+		bpf_map_update_elem(&fin_sent, &k, &one, BPF_ANY);
+	return TC_ACT_OK;
+}

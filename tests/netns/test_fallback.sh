@@ -1,0 +1,46 @@
+#!/bin/bash
+# SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+# Fallback: connections the agents must leave on plain TCP, untouched.
+#  - the peer is not in the co-resident map: 0 tunnel bytes, not_peer counted;
+#  - the peer is in the map but runs no agent (option not answered): plain
+#    TCP, no hang, no_option counted.
+. "$(dirname "$0")/lib.sh"
+FAILED=0
+BYTES=$((16 << 20))
+netns_setup
+
+transfer() { # transfer NAME PORT: blast B<-A over IPv4, 2 flows
+	local name=$1 port=$2
+	in_ns B timeout 60 "$BLAST" server $IP_B "$port" --conns 2 --bytes $BYTES \
+		>"$LOGS/server-$name.out" 2>&1 &
+	local spid=$!
+	for _ in $(seq 50); do grep -q listening "$LOGS/server-$name.out" && break; sleep 0.1; done
+	in_ns A timeout 60 "$BLAST" client $IP_B "$port" --conns 2 --bytes $BYTES \
+		>"$LOGS/client-$name.out" 2>&1
+	local crc=$? src
+	wait $spid
+	src=$?
+	# Fields: conn I sent N SHA received N SHA
+	[ $crc = 0 ] && [ $src = 0 ] &&
+		[ "$(awk '/^conn/{print $5, $8}' "$LOGS/client-$name.out" | sort)" = \
+		  "$(awk '/^conn/{print $8, $5}' "$LOGS/server-$name.out" | sort)" ]
+}
+
+# 1. Only A runs an agent and B is not in A's map.
+start_agent A || { fail "agent A starts"; exit 1; }
+check "peer not in map: transfer completes, digests match" transfer notpeer 5301
+check "peer not in map: 0 bytes through the tunnel" \
+	[ "$(json_get A 'd["counters"]["tunnel_bytes_tx"]')" = 0 ]
+check "peer not in map: counted as not_peer" \
+	[ "$(json_get A 'd["bpf"]["not_peer"]')" -ge 2 ]
+
+# 2. B is in A's map, but B has no agent: A's SYN option is not answered.
+fivc A peer add $IP_B/32 $DOM_B
+check "peer without agent: transfer completes, no hang" transfer noagent 5302
+check "peer without agent: 0 bytes through the tunnel" \
+	[ "$(json_get A 'd["counters"]["tunnel_bytes_tx"]')" = 0 ]
+check "peer without agent: counted as no_option" \
+	[ "$(json_get A 'd["bpf"]["no_option"]')" -ge 2 ]
+check "peer without agent: nothing steered" \
+	[ "$(json_get A 'd["bpf"]["steered"]')" = 0 ]
+exit $FAILED

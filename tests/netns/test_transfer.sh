@@ -1,0 +1,65 @@
+#!/bin/bash
+# SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+# Order and content: SHA-256 of BYTES per flow each way over 8 parallel
+# flows (8 x 128 MiB = 1 GiB each way by default), IPv4 and IPv6, through
+# the tunnel; the agents' counters must show the tunnel carried the bytes.
+. "$(dirname "$0")/lib.sh"
+BYTES=${BYTES:-$((128 << 20))}
+CONNS=${CONNS:-8}
+FAILED=0
+netns_setup
+agents_up || { fail "agents start"; exit 1; }
+
+# compare CLIENT_OUT SERVER_OUT: every connection's bytes and digests match.
+compare() {
+	python3 - "$1" "$2" "$BYTES" "$CONNS" <<'PY'
+import sys
+def load(p):
+    rows = {}
+    for line in open(p):
+        f = line.split()
+        if f and f[0] == "conn":
+            rows[int(f[1])] = (int(f[3]), f[4], int(f[6]), f[7], " ".join(f[8:]))
+    return rows
+c, s, nbytes, conns = load(sys.argv[1]), load(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+ok = len(c) == conns and len(s) == conns
+for i in range(conns):
+    if i not in c or i not in s:
+        ok = False; continue
+    cs, csha, cr, crsha, cerr = c[i]
+    ss, ssha, sr, srsha, serr = s[i]
+    if cerr or serr or cs != nbytes or sr != nbytes or ss != nbytes or cr != nbytes \
+       or csha != srsha or ssha != crsha:
+        print("# conn %d mismatch: client %s / server %s" % (i, c[i], s[i]))
+        ok = False
+sys.exit(0 if ok else 1)
+PY
+}
+
+run() { # run FAMILY SERVER_ADDR PORT
+	local name=$1 addr=$2 port=$3 before_a after_a
+	before_a=$(json_get A 'd["counters"]["tunnel_bytes_tx"]')
+	in_ns B "$BLAST" server "$addr" "$port" --conns "$CONNS" --bytes "$BYTES" \
+		>"$LOGS/server-$name.out" 2>&1 &
+	local spid=$!
+	for _ in $(seq 50); do grep -q listening "$LOGS/server-$name.out" && break; sleep 0.1; done
+	in_ns A "$BLAST" client "$addr" "$port" --conns "$CONNS" --bytes "$BYTES" \
+		>"$LOGS/client-$name.out" 2>&1
+	local crc=$?
+	wait $spid
+	local src=$?
+	check "$name: client and server exit 0" [ $crc = 0 -a $src = 0 ]
+	check "$name: SHA-256 of $CONNS x $BYTES bytes each way match" \
+		compare "$LOGS/client-$name.out" "$LOGS/server-$name.out"
+	after_a=$(json_get A 'd["counters"]["tunnel_bytes_tx"]')
+	check "$name: A's agent sent >= $((CONNS * BYTES)) bytes through the tunnel" \
+		[ $((after_a - before_a)) -ge $((CONNS * BYTES)) ]
+}
+
+run ipv4 $IP_B 5201
+run ipv6 $IP6_B 5202
+check "B's agent received through the tunnel" \
+	[ "$(json_get B 'd["counters"]["tunnel_bytes_rx"]')" -ge $((2 * CONNS * BYTES)) ]
+check "no flow failed" [ "$(json_get A 'd["counters"]["flows_failed"]')" = 0 ]
+fivc A status >"$LOGS/status-A.txt"
+exit $FAILED
