@@ -17,7 +17,10 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/if_ether.h>
+#include <linux/if_packet.h>
 #include <linux/magic.h>
+#include <net/if.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <sched.h>
@@ -204,8 +207,7 @@ static long now_ms(void)
 	return ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* --- sockets ---------------------------------------------------------------
- */
+/* --- sockets -------------------------------------------------------------- */
 
 static int send_fd(int via, int fd)
 {
@@ -531,8 +533,7 @@ static const char *key_str(const struct fivc_flow_key *k)
 	return buf[i];
 }
 
-/* --- the agent's side of the maps ------------------------------------------
- */
+/* --- the agent's side of the maps ----------------------------------------- */
 
 static int map_fd(struct bpf_map *m)
 {
@@ -702,8 +703,7 @@ static int set_peer(struct side *s, const char *ip6, __u32 plen, __u32 domid)
 				   BPF_ANY);
 }
 
-/* --- setup and teardown ------------------------------------------------------
- */
+/* --- setup and teardown --------------------------------------------------- */
 
 static int slots_setup(struct side *s)
 {
@@ -938,8 +938,110 @@ static const char *missing_feature(void)
 	return NULL;
 }
 
-/* --- the tests
- * ----------------------------------------------------------------- */
+/* --- the wire ------------------------------------------------------------- */
+
+/* A packet socket on side s's veth end: it sees both directions. */
+static int capture_open(struct side *s, const char *ifname)
+{
+	struct sockaddr_ll sll = {.sll_family = AF_PACKET,
+				  .sll_protocol = htons(ETH_P_ALL)};
+	int fd = -1;
+
+	if (setns(s->netns_fd, CLONE_NEWNET))
+		return -1;
+	sll.sll_ifindex = (int)if_nametoindex(ifname);
+	if (sll.sll_ifindex)
+		fd = socket(AF_PACKET, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC,
+			    htons(ETH_P_ALL));
+	if (fd >= 0 && bind(fd, (struct sockaddr *)&sll, sizeof(sll))) {
+		close(fd);
+		fd = -1;
+	}
+	if (setns(orig_netns, CLONE_NEWNET))
+		exit(2);
+	return fd;
+}
+
+/* The segments of one IPv4 connection seen on the wire. */
+struct wire {
+	int syn, synack, other;		    /* segments */
+	int syn_opt, synack_opt, other_opt; /* of those, with our option */
+	bool syn_ok, synack_ok;		    /* option fields as expected */
+};
+
+static const uint8_t *find_opt(const uint8_t *p, const uint8_t *end)
+{
+	while (p < end && p[0] != 0 /* EOL */) {
+		if (p[0] == 1 /* NOP */) {
+			p++;
+			continue;
+		}
+		if (end - p < 2 || p[1] < 2 || p[1] > end - p)
+			return NULL;
+		if (p[0] == FIVC_TCPOPT_KIND && p[1] >= 4 &&
+		    p[2] == (FIVC_TCPOPT_EXID >> 8) &&
+		    p[3] == (FIVC_TCPOPT_EXID & 0xff))
+			return p;
+		p += p[1];
+	}
+	return NULL;
+}
+
+static uint32_t be32_at(const uint8_t *p)
+{
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 |
+	       (uint32_t)p[2] << 8 | p[3];
+}
+
+static bool opt_is(const uint8_t *o, uint32_t domid, uint32_t nonce)
+{
+	return o[1] == FIVC_TCPOPT_LEN && be32_at(o + 4) == domid &&
+	       be32_at(o + 8) == nonce;
+}
+
+static void capture_read(int fd, uint16_t port, uint32_t nonce, struct wire *w)
+{
+	uint8_t buf[2048];
+	ssize_t n;
+
+	while ((n = recv(fd, buf, sizeof(buf), 0)) > 0) {
+		const uint8_t *ip = buf + ETH_HLEN, *tcp, *opt;
+		size_t ihl, doff;
+		uint16_t sport, dport;
+		uint8_t flags;
+
+		if (n < ETH_HLEN + 40 || buf[12] != 0x08 || buf[13] != 0x00 ||
+		    ip[9] != IPPROTO_TCP)
+			continue;
+		ihl = (size_t)(ip[0] & 0xf) * 4;
+		tcp = ip + ihl;
+		if (ETH_HLEN + ihl + 20 > (size_t)n)
+			continue;
+		doff = (size_t)(tcp[12] >> 4) * 4;
+		if (doff < 20 || ETH_HLEN + ihl + doff > (size_t)n)
+			continue;
+		sport = (uint16_t)(tcp[0] << 8 | tcp[1]);
+		dport = (uint16_t)(tcp[2] << 8 | tcp[3]);
+		if (sport != port && dport != port)
+			continue;
+		flags = tcp[13];
+		opt = find_opt(tcp + 20, tcp + doff);
+		if ((flags & 0x12) == 0x02) { /* SYN */
+			w->syn++;
+			w->syn_opt += !!opt;
+			w->syn_ok = opt && opt_is(opt, DOMID_A, nonce);
+		} else if ((flags & 0x12) == 0x12) { /* SYN-ACK */
+			w->synack++;
+			w->synack_opt += !!opt;
+			w->synack_ok = opt && opt_is(opt, DOMID_B, nonce);
+		} else {
+			w->other++;
+			w->other_opt += !!opt;
+		}
+	}
+}
+
+/* --- the tests ------------------------------------------------------------ */
 
 static bool same_key(const struct fivc_flow_key *a,
 		     const struct fivc_flow_key *b)
@@ -1016,9 +1118,12 @@ static void test_steered(const char *fam, int family, const char *b_ip,
 	__u64 ca = 0, cb = 0;
 	__u32 sa = NSLOTS, sb = NSLOTS;
 	char out[1000], in[sizeof(out)];
+	int cap = -1;
 
 	side_reset(&side_a);
 	side_reset(&side_b);
+	if (extra)
+		cap = capture_open(&side_b, veth[1]);
 	t_begin();
 	lst = listener(app_socket(&side_b, family), family,
 		       family == AF_INET ? V4_B : "::");
@@ -1212,7 +1317,34 @@ static void test_steered(const char *fam, int family, const char *b_ip,
 	t_end("(h) %s: STATE events on shutdown (a: FIN_WAIT1, b: CLOSE_WAIT) "
 	      "and close (CLOSE on both), all naming the flow",
 	      fam);
+
+	if (extra && family == AF_INET) {
+		struct wire w = {0};
+
+		if (cap < 0) {
+			t_skip("(a) on the wire", "no AF_PACKET socket");
+			goto out;
+		}
+		t_begin();
+		capture_read(cap, kb.lport, ea_c.nonce, &w);
+		EXPECT(w.syn >= 1 && w.syn_opt == w.syn && w.syn_ok,
+		       "SYN: %d seen, %d with the option, fields %s", w.syn,
+		       w.syn_opt, w.syn_ok ? "ok" : "wrong");
+		EXPECT(w.synack >= 1 && w.synack_opt == w.synack && w.synack_ok,
+		       "SYN-ACK: %d seen, %d with the option, fields %s",
+		       w.synack, w.synack_opt, w.synack_ok ? "ok" : "wrong");
+		EXPECT(w.other >= 3 && w.other_opt == 0,
+		       "later segments: %d seen, %d with the option", w.other,
+		       w.other_opt);
+		t_end("(a) %s on the wire: SYN {kind 254, len 12, ExID 0x%04X, "
+		      "domid %u, nonce} and SYN-ACK {domid %u, same nonce}, "
+		      "big "
+		      "endian; none of the %d later segments carries it",
+		      fam, FIVC_TCPOPT_EXID, DOMID_A, DOMID_B, w.other);
+	}
 out:
+	if (cap >= 0)
+		close(cap);
 	if (cli >= 0)
 		close(cli);
 	if (srv >= 0)
