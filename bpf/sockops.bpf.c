@@ -123,6 +123,7 @@ static void on_connect(struct bpf_sock_ops *skops)
 		return;
 	nonce = bpf_sk_storage_get(&nonces, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
 	if (!nonce) {
+		/* The ABI has one counter for "an insert failed". */
 		stat_inc(FIVC_STAT_SOCKHASH_FULL);
 		return;
 	}
