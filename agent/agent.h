@@ -69,6 +69,7 @@ struct flow {
 	enum flow_state state;
 	const char *reason; /* why the flow is not (or no longer) tunneled */
 	uint64_t deadline_ns;
+	uint64_t destroy_ns; /* reset the app socket then, if still there */
 
 	struct agent_watch w_y; /* the slot's agent end */
 	int fd_x;		/* the slot's redirect target; never read */
@@ -83,6 +84,7 @@ struct flow {
 	bool tx_sent, tx_accepted; /* our CREATE sent, and accepted */
 	bool rx_attached;	   /* we accepted the peer's CREATE */
 	bool app_wr_shut;	   /* the app shut its write side */
+	bool app_fd_closed;	   /* ... by close(): nothing reads any more */
 	bool app_closed;	   /* the app socket is gone */
 	bool tx_eof;		   /* Y read to EOF and SEND_CLOSE sent */
 	bool rx_eof;		   /* the peer's SEND_CLOSE was delivered */
@@ -155,6 +157,7 @@ void agent_bpf_slot_del(struct agent *a, uint32_t slot, uint16_t y_port);
 int agent_bpf_slot_mode(struct agent *a, uint32_t slot,
 			const struct fivc_flow_key *key, uint32_t mode);
 void agent_bpf_flow_del(struct agent *a, const struct fivc_flow_key *key);
+bool agent_bpf_app_present(struct agent *a, const struct fivc_flow_key *key);
 int agent_bpf_stats(struct agent *a, uint64_t out[FIVC_STAT__MAX]);
 /* End of stream delivered: let later FINs pass, and clear held state. */
 int agent_bpf_fin_ok(struct agent *a, const struct fivc_flow_key *key, bool ok);

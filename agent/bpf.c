@@ -363,6 +363,16 @@ int agent_bpf_slot_mode(struct agent *a, uint32_t slot,
 	return 0;
 }
 
+bool agent_bpf_app_present(struct agent *a, const struct fivc_flow_key *key)
+{
+	struct fivc_sock_key k = { .role = FIVC_SOCK_APP, .flow = *key };
+	__u64 cookie;
+
+	/* close() takes the socket out of the sockhash before its FIN. */
+	return !bpf_map__lookup_elem(a->bpf->skel->maps.socks, &k, sizeof(k),
+				     &cookie, sizeof(cookie), 0);
+}
+
 void agent_bpf_flow_del(struct agent *a, const struct fivc_flow_key *key)
 {
 	bpf_map__delete_elem(a->bpf->skel->maps.flows, key, sizeof(*key), 0);

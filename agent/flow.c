@@ -111,22 +111,40 @@ static void flow_free(struct agent *a, struct flow *f)
 	agent_defer_free(a, f);
 }
 
-/* The tunnel cannot go on: reset both rings and the app's connection. */
+/* A peer that resets its tunnel also resets its TCP: give that RST time. */
+#define PEER_RST_GRACE_NS (200 * 1000000ULL)
+
+/*
+ * The tunnel cannot go on: reset the app's connection (its peer gets an RST
+ * over TCP first), then both rings. When the peer reset the tunnel, its own
+ * RST should reach our app first, so ours waits a moment.
+ */
 static void flow_fail(struct agent *a, struct flow *f, const char *reason)
 {
+	bool peer_reset = f->state == FLOW_TUNNEL && f->rx_attached &&
+			  f->rx.err == -ECONNRESET;
+
 	if (f->state == FLOW_FAILED || f->state == FLOW_DONE)
 		return;
 	pr_info("flow slot %u: %s; resetting the connection", f->slot, reason);
 	f->reason = reason;
-	if (f->tx_shm)
-		fivc_tx_reset(&f->tx);
-	if (f->rx_attached)
-		fivc_rx_reset(&f->rx);
 	if (f->state == FLOW_TUNNEL && a->n_tunnels)
 		a->n_tunnels--;
 	f->state = FLOW_FAILED;
 	a->ctr.flows_failed++;
-	agent_sock_destroy(a, &f->key, f->cookie);
+	if (peer_reset)
+		f->destroy_ns = agent_now_ns() + PEER_RST_GRACE_NS;
+	else
+		agent_sock_destroy(a, &f->key, f->cookie);
+	/*
+	 * An app blocked in send() sleeps on X's buffer, not on its own
+	 * socket: shutting X down wakes it, and its redirect fails (EPIPE).
+	 */
+	shutdown(f->fd_x, SHUT_RDWR);
+	if (f->tx_shm)
+		fivc_tx_reset(&f->tx);
+	if (f->rx_attached)
+		fivc_rx_reset(&f->rx);
 	if (f->app_closed)
 		flow_free(a, f);
 }
@@ -213,6 +231,11 @@ static void pump_rx(struct agent *a, struct flow *f)
 			flow_fail(a, f,
 				  n == -ECONNRESET ? "peer reset the tunnel"
 						   : "tunnel broken (rx)");
+			return;
+		}
+		if (f->app_fd_closed) {
+			/* TCP answers data for a closed socket with an RST. */
+			flow_fail(a, f, "data for a closed socket");
 			return;
 		}
 		s = send(f->w_y.fd, buf, (size_t)n,
@@ -507,7 +530,10 @@ void flow_state_event(struct agent *a, const struct fivc_event *ev)
 	    !f->app_wr_shut) {
 		/* Every byte sent before the FIN is in X: let Y see EOF. */
 		f->app_wr_shut = true;
+		f->app_fd_closed = !agent_bpf_app_present(a, &f->key);
 		shutdown(f->fd_x, SHUT_WR);
+		if (f->app_fd_closed && f->state == FLOW_TUNNEL)
+			pump_rx(a, f);
 	}
 	if (ev->new_state != TCP_CLOSE)
 		return;
@@ -555,9 +581,15 @@ void flow_expire(struct agent *a, uint64_t now)
 	for (uint32_t s = 0; s < a->next_slot; s++) {
 		struct flow *f = a->flows[s];
 
-		if (f && f->state == FLOW_PENDING && !f->rx_attached &&
+		if (!f)
+			continue;
+		if (f->state == FLOW_PENDING && !f->rx_attached &&
 		    f->deadline_ns <= now)
 			flow_fail(a, f, "tunnel setup timed out");
+		if (f->destroy_ns && f->destroy_ns <= now) {
+			f->destroy_ns = 0;
+			agent_sock_destroy(a, &f->key, f->cookie);
+		}
 	}
 }
 

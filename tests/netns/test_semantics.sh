@@ -1,0 +1,34 @@
+#!/bin/bash
+# SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+# TCP semantics through the tunnel (tests/netns/semantics.py): half-close
+# both ways, RST, close with unread data, backpressure in every send style.
+. "$(dirname "$0")/lib.sh"
+FAILED=0
+SEM=$PWD/tests/netns/semantics.py
+CASES=${CASES:-"halfclose-client halfclose-server rst unread-close backpressure-block backpressure-nonblock-poll backpressure-epoll-lt backpressure-epoll-et"}
+netns_setup
+agents_up || { fail "agents start"; exit 1; }
+
+port=6000
+for fam in 4 6; do
+	addr=$IP_B
+	[ $fam = 6 ] && addr=$IP6_B
+	for c in $CASES; do
+		port=$((port + 1))
+		before=$(json_get A 'd["counters"]["flows_tunneled"]')
+		in_ns B timeout 90 python3 "$SEM" server "$addr" $port "$c" \
+			>"$LOGS/sem-$c-$fam-server.out" 2>&1 &
+		spid=$!
+		for _ in $(seq 50); do grep -q listening "$LOGS/sem-$c-$fam-server.out" && break; sleep 0.1; done
+		in_ns A timeout 90 python3 "$SEM" client "$addr" $port "$c" \
+			>"$LOGS/sem-$c-$fam-client.out" 2>&1
+		crc=$?
+		wait $spid
+		src=$?
+		tunneled=$(($(json_get A 'd["counters"]["flows_tunneled"]') - before))
+		grep -h -v '^ok$\|^listening$' "$LOGS/sem-$c-$fam-"*.out | sed 's/^/# /'
+		check "IPv$fam $c: client and server behave as TCP (through the tunnel)" \
+			[ $crc = 0 -a $src = 0 -a $tunneled -ge 1 ]
+	done
+done
+exit $FAILED
