@@ -30,6 +30,7 @@ struct agent_config {
 	uint32_t pool;		   /* free slots kept ready */
 	uint32_t max_tunnels;	   /* CREATE beyond this is refused */
 	uint32_t setup_timeout_ms; /* wait for the peer's CREATE */
+	uint32_t window;	   /* bytes queued per flow and direction */
 };
 
 /*
@@ -72,7 +73,7 @@ struct flow {
 	uint64_t destroy_ns; /* reset the app socket then, if still there */
 
 	struct agent_watch w_y; /* the slot's agent end */
-	int fd_x;		/* the slot's redirect target; never read */
+	struct agent_watch w_x; /* the redirect target: EPOLLOUT edges only */
 
 	struct peer_link *link;
 	struct fivc_shm *tx_shm, *rx_shm;
@@ -89,6 +90,8 @@ struct flow {
 	bool tx_eof;		   /* Y read to EOF and SEND_CLOSE sent */
 	bool rx_eof;		   /* the peer's SEND_CLOSE was delivered */
 	bool fin_held;		   /* tc holds the peer's FIN for us */
+	bool rx_paused;		   /* the app's unread bytes fill the window */
+	uint64_t rx_unread;	   /* last measured + injected since */
 	uint32_t y_events;	   /* what Y is registered for in epoll */
 	uint64_t bytes_tx, bytes_rx;
 };
@@ -106,6 +109,7 @@ struct agent_counters {
 	uint64_t creates_refused, creates_rejected_by_peer;
 	uint64_t bytes_tx, bytes_rx;
 	uint64_t ring_full, ring_waits;
+	uint64_t pokes; /* runs of the write-space poke iterator */
 };
 
 struct agent_bpf; /* agent/bpf.c */
@@ -118,6 +122,10 @@ struct agent {
 	struct flow **flows; /* by slot */
 	uint32_t n_tunnels;
 	struct agent_watch w_events, w_link_listen, w_control, w_timer;
+	struct agent_watch w_window; /* polls paused flows' unread bytes */
+	uint32_t n_paused;
+	int diag_fd;
+	bool poke_pending;   /* run the poke iterator after this batch */
 	int slot_listen_fd;  /* loopback listener the slots connect to */
 	uint32_t slots_free; /* in free_slots, ready */
 	uint32_t next_slot;
@@ -158,6 +166,8 @@ int agent_bpf_slot_mode(struct agent *a, uint32_t slot,
 			const struct fivc_flow_key *key, uint32_t mode);
 void agent_bpf_flow_del(struct agent *a, const struct fivc_flow_key *key);
 bool agent_bpf_app_present(struct agent *a, const struct fivc_flow_key *key);
+int agent_bpf_poke_mark(struct agent *a, const struct fivc_flow_key *key);
+void agent_bpf_poke_run(struct agent *a);
 int agent_bpf_stats(struct agent *a, uint64_t out[FIVC_STAT__MAX]);
 /* End of stream delivered: let later FINs pass, and clear held state. */
 int agent_bpf_fin_ok(struct agent *a, const struct fivc_flow_key *key, bool ok);
@@ -177,6 +187,8 @@ void slots_fini(struct agent *a);
 /* agent/sockdiag.c: the app socket, seen through sock_diag */
 int agent_sock_destroy(struct agent *a, const struct fivc_flow_key *k,
 		       uint64_t cookie);
+int agent_sock_rmem(struct agent *a, const struct fivc_flow_key *k,
+		    uint64_t cookie, uint32_t *rmem);
 
 /* agent/flow.c: lifecycle and data path */
 int flows_init(struct agent *a);
@@ -184,6 +196,7 @@ void flow_established(struct agent *a, const struct fivc_event *ev);
 void flow_state_event(struct agent *a, const struct fivc_event *ev);
 void flow_fin_held(struct agent *a, const struct fivc_event *ev);
 void flow_expire(struct agent *a, uint64_t now);
+void flows_window_poll(struct agent *a);
 void flow_link_down(struct agent *a, struct peer_link *l);
 struct fivc_tunnel_msg;
 void flow_on_create(struct agent *a, struct peer_link *l,

@@ -29,6 +29,7 @@ struct agent_bpf {
 	struct fastivc_bpf *skel;
 	struct ring_buffer *rb;
 	struct bpf_link *sockops;
+	struct bpf_link *poke; /* iter/tcp, in our (the apps') namespace */
 	int cgroup_fd;
 	bool skmsg_attached;
 	char pin_dir[256];
@@ -268,6 +269,13 @@ int agent_bpf_open(struct agent *a)
 	err = tc_attach(a);
 	if (err)
 		return err;
+	b->poke = bpf_program__attach_iter(b->skel->progs.fivc_poke, NULL);
+	if (!b->poke) {
+		err = -errno;
+		pr_err("Failed to attach the poke iterator: %s",
+		       strerror(errno));
+		return err;
+	}
 	b->rb = ring_buffer__new(bpf_map__fd(b->skel->maps.events), on_event, a,
 				 NULL);
 	if (!b->rb) {
@@ -288,6 +296,7 @@ void agent_bpf_close(struct agent *a)
 		return;
 	ring_buffer__free(b->rb);
 	tc_detach_all(b);
+	bpf_link__destroy(b->poke);
 	bpf_link__destroy(b->sockops);
 	if (b->skmsg_attached)
 		bpf_prog_detach2(bpf_program__fd(b->skel->progs.fivc_skmsg),
@@ -365,7 +374,7 @@ int agent_bpf_slot_mode(struct agent *a, uint32_t slot,
 
 bool agent_bpf_app_present(struct agent *a, const struct fivc_flow_key *key)
 {
-	struct fivc_sock_key k = { .role = FIVC_SOCK_APP, .flow = *key };
+	struct fivc_sock_key k = {.role = FIVC_SOCK_APP, .flow = *key};
 	__u64 cookie;
 
 	/* close() takes the socket out of the sockhash before its FIN. */
@@ -404,6 +413,35 @@ int agent_bpf_held_fin_take(struct agent *a, const struct fivc_flow_key *key,
 					    sizeof(*key), out, sizeof(*out), 0))
 		return -errno;
 	return out->len <= FIVC_HELD_FIN_MAX ? 0 : -EINVAL;
+}
+
+int agent_bpf_poke_mark(struct agent *a, const struct fivc_flow_key *key)
+{
+	__u32 one = 1;
+
+	if (bpf_map__update_elem(a->bpf->skel->maps.poke, key, sizeof(*key),
+				 &one, sizeof(one), BPF_ANY))
+		return -errno;
+	a->poke_pending = true;
+	return 0;
+}
+
+/* One walk over the namespace's TCP sockets wakes every marked app. */
+void agent_bpf_poke_run(struct agent *a)
+{
+	char buf[64];
+	int fd;
+
+	a->poke_pending = false;
+	a->ctr.pokes++;
+	fd = bpf_iter_create(bpf_link__fd(a->bpf->poke));
+	if (fd < 0) {
+		pr_warn("Failed to run the poke iterator: %s", strerror(errno));
+		return;
+	}
+	while (read(fd, buf, sizeof(buf)) > 0)
+		;
+	close(fd);
 }
 
 int agent_bpf_stats(struct agent *a, uint64_t out[FIVC_STAT__MAX])

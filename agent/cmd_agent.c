@@ -115,6 +115,15 @@ static void on_tick(struct agent *a, struct agent_watch *w, uint32_t events)
 	slots_fill(a);
 }
 
+static void on_window(struct agent *a, struct agent_watch *w, uint32_t events)
+{
+	uint64_t n;
+
+	(void)events;
+	if (read(w->fd, &n, sizeof(n)) > 0)
+		flows_window_poll(a);
+}
+
 static void on_events(struct agent *a, struct agent_watch *w, uint32_t events)
 {
 	(void)w;
@@ -263,6 +272,11 @@ int cmd_agent(int argc, char **argv)
 				   on_tick);
 	if (!err && timerfd_settime(a->w_timer.fd, 0, &tick, NULL))
 		err = -errno;
+	if (!err)
+		err = add_fd_watch(a, &a->w_window,
+				   timerfd_create(CLOCK_MONOTONIC,
+						  TFD_CLOEXEC | TFD_NONBLOCK),
+				   on_window);
 	if (err)
 		goto out;
 	slots_fill(a);
@@ -286,6 +300,10 @@ out:
 		close(w_sig.fd);
 	if (a->w_timer.live)
 		close(a->w_timer.fd);
+	if (a->w_window.live)
+		close(a->w_window.fd);
+	if (a->diag_fd > 0)
+		close(a->diag_fd);
 	if (a->epfd > 0)
 		close(a->epfd);
 	if (lock_fd >= 0)

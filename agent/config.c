@@ -31,6 +31,7 @@ void agent_config_defaults(struct agent_config *c)
 	c->pool = 32;
 	c->max_tunnels = 4096;
 	c->setup_timeout_ms = 2000;
+	c->window = 4u << 20;
 }
 
 static int parse_u32(const char *s, uint32_t lo, uint32_t hi, uint32_t *out)
@@ -102,6 +103,8 @@ int agent_config_set(struct agent_config *c, const char *key, const char *val)
 		err = parse_u32(val, 0, FIVC_MAX_SLOTS, &c->max_tunnels);
 	} else if (!strcmp(key, "setup_timeout_ms")) {
 		err = parse_u32(val, 10, 60000, &c->setup_timeout_ms);
+	} else if (!strcmp(key, "window")) {
+		err = parse_u32(val, 256u << 10, 256u << 20, &c->window);
 	} else if (!strcmp(key, "log_level")) {
 		enum fivc_log_level l;
 

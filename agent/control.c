@@ -67,7 +67,7 @@ static void print_status(struct agent *a, FILE *o, bool json)
 			"\"flows_done\":%llu,\"creates_refused\":%llu,"
 			"\"creates_rejected_by_peer\":%llu,"
 			"\"tunnel_bytes_tx\":%llu,\"tunnel_bytes_rx\":%llu,"
-			"\"ring_full\":%llu},\"bpf\":{",
+			"\"ring_full\":%llu,\"pokes\":%llu},\"bpf\":{",
 			(unsigned long long)c->flows_steered,
 			(unsigned long long)c->flows_tunneled,
 			(unsigned long long)c->flows_failed,
@@ -76,7 +76,8 @@ static void print_status(struct agent *a, FILE *o, bool json)
 			(unsigned long long)c->creates_rejected_by_peer,
 			(unsigned long long)c->bytes_tx,
 			(unsigned long long)c->bytes_rx,
-			(unsigned long long)c->ring_full);
+			(unsigned long long)c->ring_full,
+			(unsigned long long)c->pokes);
 		for (int i = 0; i < FIVC_STAT__MAX; i++)
 			fprintf(o, "%s\"%s\":%llu", i ? "," : "", stat_names[i],
 				(unsigned long long)st[i]);

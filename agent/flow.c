@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/timerfd.h>
 #include <unistd.h>
 
 #include "agent.h"
@@ -84,6 +85,15 @@ static void y_want(struct agent *a, struct flow *f, uint32_t events)
 	agent_watch_mod(a, &f->w_y, events);
 }
 
+static void window_arm(struct agent *a, bool on)
+{
+	struct itimerspec t = {{0, 0}, {0, 0}};
+
+	if (on) /* 1 ms: short next to a reader's pause, cheap per query */
+		t.it_interval.tv_nsec = t.it_value.tv_nsec = 1000000;
+	timerfd_settime(a->w_window.fd, 0, &t, NULL);
+}
+
 static void flow_free(struct agent *a, struct flow *f)
 {
 	const struct fivc_backend_ops *ops = a->be->ops;
@@ -92,6 +102,7 @@ static void flow_free(struct agent *a, struct flow *f)
 		a->n_tunnels--;
 	tunnel_unindex(f);
 	agent_watch_del(a, &f->w_y);
+	agent_watch_del(a, &f->w_x);
 	if (f->ev_tx) {
 		agent_watch_del(a, &f->w_ev_tx);
 		ops->evch_destroy(f->ev_tx);
@@ -104,7 +115,9 @@ static void flow_free(struct agent *a, struct flow *f)
 	ops->shm_destroy(f->rx_shm);
 	agent_bpf_fin_ok(a, &f->key, false);
 	agent_bpf_flow_del(a, &f->key);
-	slots_release(a, f->slot, f->fd_x, f->w_y.fd);
+	slots_release(a, f->slot, f->w_x.fd, f->w_y.fd);
+	if (f->rx_paused && !--a->n_paused)
+		window_arm(a, false);
 	a->flows[f->slot] = NULL;
 	a->ctr.flows_done++;
 	f->state = FLOW_DONE;
@@ -140,7 +153,7 @@ static void flow_fail(struct agent *a, struct flow *f, const char *reason)
 	 * An app blocked in send() sleeps on X's buffer, not on its own
 	 * socket: shutting X down wakes it, and its redirect fails (EPIPE).
 	 */
-	shutdown(f->fd_x, SHUT_RDWR);
+	shutdown(f->w_x.fd, SHUT_RDWR);
 	if (f->tx_shm)
 		fivc_tx_reset(&f->tx);
 	if (f->rx_attached)
@@ -205,6 +218,31 @@ static void pump_tx(struct agent *a, struct flow *f)
 	}
 }
 
+/*
+ * May @n more bytes go to the app? Injected bytes are not charged to any
+ * sender, so the agent keeps the app's unread bytes under the window
+ * itself: it counts what it injected and, when that would pass the window,
+ * asks sock_diag what is really still unread.
+ */
+static bool window_open(struct agent *a, struct flow *f, size_t n)
+{
+	uint32_t rmem;
+
+	if (f->rx_unread + n <= a->cfg.window)
+		return true;
+	if (agent_sock_rmem(a, &f->key, f->cookie, &rmem))
+		return true; /* gone: the injection fails and says so */
+	f->rx_unread = rmem;
+	if (rmem + n <= a->cfg.window || !rmem)
+		return true;
+	if (!f->rx_paused) {
+		f->rx_paused = true;
+		if (!a->n_paused++)
+			window_arm(a, true);
+	}
+	return false;
+}
+
 /* Peer's ring -> Y -> (sk_msg ingress redirect) -> the app socket. */
 static void pump_rx(struct agent *a, struct flow *f)
 {
@@ -238,9 +276,12 @@ static void pump_rx(struct agent *a, struct flow *f)
 			flow_fail(a, f, "data for a closed socket");
 			return;
 		}
+		if (!window_open(a, f, (size_t)n))
+			return;
 		s = send(f->w_y.fd, buf, (size_t)n,
 			 MSG_DONTWAIT | MSG_NOSIGNAL);
 		if (s > 0) {
+			f->rx_unread += (uint64_t)s;
 			fivc_rx_release(&f->rx, (size_t)s);
 			f->bytes_rx += (uint64_t)s;
 			a->ctr.bytes_rx += (uint64_t)s;
@@ -267,6 +308,18 @@ static void y_ready(struct agent *a, struct agent_watch *w, uint32_t events)
 	/* pump_tx may have freed the flow */
 	if (a->flows[slot] == f && (events & EPOLLOUT))
 		pump_rx(a, f);
+}
+
+/*
+ * X has room again after an app filled it (only then does an edge come):
+ * the app may sleep waiting for EPOLLOUT on its own socket; wake it.
+ */
+static void x_writable(struct agent *a, struct agent_watch *w, uint32_t events)
+{
+	struct flow *f = container_of(w, struct flow, w_x);
+
+	if ((events & EPOLLOUT) && f->state != FLOW_DONE)
+		agent_bpf_poke_mark(a, &f->key);
 }
 
 /* RECV_GET_DATA / RECV_CLOSE for our ring. */
@@ -498,7 +551,7 @@ void flow_established(struct agent *a, const struct fivc_event *ev)
 	f->dir = ev->dir;
 	f->tunnel_id = tunnel_id_of(f);
 	f->deadline_ns = agent_now_ns() + a->cfg.setup_timeout_ms * 1000000ULL;
-	f->fd_x = fd_x;
+	f->w_x.fd = fd_x;
 	f->w_y.fd = fd_y;
 	f->w_y.fn = y_ready;
 	fcntl(fd_y, F_SETFL, fcntl(fd_y, F_GETFL) | O_NONBLOCK);
@@ -506,6 +559,8 @@ void flow_established(struct agent *a, const struct fivc_event *ev)
 	tunnel_index(f);
 	a->ctr.flows_steered++;
 	agent_watch_add(a, &f->w_y, 0);
+	f->w_x.fn = x_writable;
+	agent_watch_add(a, &f->w_x, EPOLLOUT | EPOLLET);
 
 	f->link = link_get(a, f->peer_domid);
 	if (!f->link) {
@@ -531,7 +586,7 @@ void flow_state_event(struct agent *a, const struct fivc_event *ev)
 		/* Every byte sent before the FIN is in X: let Y see EOF. */
 		f->app_wr_shut = true;
 		f->app_fd_closed = !agent_bpf_app_present(a, &f->key);
-		shutdown(f->fd_x, SHUT_WR);
+		shutdown(f->w_x.fd, SHUT_WR);
 		if (f->app_fd_closed && f->state == FLOW_TUNNEL)
 			pump_rx(a, f);
 	}
@@ -542,6 +597,27 @@ void flow_state_event(struct agent *a, const struct fivc_event *ev)
 		flow_fail(a, f, "connection reset");
 	else
 		flow_maybe_done(a, f);
+}
+
+/* Paused flows whose app has read enough go on. */
+void flows_window_poll(struct agent *a)
+{
+	for (uint32_t s = 0; s < a->next_slot && a->n_paused; s++) {
+		struct flow *f = a->flows[s];
+		uint32_t rmem;
+
+		if (!f || !f->rx_paused)
+			continue;
+		if (f->state == FLOW_TUNNEL &&
+		    !agent_sock_rmem(a, &f->key, f->cookie, &rmem) &&
+		    rmem > a->cfg.window / 2)
+			continue;
+		f->rx_paused = false;
+		f->rx_unread = 0;
+		if (!--a->n_paused)
+			window_arm(a, false);
+		pump_rx(a, f);
+	}
 }
 
 void flow_fin_held(struct agent *a, const struct fivc_event *ev)

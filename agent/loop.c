@@ -88,6 +88,8 @@ int agent_loop(struct agent *a)
 			if (w->live)
 				w->fn(a, w, evs[i].events);
 		}
+		if (a->poke_pending)
+			agent_bpf_poke_run(a);
 		agent_reap(a);
 	}
 	return 0;

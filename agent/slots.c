@@ -62,9 +62,16 @@ static int slot_id_take(struct agent *a, uint32_t *slot)
 	return 0;
 }
 
-/* One loopback pair; Y's local port is returned for slot_ports. */
-static int pair_make(int listen_fd, int *fd_x, int *fd_y, uint16_t *y_port)
+/*
+ * One loopback pair; Y's local port is returned for slot_ports. X's send
+ * and Y's receive buffers hold what the app sent and the agent has not yet
+ * put in the ring: fixed at half the window each (the kernel doubles the
+ * value set), which also stops their autotuning.
+ */
+static int pair_make(int listen_fd, uint32_t window, int *fd_x, int *fd_y,
+		     uint16_t *y_port)
 {
+	int buf = (int)(window / 4);
 	struct sockaddr_in sin;
 	socklen_t len = sizeof(sin);
 	int y, x, one = 1;
@@ -74,6 +81,7 @@ static int pair_make(int listen_fd, int *fd_x, int *fd_y, uint16_t *y_port)
 	y = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (y < 0)
 		return -errno;
+	setsockopt(y, SOL_SOCKET, SO_RCVBUF, &buf, sizeof(buf));
 	if (connect(y, (struct sockaddr *)&sin, sizeof(sin)))
 		goto err_y;
 	x = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC);
@@ -84,6 +92,7 @@ static int pair_make(int listen_fd, int *fd_x, int *fd_y, uint16_t *y_port)
 		goto err_x;
 	/* Y carries many small writes to the app: no Nagle on either end. */
 	setsockopt(x, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	setsockopt(x, SOL_SOCKET, SO_SNDBUF, &buf, sizeof(buf));
 	setsockopt(y, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	*fd_x = x;
 	*fd_y = y;
@@ -106,7 +115,8 @@ void slots_fill(struct agent *a)
 
 		if (slot_id_take(a, &slot))
 			return;
-		err = pair_make(a->slot_listen_fd, &x, &y, &port);
+		err = pair_make(a->slot_listen_fd, a->cfg.window, &x, &y,
+				&port);
 		if (!err) {
 			err = agent_bpf_slot_add(a, slot, x, y, port);
 			if (err) {
