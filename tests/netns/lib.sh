@@ -105,7 +105,7 @@ start_agent() {
 		--set link_dir="$RUN/link" "$@" >"$log" 2>&1 &
 	AGENT_PIDS+=($!)
 	for _ in $(seq 100); do
-		grep -q 'agent ready' "$log" && return 0
+		grep -qs 'agent ready' "$log" && return 0
 		kill -0 "$!" 2>/dev/null || break
 		sleep 0.1
 	done
