@@ -63,7 +63,8 @@ TOOLS := $(patsubst tests/tools/%.c,$(O)/tools/%,$(wildcard tests/tools/*.c))
 
 .DELETE_ON_ERROR:
 .PHONY: all deps test test-ring test-ring-san test-ring-tsan test-fuzz \
-	test-bpf test-netns bench bench-ring fuzz check format clean demo
+	test-bpf test-netns bench bench-ring bench-netns fuzz check format clean \
+	demo
 
 all: $(LIB) $(RING_TESTS) $(BENCH_BINS) $(SKEL) $(BPF_TESTS) $(FASTIVC) \
 	$(TOOLS)
@@ -179,10 +180,13 @@ fuzz: deps $(FUZZ_TARGETS)
 	$(Q)./tests/fuzz/run.sh $(O)/fuzz $(FUZZ_SECONDS)
 
 # --- benchmarks --------------------------------------------------------------
-bench: deps bench-ring
+bench: deps bench-ring bench-netns
 
 bench-ring: $(BENCH_BINS)
 	$(Q)./tests/bench/run_ring.sh $(O)
+
+bench-netns: $(FASTIVC) $(TOOLS)
+	$(Q)O=$(O) ./tests/bench/run_netns.sh
 
 # --- demo ------------------------------------------------------------------
 # For now the ring on its own: 1 GiB between two processes with SHA-256 on

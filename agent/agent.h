@@ -91,6 +91,7 @@ struct flow {
 	bool rx_eof;		   /* the peer's SEND_CLOSE was delivered */
 	bool fin_held;		   /* tc holds the peer's FIN for us */
 	bool rx_paused;		   /* the app's unread bytes fill the window */
+	bool x_registered;	   /* X's first (registration) edge came */
 	uint64_t rx_unread;	   /* last measured + injected since */
 	uint32_t y_events;	   /* what Y is registered for in epoll */
 	uint64_t bytes_tx, bytes_rx;

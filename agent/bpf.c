@@ -11,11 +11,13 @@
 #include <fcntl.h>
 #include <linux/magic.h>
 #include <net/if.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/eventfd.h>
 #include <sys/statfs.h>
 #include <unistd.h>
 
@@ -30,6 +32,9 @@ struct agent_bpf {
 	struct ring_buffer *rb;
 	struct bpf_link *sockops;
 	struct bpf_link *poke; /* iter/tcp, in our (the apps') namespace */
+	int poke_bell;	       /* eventfd: wake the poke thread */
+	pthread_t poke_th;
+	bool poke_th_started;
 	int cgroup_fd;
 	bool skmsg_attached;
 	char pin_dir[256];
@@ -200,6 +205,33 @@ static int tc_attach(struct agent *a)
 	return err;
 }
 
+/*
+ * One walk over the namespace's TCP sockets wakes every marked app. It
+ * costs ~1.7 ms with the default hash table, so it runs in its own thread:
+ * the event loop only rings its doorbell. Marks made while a walk runs are
+ * picked up by the next one.
+ */
+static void *poke_thread(void *arg)
+{
+	struct agent_bpf *b = arg;
+	uint64_t n;
+	char buf[64];
+
+	while (read(b->poke_bell, &n, sizeof(n)) == sizeof(n)) {
+		int fd = bpf_iter_create(bpf_link__fd(b->poke));
+
+		if (fd < 0) {
+			pr_warn("Failed to run the poke iterator: %s",
+				strerror(errno));
+			continue;
+		}
+		while (read(fd, buf, sizeof(buf)) > 0)
+			;
+		close(fd);
+	}
+	return NULL;
+}
+
 int agent_bpf_open(struct agent *a)
 {
 	struct agent_bpf *b = calloc(1, sizeof(*b));
@@ -276,6 +308,13 @@ int agent_bpf_open(struct agent *a)
 		       strerror(errno));
 		return err;
 	}
+	b->poke_bell = eventfd(0, EFD_CLOEXEC);
+	if (b->poke_bell < 0)
+		return -errno;
+	err = -pthread_create(&b->poke_th, NULL, poke_thread, b);
+	if (err)
+		return err;
+	b->poke_th_started = true;
 	b->rb = ring_buffer__new(bpf_map__fd(b->skel->maps.events), on_event, a,
 				 NULL);
 	if (!b->rb) {
@@ -295,6 +334,12 @@ void agent_bpf_close(struct agent *a)
 	if (!b)
 		return;
 	ring_buffer__free(b->rb);
+	if (b->poke_th_started) {
+		pthread_cancel(b->poke_th);
+		pthread_join(b->poke_th, NULL);
+	}
+	if (b->poke_bell > 0)
+		close(b->poke_bell);
 	tc_detach_all(b);
 	bpf_link__destroy(b->poke);
 	bpf_link__destroy(b->sockops);
@@ -426,22 +471,14 @@ int agent_bpf_poke_mark(struct agent *a, const struct fivc_flow_key *key)
 	return 0;
 }
 
-/* One walk over the namespace's TCP sockets wakes every marked app. */
 void agent_bpf_poke_run(struct agent *a)
 {
-	char buf[64];
-	int fd;
+	uint64_t one = 1;
 
 	a->poke_pending = false;
 	a->ctr.pokes++;
-	fd = bpf_iter_create(bpf_link__fd(a->bpf->poke));
-	if (fd < 0) {
-		pr_warn("Failed to run the poke iterator: %s", strerror(errno));
-		return;
-	}
-	while (read(fd, buf, sizeof(buf)) > 0)
-		;
-	close(fd);
+	if (write(a->bpf->poke_bell, &one, sizeof(one)) < 0)
+		pr_warn("Failed to ring the poke thread: %s", strerror(errno));
 }
 
 int agent_bpf_stats(struct agent *a, uint64_t out[FIVC_STAT__MAX])

@@ -318,7 +318,14 @@ static void x_writable(struct agent *a, struct agent_watch *w, uint32_t events)
 {
 	struct flow *f = container_of(w, struct flow, w_x);
 
-	if ((events & EPOLLOUT) && f->state != FLOW_DONE)
+	/* The first edge is X's registration, not a drained buffer. */
+	if (!f->x_registered) {
+		f->x_registered = true;
+		return;
+	}
+	/* After its FIN the app writes no more: X's edges are our shutdown. */
+	if ((events & EPOLLOUT) && f->state != FLOW_DONE && !f->app_wr_shut &&
+	    !(events & (EPOLLHUP | EPOLLERR)))
 		agent_bpf_poke_mark(a, &f->key);
 }
 

@@ -1,0 +1,164 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/*
+ * rr: request/response latency and connection rate over ordinary TCP (no
+ * fastivc code inside), for the benchmarks.
+ *
+ *   rr server ADDR PORT                  echo whatever arrives, per connection
+ *   rr latency ADDR PORT SIZE COUNT      one connection, COUNT round trips of
+ *                                        SIZE bytes: prints p50 p99 mean (us)
+ *   rr connrate ADDR PORT SECONDS        connect, 1-byte exchange, close, in a
+ *                                        loop: prints connections per second
+ */
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "../util/testutil.h"
+
+static struct addrinfo *resolve(const char *host, const char *port,
+				bool passive)
+{
+	struct addrinfo hints = {.ai_socktype = SOCK_STREAM,
+				 .ai_flags = passive ? AI_PASSIVE : 0};
+	struct addrinfo *ai;
+
+	if (getaddrinfo(host, port, &hints, &ai)) {
+		fprintf(stderr, "rr: cannot resolve %s\n", host);
+		exit(2);
+	}
+	return ai;
+}
+
+static int full(int fd, void *buf, size_t n, bool wr)
+{
+	char *p = buf;
+
+	while (n) {
+		ssize_t r =
+			wr ? send(fd, p, n, MSG_NOSIGNAL) : recv(fd, p, n, 0);
+
+		if (r <= 0)
+			return -1;
+		p += r;
+		n -= (size_t)r;
+	}
+	return 0;
+}
+
+static void *echo(void *arg)
+{
+	int fd = (int)(long)arg;
+	char buf[65536];
+	ssize_t n;
+
+	while ((n = recv(fd, buf, sizeof(buf), 0)) > 0)
+		if (full(fd, buf, (size_t)n, true))
+			break;
+	close(fd);
+	return NULL;
+}
+
+static int serve(struct addrinfo *ai)
+{
+	int one = 1, ls = socket(ai->ai_family, SOCK_STREAM, 0);
+
+	setsockopt(ls, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (bind(ls, ai->ai_addr, ai->ai_addrlen) || listen(ls, 4096)) {
+		perror("rr: listen");
+		return 1;
+	}
+	printf("listening\n");
+	fflush(stdout);
+	for (;;) {
+		int fd = accept(ls, NULL, NULL);
+		pthread_t th;
+
+		if (fd < 0)
+			continue;
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		pthread_create(&th, NULL, echo, (void *)(long)fd);
+		pthread_detach(th);
+	}
+}
+
+static int dial(struct addrinfo *ai)
+{
+	int one = 1, fd = socket(ai->ai_family, SOCK_STREAM, 0);
+
+	if (connect(fd, ai->ai_addr, ai->ai_addrlen)) {
+		perror("rr: connect");
+		exit(1);
+	}
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	return fd;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static int latency(struct addrinfo *ai, size_t size, long count)
+{
+	double *t = calloc((size_t)count, sizeof(*t)), sum = 0;
+	char *buf = calloc(1, size);
+	int fd = dial(ai);
+
+	for (long i = 0; i < count; i++) {
+		double t0 = now_sec();
+
+		if (full(fd, buf, size, true) || full(fd, buf, size, false)) {
+			fprintf(stderr, "rr: round trip %ld failed\n", i);
+			return 1;
+		}
+		t[i] = (now_sec() - t0) * 1e6;
+		sum += t[i];
+	}
+	qsort(t, (size_t)count, sizeof(*t), cmp_double);
+	printf("p50 %.1f p99 %.1f mean %.1f\n", t[count / 2],
+	       t[count * 99 / 100], sum / (double)count);
+	close(fd);
+	return 0;
+}
+
+static int connrate(struct addrinfo *ai, double seconds)
+{
+	double t0 = now_sec(), el;
+	long n = 0;
+	char c = 'x';
+
+	while ((el = now_sec() - t0) < seconds) {
+		int fd = dial(ai);
+
+		if (full(fd, &c, 1, true) || full(fd, &c, 1, false)) {
+			fprintf(stderr, "rr: exchange %ld failed\n", n);
+			return 1;
+		}
+		close(fd);
+		n++;
+	}
+	printf("conns %ld rate %.1f\n", n, (double)n / el);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc >= 4 && !strcmp(argv[1], "server"))
+		return serve(resolve(argv[2], argv[3], true));
+	if (argc >= 6 && !strcmp(argv[1], "latency"))
+		return latency(resolve(argv[2], argv[3], false),
+			       strtoul(argv[4], NULL, 0), atol(argv[5]));
+	if (argc >= 5 && !strcmp(argv[1], "connrate"))
+		return connrate(resolve(argv[2], argv[3], false),
+				atof(argv[4]));
+	fprintf(stderr, "usage: rr server|latency|connrate ...\n");
+	return 2;
+}
