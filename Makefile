@@ -189,10 +189,9 @@ bench-netns: $(FASTIVC) $(TOOLS)
 	$(Q)O=$(O) ./tests/bench/run_netns.sh
 
 # --- demo ------------------------------------------------------------------
-# For now the ring on its own: 1 GiB between two processes with SHA-256 on
-# both sides, then the quick ring benchmark table.
+# Two namespaces and agents: iperf3 over plain TCP, then through fastivc.
 demo: deps all
-	$(Q)./scripts/demo-ring.sh $(O)
+	$(Q)O=$(O) ./scripts/demo.sh
 
 # --- housekeeping ------------------------------------------------------------
 SOURCES := $(shell find include common shm agent bpf tests -name '*.[ch]' 2>/dev/null)

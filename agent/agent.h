@@ -107,6 +107,7 @@ struct parked_create {
 
 struct agent_counters {
 	uint64_t flows_steered, flows_tunneled, flows_failed, flows_done;
+	uint64_t flows_reset; /* RSTs the apps caused (abort, close, unread) */
 	uint64_t creates_refused, creates_rejected_by_peer;
 	uint64_t bytes_tx, bytes_rx;
 	uint64_t ring_full, ring_waits;

@@ -135,12 +135,7 @@ static int tc_attach_point(int ifindex, enum bpf_tc_attach_point where,
 			    .attach_point = where);
 	DECLARE_LIBBPF_OPTS(bpf_tc_opts, opts, .handle = TC_HANDLE,
 			    .priority = 1, .flags = BPF_TC_F_REPLACE);
-	int err;
 
-	/* The clsact qdisc serves both points; it may exist already. */
-	err = bpf_tc_hook_create(&hook);
-	if (err && err != -EEXIST)
-		return err;
 	opts.prog_fd = bpf_program__fd(prog);
 	return bpf_tc_attach(&hook, &opts);
 }
@@ -149,8 +144,15 @@ static int tc_attach_one(struct agent_bpf *b, int ifindex)
 {
 	int err;
 
+	DECLARE_LIBBPF_OPTS(bpf_tc_hook, clsact, .ifindex = ifindex,
+			    .attach_point = BPF_TC_INGRESS | BPF_TC_EGRESS);
+
 	if (b->n_tc == MAX_IFACES)
 		return -E2BIG;
+	/* One clsact qdisc serves both points; it may exist already. */
+	err = bpf_tc_hook_create(&clsact);
+	if (err && err != -EEXIST)
+		return err;
 	err = tc_attach_point(ifindex, BPF_TC_INGRESS,
 			      b->skel->progs.fivc_fin_hold);
 	if (!err)

@@ -64,7 +64,8 @@ static void print_status(struct agent *a, FILE *o, bool json)
 		fprintf(o,
 			"\"counters\":{\"flows_steered\":%llu,"
 			"\"flows_tunneled\":%llu,\"flows_failed\":%llu,"
-			"\"flows_done\":%llu,\"creates_refused\":%llu,"
+			"\"flows_done\":%llu,\"flows_reset\":%llu,"
+			"\"creates_refused\":%llu,"
 			"\"creates_rejected_by_peer\":%llu,"
 			"\"tunnel_bytes_tx\":%llu,\"tunnel_bytes_rx\":%llu,"
 			"\"ring_full\":%llu,\"pokes\":%llu},\"bpf\":{",
@@ -72,6 +73,7 @@ static void print_status(struct agent *a, FILE *o, bool json)
 			(unsigned long long)c->flows_tunneled,
 			(unsigned long long)c->flows_failed,
 			(unsigned long long)c->flows_done,
+			(unsigned long long)c->flows_reset,
 			(unsigned long long)c->creates_refused,
 			(unsigned long long)c->creates_rejected_by_peer,
 			(unsigned long long)c->bytes_tx,
@@ -89,11 +91,12 @@ static void print_status(struct agent *a, FILE *o, bool json)
 			a->cfg.instance, a->cfg.domid, (int)getpid(),
 			a->n_tunnels, a->slots_free);
 		fprintf(o,
-			"flows: steered %llu tunneled %llu failed %llu done "
-			"%llu; tunnel bytes tx %llu rx %llu\n",
+			"flows: steered %llu tunneled %llu failed %llu reset "
+			"%llu done %llu; tunnel bytes tx %llu rx %llu\n",
 			(unsigned long long)c->flows_steered,
 			(unsigned long long)c->flows_tunneled,
 			(unsigned long long)c->flows_failed,
+			(unsigned long long)c->flows_reset,
 			(unsigned long long)c->flows_done,
 			(unsigned long long)c->bytes_tx,
 			(unsigned long long)c->bytes_rx);

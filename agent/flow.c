@@ -134,17 +134,24 @@ static void flow_free(struct agent *a, struct flow *f)
  */
 static void flow_fail(struct agent *a, struct flow *f, const char *reason)
 {
+	/* Resets the apps asked for, as TCP defines them, are no failure. */
+	bool by_app = !strcmp(reason, "connection reset") ||
+		      !strcmp(reason, "data for a closed socket");
 	bool peer_reset = f->state == FLOW_TUNNEL && f->rx_attached &&
 			  f->rx.err == -ECONNRESET;
 
 	if (f->state == FLOW_FAILED || f->state == FLOW_DONE)
 		return;
-	pr_info("flow slot %u: %s; resetting the connection", f->slot, reason);
+	fivc_log(by_app ? FIVC_LOG_DEBUG : FIVC_LOG_INFO,
+		 "flow slot %u: %s; resetting the connection", f->slot, reason);
 	f->reason = reason;
 	if (f->state == FLOW_TUNNEL && a->n_tunnels)
 		a->n_tunnels--;
 	f->state = FLOW_FAILED;
-	a->ctr.flows_failed++;
+	if (by_app)
+		a->ctr.flows_reset++;
+	else
+		a->ctr.flows_failed++;
 	if (peer_reset)
 		f->destroy_ns = agent_now_ns() + PEER_RST_GRACE_NS;
 	else
