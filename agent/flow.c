@@ -136,7 +136,9 @@ static void flow_fail(struct agent *a, struct flow *f, const char *reason)
 {
 	/* Resets the apps asked for, as TCP defines them, are no failure. */
 	bool by_app = !strcmp(reason, "connection reset") ||
-		      !strcmp(reason, "data for a closed socket");
+		      !strcmp(reason, "data for a closed socket") ||
+		      !strcmp(reason, "peer reset the tunnel") ||
+		      !strcmp(reason, "peer closed the tunnel");
 	bool peer_reset = f->state == FLOW_TUNNEL && f->rx_attached &&
 			  f->rx.err == -ECONNRESET;
 
@@ -198,7 +200,8 @@ static void pump_tx(struct agent *a, struct flow *f)
 		if (err) {
 			flow_fail(a, f,
 				  err == -EPIPE ? "peer closed the tunnel"
-						: "tunnel broken (tx)");
+				  : err == -ECONNRESET ? "peer reset the tunnel"
+						       : "tunnel broken (tx)");
 			return;
 		}
 		n = recv(f->w_y.fd, buf, room, MSG_DONTWAIT);

@@ -88,6 +88,10 @@ static void *write_until_error(void *arg)
 	fivc_spin_init(&spin, 0);
 	w->ret = fivc_tx_write_all(&w->p->tx, w->p->ev[0], &spin, buf,
 				   sizeof(buf), WAIT_MS);
+	/* Like write(2): what went out first, then the error. */
+	if (w->ret > 0 && w->ret < (ssize_t)sizeof(buf))
+		w->ret = fivc_tx_write_all(&w->p->tx, w->p->ev[0], &spin, buf,
+					   sizeof(buf), WAIT_MS);
 	return NULL;
 }
 
