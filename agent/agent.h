@@ -123,6 +123,8 @@ struct agent {
 	struct fivc_backend *be;
 	struct flow **flows; /* by slot */
 	uint32_t n_tunnels;
+	uint32_t n_flows; /* steered, not yet freed */
+	uint64_t ticks;
 	struct agent_watch w_events, w_link_listen, w_control, w_timer;
 	struct agent_watch w_window; /* polls paused flows' unread bytes */
 	uint32_t n_paused;
@@ -170,6 +172,7 @@ void agent_bpf_flow_del(struct agent *a, const struct fivc_flow_key *key);
 bool agent_bpf_app_present(struct agent *a, const struct fivc_flow_key *key);
 int agent_bpf_poke_mark(struct agent *a, const struct fivc_flow_key *key);
 void agent_bpf_poke_run(struct agent *a);
+void agent_bpf_reap_holds(struct agent *a, uint64_t older_than_ns);
 int agent_bpf_stats(struct agent *a, uint64_t out[FIVC_STAT__MAX]);
 /* End of stream delivered: let later FINs pass, and clear held state. */
 int agent_bpf_fin_ok(struct agent *a, const struct fivc_flow_key *key, bool ok);

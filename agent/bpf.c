@@ -483,6 +483,30 @@ void agent_bpf_poke_run(struct agent *a)
 		pr_warn("Failed to ring the poke thread: %s", strerror(errno));
 }
 
+/* Slots held by SYN-ACKs whose handshake never completed go back. */
+void agent_bpf_reap_holds(struct agent *a, uint64_t older_than_ns)
+{
+	struct fastivc_bpf *s = a->bpf->skel;
+	struct fivc_flow_key k, next, *prev = NULL;
+	struct fivc_slot_hold hold;
+	uint64_t now = agent_now_ns();
+
+	while (!bpf_map__get_next_key(s->maps.synack_slots, prev, &next,
+				      sizeof(next))) {
+		k = next;
+		prev = &k;
+		if (bpf_map__lookup_elem(s->maps.synack_slots, &k, sizeof(k),
+					 &hold, sizeof(hold), 0) ||
+		    now - hold.ts_ns < older_than_ns)
+			continue;
+		if (!bpf_map__delete_elem(s->maps.synack_slots, &k, sizeof(k),
+					  0))
+			bpf_map__update_elem(s->maps.free_slots, NULL, 0,
+					     &hold.slot, sizeof(hold.slot),
+					     BPF_ANY);
+	}
+}
+
 int agent_bpf_stats(struct agent *a, uint64_t out[FIVC_STAT__MAX])
 {
 	int ncpu = libbpf_num_possible_cpus();

@@ -113,6 +113,9 @@ static void on_tick(struct agent *a, struct agent_watch *w, uint32_t events)
 		return;
 	flow_expire(a, agent_now_ns());
 	slots_fill(a);
+	/* Once every 10 s: a SYN-ACK's hold outlives any real handshake. */
+	if (!(++a->ticks % 100))
+		agent_bpf_reap_holds(a, 60ull * 1000000000ull);
 }
 
 static void on_window(struct agent *a, struct agent_watch *w, uint32_t events)

@@ -100,7 +100,7 @@ int agent_config_set(struct agent_config *c, const char *key, const char *val)
 	} else if (!strcmp(key, "pool")) {
 		err = parse_u32(val, 1, 4096, &c->pool);
 	} else if (!strcmp(key, "max_tunnels")) {
-		err = parse_u32(val, 0, FIVC_MAX_SLOTS, &c->max_tunnels);
+		err = parse_u32(val, 0, FIVC_MAX_SLOTS - 1, &c->max_tunnels);
 	} else if (!strcmp(key, "setup_timeout_ms")) {
 		err = parse_u32(val, 10, 60000, &c->setup_timeout_ms);
 	} else if (!strcmp(key, "window")) {

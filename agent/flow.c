@@ -119,6 +119,7 @@ static void flow_free(struct agent *a, struct flow *f)
 	if (f->rx_paused && !--a->n_paused)
 		window_arm(a, false);
 	a->flows[f->slot] = NULL;
+	a->n_flows--;
 	a->ctr.flows_done++;
 	f->state = FLOW_DONE;
 	agent_defer_free(a, f);
@@ -573,6 +574,7 @@ void flow_established(struct agent *a, const struct fivc_event *ev)
 	f->w_y.fn = y_ready;
 	fcntl(fd_y, F_SETFL, fcntl(fd_y, F_GETFL) | O_NONBLOCK);
 	a->flows[f->slot] = f;
+	a->n_flows++;
 	tunnel_index(f);
 	a->ctr.flows_steered++;
 	agent_watch_add(a, &f->w_y, 0);

@@ -105,10 +105,16 @@ err_y:
 	return -errno;
 }
 
-/* Keep cfg.pool slots ready in free_slots. */
+/*
+ * Keep cfg.pool slots ready in free_slots, but never more slots in use and
+ * ready than max_tunnels: past that, sockops finds no slot, does not
+ * answer the handshake option and the connection stays plain TCP (counted
+ * as no_slot), instead of being refused later.
+ */
 void slots_fill(struct agent *a)
 {
-	while (a->slots_free < a->cfg.pool) {
+	while (a->slots_free < a->cfg.pool &&
+	       a->n_flows + a->slots_free < a->cfg.max_tunnels) {
 		uint32_t slot;
 		uint16_t port = 0;
 		int x = -1, y = -1, err;

@@ -28,6 +28,14 @@ struct {
 } nonces SEC(".maps");
 
 /* The socket's 4-tuple from its own point of view; -1 if not IP. */
+/* Slots set aside by SYN-ACKs that answered, until PASSIVE_ESTABLISHED. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, struct fivc_flow_key);
+	__type(value, struct fivc_slot_hold);
+	__uint(max_entries, FIVC_MAX_SLOTS);
+} synack_slots SEC(".maps");
+
 static __always_inline int skops_flow_key(const struct bpf_sock_ops *skops,
 					  struct fivc_flow_key *k)
 {
@@ -151,6 +159,28 @@ static void on_listen(struct bpf_sock_ops *skops)
 }
 
 /*
+ * Set a slot aside for this 4-tuple (once: the SYN-ACK's length and write
+ * callbacks and its retransmits come here again). Answering while a slot is
+ * merely free would let concurrent handshakes answer more SYNs than there
+ * are slots, and the active side would then steer alone.
+ */
+static __always_inline bool slot_hold(const struct fivc_flow_key *k)
+{
+	struct fivc_slot_hold hold = {};
+
+	if (bpf_map_lookup_elem(&synack_slots, k))
+		return true;
+	if (bpf_map_pop_elem(&free_slots, &hold.slot))
+		return false;
+	hold.ts_ns = bpf_ktime_get_ns();
+	if (bpf_map_update_elem(&synack_slots, k, &hold, BPF_NOEXIST)) {
+		bpf_map_push_elem(&free_slots, &hold.slot, 0);
+		return false;
+	}
+	return true;
+}
+
+/*
  * Passive side, for a SYN-ACK: answer (fill *opt) only a SYN that carried
  * our option from an address peers maps to the domid it claims, and only
  * while a slot is free (else the active side would steer alone). Not in
@@ -173,7 +203,7 @@ static __always_inline bool synack_answer(struct bpf_sock_ops *skops,
 		return false;
 	if (bpf_ntohl(opt->domid) != peer->domid)
 		return false;
-	if (!slot_available())
+	if (!slot_hold(&k))
 		return false;
 	opt->domid = bpf_htonl(self_domid); /* the nonce is echoed */
 	return true;
@@ -233,6 +263,7 @@ static bool steer(struct bpf_sock_ops *skops, const struct fivc_flow_key *k,
 	struct fivc_sock_key skey = {.role = FIVC_SOCK_APP};
 	struct fivc_slot slotv = {.mode = FIVC_SLOT_IDLE};
 	struct fivc_flow flow = {};
+	struct fivc_slot_hold *hold;
 	struct fivc_event *ev;
 	__u32 slot;
 
@@ -241,10 +272,17 @@ static bool steer(struct bpf_sock_ops *skops, const struct fivc_flow_key *k,
 		stat_inc(FIVC_STAT_EVENT_LOST);
 		return false;
 	}
-	if (bpf_map_pop_elem(&free_slots, &slot) || slot >= FIVC_MAX_SLOTS) {
+	hold = dir == FIVC_FLOW_PASSIVE ? bpf_map_lookup_elem(&synack_slots, k)
+					: NULL;
+	if (hold) {
+		slot = hold->slot;
+		bpf_map_delete_elem(&synack_slots, k);
+	} else if (bpf_map_pop_elem(&free_slots, &slot)) {
 		stat_inc(FIVC_STAT_NO_SLOT);
 		goto discard;
 	}
+	if (slot >= FIVC_MAX_SLOTS)
+		goto discard;
 	slotv.flow = *k;
 	if (bpf_map_update_elem(&slots, &slot, &slotv, BPF_ANY)) {
 		stat_inc(FIVC_STAT_NO_SLOT);

@@ -87,6 +87,18 @@ struct fivc_slot {
 
 /* slot_ports: hash, Y's local port (host order) -> slot. */
 
+/*
+ * synack_slots: hash, app 4-tuple -> the slot the passive side set aside
+ * when it answered the option in its SYN-ACK, so that the flow the active
+ * side will steer surely has one here too. The agent returns holds older
+ * than a minute (a handshake that never completed) to free_slots.
+ */
+struct fivc_slot_hold {
+	__u32 slot;
+	__u32 pad;
+	__u64 ts_ns; /* bpf_ktime_get_ns() when set aside */
+};
+
 enum fivc_event_type {
 	FIVC_EV_ESTABLISHED = 1, /* a socket was steered; slot popped */
 	FIVC_EV_STATE = 2,	 /* a steered socket changed TCP state */

@@ -43,4 +43,26 @@ check "peer without agent: counted as no_option" \
 	[ "$(json_get A 'd["bpf"]["no_option"]')" -ge 2 ]
 check "peer without agent: nothing steered" \
 	[ "$(json_get A 'd["bpf"]["steered"]')" = 0 ]
+
+# 3. Both agents run, B allows only 2 tunnels: the others stay plain TCP,
+#    decided in the handshake (B has no slot, so it does not answer).
+start_agent B --set max_tunnels=2 --set pool=2 || { fail "agent B starts"; exit 1; }
+fivc B peer add $IP_A/32 $DOM_A
+sleep 0.3
+in_ns B timeout 60 "$BLAST" server $IP_B 5303 --conns 5 --bytes $BYTES >"$LOGS/server-limit.out" 2>&1 &
+spid=$!
+for _ in $(seq 50); do grep -q listening "$LOGS/server-limit.out" && break; sleep 0.1; done
+in_ns A timeout 60 "$BLAST" client $IP_B 5303 --conns 5 --bytes $BYTES >"$LOGS/client-limit.out" 2>&1
+crc=$?
+wait $spid
+src=$?
+check "tunnel limit: all 5 transfers complete with matching digests" sh -c \
+	"[ $crc = 0 ] && [ $src = 0 ] && [ \"\$(awk '/^conn/{print \$5, \$8}' $LOGS/client-limit.out | sort)\" = \
+	  \"\$(awk '/^conn/{print \$8, \$5}' $LOGS/server-limit.out | sort)\" ]"
+check "tunnel limit: at most 2 tunneled, the rest fell back in the handshake" \
+	[ "$(json_get B 'd["counters"]["flows_tunneled"]')" -le 2 -a \
+	  "$(json_get B 'd["bpf"]["no_slot"]')" -ge 3 ]
+check "tunnel limit: nothing was refused or reset" \
+	[ "$(json_get A 'd["counters"]["flows_failed"]')" = 0 -a \
+	  "$(json_get B 'd["counters"]["creates_refused"]')" = 0 ]
 exit $FAILED
