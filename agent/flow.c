@@ -254,6 +254,20 @@ static bool window_open(struct agent *a, struct flow *f, size_t n)
 	return false;
 }
 
+/*
+ * The tunnel delivered end of stream and tc holds the peer's FIN: let the
+ * FIN (and its retransmits, and the ACKs of ours) pass from now on, and
+ * re-send the held copy. Not earlier: an ACK of our own FIN let through
+ * before the peer's FIN would wake our app's blocked reader into EAGAIN
+ * (see fin_hold.bpf.c).
+ */
+static void fin_release(struct agent *a, struct flow *f)
+{
+	agent_bpf_fin_ok(a, &f->key, true);
+	agent_fin_resend(a, &f->key);
+	f->fin_held = false;
+}
+
 /* Peer's ring -> Y -> (sk_msg ingress redirect) -> the app socket. */
 static void pump_rx(struct agent *a, struct flow *f)
 {
@@ -269,10 +283,8 @@ static void pump_rx(struct agent *a, struct flow *f)
 		if (n == 0) {
 			/* Every byte is in the app socket: now its FIN. */
 			f->rx_eof = true;
-			agent_bpf_fin_ok(a, &f->key, true);
 			if (f->fin_held)
-				agent_fin_resend(a, &f->key);
-			f->fin_held = false;
+				fin_release(a, f);
 			flow_maybe_done(a, f);
 			return;
 		}
@@ -645,11 +657,9 @@ void flow_fin_held(struct agent *a, const struct fivc_event *ev)
 
 	if (!f || f->cookie != ev->cookie)
 		return;
-	/* Held after we let FINs pass (a race with tc): send it now. */
+	f->fin_held = true;
 	if (f->rx_eof || f->state != FLOW_TUNNEL)
-		agent_fin_resend(a, &f->key);
-	else
-		f->fin_held = true;
+		fin_release(a, f);
 }
 
 void flow_expire(struct agent *a, uint64_t now)

@@ -56,8 +56,26 @@ run() { # run FAMILY SERVER_ADDR PORT
 		[ $((after_a - before_a)) -ge $((CONNS * BYTES)) ]
 }
 
+# Leak accounting: the agents' fds (once the links and the sock_diag
+# socket exist, after the first run) and map entries, after each run.
+agent_fds() { ls /proc/"${AGENT_PIDS[$1]}"/fd | wc -l; }
+map_entries() { # map_entries SIDE MAP
+	bpftool -j map dump pinned "/sys/fs/bpf/fastivc/$TAG-$1/$2" |
+		python3 -c 'import json,sys; print(len(json.load(sys.stdin)))'
+}
+
 run ipv4 $IP_B 5201
+sleep 0.5 # the last events (TCP_CLOSE) reach the agents
+fds_a=$(agent_fds 0) fds_b=$(agent_fds 1)
 run ipv6 $IP6_B 5202
+sleep 0.5
+say "agent fds after run 1 / run 2: A $fds_a / $(agent_fds 0), B $fds_b / $(agent_fds 1)"
+check "no fd leaked by either agent" [ "$(agent_fds 0)" = "$fds_a" -a "$(agent_fds 1)" = "$fds_b" ]
+check "no flow or FIN state left in the maps (A and B)" \
+	[ "$(map_entries a flows)$(map_entries b flows)" = 00 -a \
+	  "$(map_entries a fin_ok)$(map_entries a fin_sent)$(map_entries a held_fins)" = 000 -a \
+	  "$(map_entries b fin_ok)$(map_entries b fin_sent)$(map_entries b held_fins)" = 000 ]
+check "no tunnel left" [ "$(json_get A 'd["tunnels"]')$(json_get B 'd["tunnels"]')" = 00 ]
 check "B's agent received through the tunnel" \
 	[ "$(json_get B 'd["counters"]["tunnel_bytes_rx"]')" -ge $((2 * CONNS * BYTES)) ]
 check "no flow failed" [ "$(json_get A 'd["counters"]["flows_failed"]')" = 0 ]
