@@ -36,7 +36,7 @@ measure() { # measure MODE
 	local m=$1 p out
 	for p in 1 8; do
 		out=$(in_ns A iperf3 -c $IP_B -p 5201 -P $p -t $SECS -J 2>/dev/null |
-			python3 -c 'import json,sys; print(json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"]/1e9)')
+			python3 -c 'import json,sys; print("%.2f" % (json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"]/1e9))')
 		R["iperf3_throughput P=$p $m"]+="$out "
 	done
 	for size in 1 64 4096; do
