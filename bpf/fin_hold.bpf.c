@@ -12,7 +12,8 @@
  *   FIN_WAIT2, and that state change wakes a reader blocked in recv(), which
  *   tcp_bpf_recvmsg() then answers with EAGAIN although the socket blocks.
  *   Dropping it keeps the socket in FIN_WAIT1 (TCP retransmits the FIN); the
- *   held FIN, re-sent after the data, acknowledges ours.
+ *   held FIN, re-sent after the data, acknowledges ours; after it the
+ *   socket is past FIN_WAIT1 and no ACK is needed any more.
  * - Egress FIN: records in fin_sent that our app closed its write side.
  *
  * RSTs always pass.
@@ -121,17 +122,23 @@ int fivc_fin_hold(struct __sk_buff *skb)
 	k.lport = bpf_ntohs(th->dest);
 	k.rport = bpf_ntohs(th->source);
 	flow = bpf_map_lookup_elem(&flows, &k);
-	if (!flow || bpf_map_lookup_elem(&fin_ok, &k))
+	if (!flow)
 		return TC_ACT_OK;
 	hlen = (off - ETH_HLEN) + th->doff * 4;
 	if (!th->fin) {
-		/* A pure ACK of our FIN: see the top of the file. */
+		/*
+		 * A pure ACK of our FIN: see the top of the file. Dropped even
+		 * after fin_ok: until the re-sent FIN (which acknowledges ours)
+		 * is processed, a duplicate ACK could still get in first.
+		 */
 		if (ip_len == hlen && bpf_map_lookup_elem(&fin_sent, &k)) {
 			stat_inc(FIVC_STAT_ACK_HELD);
 			return TC_ACT_SHOT;
 		}
 		return TC_ACT_OK;
 	}
+	if (bpf_map_lookup_elem(&fin_ok, &k))
+		return TC_ACT_OK;
 	if (ip_len != hlen || ip_len > FIVC_HELD_FIN_MAX) {
 		stat_inc(FIVC_STAT_FIN_DATA);
 		return TC_ACT_OK;
