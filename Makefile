@@ -63,8 +63,8 @@ TOOLS := $(patsubst tests/tools/%.c,$(O)/tools/%,$(wildcard tests/tools/*.c))
 
 .DELETE_ON_ERROR:
 .PHONY: all deps test test-ring test-ring-san test-ring-tsan test-fuzz \
-	test-bpf test-netns bench bench-ring bench-netns fuzz check format clean \
-	demo
+	test-bpf test-netns bench bench-ring bench-netns fuzz soak check format \
+	clean demo
 
 all: $(LIB) $(RING_TESTS) $(BENCH_BINS) $(SKEL) $(BPF_TESTS) $(FASTIVC) \
 	$(TOOLS)
@@ -157,6 +157,10 @@ test-ring-san:
 test-ring-tsan:
 	$(Q)TSAN_OPTIONS=halt_on_error=1 TSAN_ONLY=1 $(MAKE) --no-print-directory \
 		O=build/tsan SAN=thread CC=clang test-ring
+
+# Longer runs than make test affords (ROUNDS=N).
+soak: deps $(FASTIVC) $(TOOLS)
+	$(Q)O=$(O) ROUNDS=$${ROUNDS:-200} bash tests/soak/churn.sh
 
 # --- fuzzing (clang libFuzzer) ----------------------------------------------
 FUZZ_SECONDS ?= 600

