@@ -160,7 +160,7 @@ test-ring-tsan:
 
 # Longer runs than make test affords (ROUNDS=N).
 soak: deps $(FASTIVC) $(TOOLS)
-	$(Q)O=$(O) ROUNDS=$${ROUNDS:-200} bash tests/soak/churn.sh
+	$(Q)O=$(O) ROUNDS=$${ROUNDS:-500} bash tests/netns/test_churn.sh
 
 # --- fuzzing (clang libFuzzer) ----------------------------------------------
 FUZZ_SECONDS ?= 600

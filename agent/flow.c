@@ -658,7 +658,8 @@ void flow_fin_held(struct agent *a, const struct fivc_event *ev)
 	if (!f || f->cookie != ev->cookie)
 		return;
 	f->fin_held = true;
-	if (f->rx_eof || f->state != FLOW_TUNNEL)
+	/* A flow still setting up holds it too: its bytes are yet to come. */
+	if (f->rx_eof || f->state == FLOW_FAILED)
 		fin_release(a, f);
 }
 
