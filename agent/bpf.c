@@ -442,6 +442,8 @@ int agent_bpf_fin_ok(struct agent *a, const struct fivc_flow_key *key, bool ok)
 	if (!ok) {
 		bpf_map__delete_elem(s->maps.fin_ok, key, sizeof(*key), 0);
 		bpf_map__delete_elem(s->maps.fin_sent, key, sizeof(*key), 0);
+		bpf_map__delete_elem(s->maps.peer_fin_end, key, sizeof(*key),
+				     0);
 		bpf_map__delete_elem(s->maps.held_fins, key, sizeof(*key), 0);
 		return 0;
 	}

@@ -255,16 +255,20 @@ static bool window_open(struct agent *a, struct flow *f, size_t n)
 }
 
 /*
- * The tunnel delivered end of stream and tc holds the peer's FIN: let the
- * FIN (and its retransmits, and the ACKs of ours) pass from now on, and
- * re-send the held copy. Not earlier: an ACK of our own FIN let through
- * before the peer's FIN would wake our app's blocked reader into EAGAIN
- * (see fin_hold.bpf.c).
+ * The tunnel delivered end of stream and tc holds the peer's FIN: re-send
+ * the held copy, then let the FIN's retransmits and the ACKs of ours pass.
+ * Not earlier: an ACK of our own FIN let through before the peer's FIN
+ * would wake our app's blocked reader into EAGAIN (see fin_hold.bpf.c).
  */
 static void fin_release(struct agent *a, struct flow *f)
 {
-	agent_bpf_fin_ok(a, &f->key, true);
+	/*
+	 * The copy first: it enters through lo, which tc does not watch, and
+	 * is processed before sendto() returns (or queued ahead in the
+	 * socket's backlog). Only then may duplicate ACKs of our FIN pass.
+	 */
 	agent_fin_resend(a, &f->key);
+	agent_bpf_fin_ok(a, &f->key, true);
 	f->fin_held = false;
 }
 

@@ -12,9 +12,11 @@
  *   FIN_WAIT2, and that state change wakes a reader blocked in recv(), which
  *   tcp_bpf_recvmsg() then answers with EAGAIN although the socket blocks.
  *   Dropping it keeps the socket in FIN_WAIT1 (TCP retransmits the FIN); the
- *   held FIN, re-sent after the data, acknowledges ours; after it the
- *   socket is past FIN_WAIT1 and no ACK is needed any more.
- * - Egress FIN: records in fin_sent that our app closed its write side.
+ *   held FIN, re-sent after the data, acknowledges ours. The hold ends
+ *   when our stack acknowledges the peer's FIN (seen on egress): only then
+ *   has the state change that frees a blocked reader (EOF) happened.
+ * - Egress: records in fin_sent that our app sent its FIN (FIN_OURS) and
+ *   that our stack acknowledged the peer's FIN (FIN_PEER_ACKED).
  *
  * RSTs always pass.
  */
@@ -45,13 +47,24 @@ struct {
 	__uint(max_entries, FIVC_MAX_FLOWS);
 } fin_ok SEC(".maps");
 
-/* Flows whose app sent its FIN (set on egress). */
+#define FIN_OURS 1u	  /* our app's FIN went out */
+#define FIN_PEER_ACKED 2u /* our stack acknowledged the peer's FIN */
+
+/* FIN_* flags per flow, set on egress. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__type(key, struct fivc_flow_key);
 	__type(value, __u32);
 	__uint(max_entries, FIVC_MAX_FLOWS);
 } fin_sent SEC(".maps");
+
+/* The sequence number just past the peer's held FIN. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, struct fivc_flow_key);
+	__type(value, __u32);
+	__uint(max_entries, FIVC_MAX_FLOWS);
+} peer_fin_end SEC(".maps");
 
 /* Scratch for the copy (too big for the BPF stack). */
 struct {
@@ -109,7 +122,7 @@ int fivc_fin_hold(struct __sk_buff *skb)
 	struct fivc_event *ev;
 	struct fivc_flow *flow;
 	struct tcphdr *th;
-	__u32 zero = 0, ip_len = 0, hlen;
+	__u32 zero = 0, ip_len = 0, hlen, end;
 	int off;
 
 	off = parse(skb, &k, &ip_len, true);
@@ -126,12 +139,11 @@ int fivc_fin_hold(struct __sk_buff *skb)
 		return TC_ACT_OK;
 	hlen = (off - ETH_HLEN) + th->doff * 4;
 	if (!th->fin) {
-		/*
-		 * A pure ACK of our FIN: see the top of the file. Dropped even
-		 * after fin_ok: until the re-sent FIN (which acknowledges ours)
-		 * is processed, a duplicate ACK could still get in first.
-		 */
-		if (ip_len == hlen && bpf_map_lookup_elem(&fin_sent, &k)) {
+		__u32 *fs = bpf_map_lookup_elem(&fin_sent, &k);
+
+		/* A pure ACK of our FIN: see the top of the file. */
+		if (ip_len == hlen && fs && (*fs & FIN_OURS) &&
+		    !(*fs & FIN_PEER_ACKED)) {
 			stat_inc(FIVC_STAT_ACK_HELD);
 			return TC_ACT_SHOT;
 		}
@@ -150,6 +162,8 @@ int fivc_fin_hold(struct __sk_buff *skb)
 	if (bpf_skb_load_bytes(skb, ETH_HLEN, held->pkt, ip_len & 0xff) ||
 	    bpf_map_update_elem(&held_fins, &k, held, BPF_ANY))
 		return TC_ACT_OK;
+	end = bpf_ntohl(th->seq) + 1;
+	bpf_map_update_elem(&peer_fin_end, &k, &end, BPF_ANY);
 	ev = bpf_ringbuf_reserve(&events, sizeof(*ev), 0);
 	if (ev) {
 		__builtin_memset(ev, 0, sizeof(*ev));
@@ -169,19 +183,32 @@ SEC("tc")
 int fivc_fin_seen(struct __sk_buff *skb)
 {
 	struct fivc_flow_key k = {};
+	__u32 ip_len = 0, flags, *fs, *end;
 	struct tcphdr *th;
-	__u32 one = 1, ip_len = 0;
 	int off;
 
 	off = parse(skb, &k, &ip_len, false);
 	if (off < 0)
 		return TC_ACT_OK;
 	th = (void *)(long)skb->data + off;
-	if ((void *)(th + 1) > (void *)(long)skb->data_end || !th->fin)
+	if ((void *)(th + 1) > (void *)(long)skb->data_end || th->syn ||
+	    th->rst)
 		return TC_ACT_OK;
 	k.lport = bpf_ntohs(th->source);
 	k.rport = bpf_ntohs(th->dest);
-	if (bpf_map_lookup_elem(&flows, &k))
-		bpf_map_update_elem(&fin_sent, &k, &one, BPF_ANY);
+	if (!bpf_map_lookup_elem(&flows, &k))
+		return TC_ACT_OK;
+	fs = bpf_map_lookup_elem(&fin_sent, &k);
+	flags = fs ? *fs : 0;
+	if (th->fin) {
+		flags |= FIN_OURS;
+	} else {
+		end = bpf_map_lookup_elem(&peer_fin_end, &k);
+		if (!end || !th->ack ||
+		    (int)(bpf_ntohl(th->ack_seq) - *end) < 0)
+			return TC_ACT_OK;
+		flags |= FIN_PEER_ACKED;
+	}
+	bpf_map_update_elem(&fin_sent, &k, &flags, BPF_ANY);
 	return TC_ACT_OK;
 }
