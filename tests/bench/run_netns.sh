@@ -76,5 +76,5 @@ for key in "iperf3_throughput P=1" "iperf3_throughput P=8" \
 done
 echo "# fastivc runs moved $tunneled bytes through A's tunnels" >&2
 python3 scripts/bench_table.py --csv "$CSV" --benchmark iperf3 --benchmark rr_latency --benchmark connection_rate \
-	--out "$O/bench/netns.md"
+	--out "$O/bench/netns.md" >/dev/null
 cat "$O/bench/netns.md"
