@@ -21,7 +21,7 @@
 
 #define TUNNEL_BUCKETS 4096
 
-/* tunnel_id -> flow, chained through flow_link */
+/* tunnel_id -> flow; each bucket chains through chain_next, by slot */
 static struct flow *by_tunnel[TUNNEL_BUCKETS];
 static struct flow **chain_next; /* by slot */
 
