@@ -125,6 +125,15 @@ static void flow_free(struct agent *a, struct flow *f)
 	agent_defer_free(a, f);
 }
 
+/*
+ * Resets that TCP itself defines (an app's abort, data for a closed socket)
+ * and their echo from the peer: no tunnel failure. Compared by identity.
+ */
+static const char R_APP_RESET[] = "connection reset";
+static const char R_CLOSED_DATA[] = "data for a closed socket";
+static const char R_PEER_RESET[] = "peer reset the tunnel";
+static const char R_PEER_CLOSED[] = "peer closed the tunnel";
+
 /* A peer that resets its tunnel also resets its TCP: give that RST time. */
 #define PEER_RST_GRACE_NS (200 * 1000000ULL)
 
@@ -135,11 +144,8 @@ static void flow_free(struct agent *a, struct flow *f)
  */
 static void flow_fail(struct agent *a, struct flow *f, const char *reason)
 {
-	/* Resets the apps asked for, as TCP defines them, are no failure. */
-	bool by_app = !strcmp(reason, "connection reset") ||
-		      !strcmp(reason, "data for a closed socket") ||
-		      !strcmp(reason, "peer reset the tunnel") ||
-		      !strcmp(reason, "peer closed the tunnel");
+	bool by_app = reason == R_APP_RESET || reason == R_CLOSED_DATA ||
+		      reason == R_PEER_RESET || reason == R_PEER_CLOSED;
 	bool peer_reset = f->state == FLOW_TUNNEL && f->rx_attached &&
 			  f->rx.err == -ECONNRESET;
 
@@ -200,8 +206,8 @@ static void pump_tx(struct agent *a, struct flow *f)
 		}
 		if (err) {
 			flow_fail(a, f,
-				  err == -EPIPE ? "peer closed the tunnel"
-				  : err == -ECONNRESET ? "peer reset the tunnel"
+				  err == -EPIPE	       ? R_PEER_CLOSED
+				  : err == -ECONNRESET ? R_PEER_RESET
 						       : "tunnel broken (tx)");
 			return;
 		}
@@ -294,13 +300,13 @@ static void pump_rx(struct agent *a, struct flow *f)
 		}
 		if (n < 0) {
 			flow_fail(a, f,
-				  n == -ECONNRESET ? "peer reset the tunnel"
+				  n == -ECONNRESET ? R_PEER_RESET
 						   : "tunnel broken (rx)");
 			return;
 		}
 		if (f->app_fd_closed) {
 			/* TCP answers data for a closed socket with an RST. */
-			flow_fail(a, f, "data for a closed socket");
+			flow_fail(a, f, R_CLOSED_DATA);
 			return;
 		}
 		if (!window_open(a, f, (size_t)n))
@@ -629,7 +635,7 @@ void flow_state_event(struct agent *a, const struct fivc_event *ev)
 		return;
 	f->app_closed = true;
 	if (ev->old_state == TCP_ESTABLISHED || ev->old_state == TCP_CLOSE_WAIT)
-		flow_fail(a, f, "connection reset");
+		flow_fail(a, f, R_APP_RESET);
 	else
 		flow_maybe_done(a, f);
 }
