@@ -48,6 +48,7 @@ struct agent_watch {
 enum flow_state {
 	FLOW_PENDING = 0, /* steered; tunnel being set up; bytes wait in Y */
 	FLOW_TUNNEL,	  /* both rings mapped: bytes take the ring */
+	FLOW_FALLBACK,	  /* back on TCP, waiting for the peer's word */
 	FLOW_FAILED,	  /* setup refused or torn down: see reason */
 	FLOW_DONE,	  /* both directions finished, app socket closed */
 };
@@ -84,6 +85,7 @@ struct flow {
 	struct fivc_rx rx;
 	bool tx_sent, tx_accepted; /* our CREATE sent, and accepted */
 	bool rx_attached;	   /* we accepted the peer's CREATE */
+	bool peer_clean;	   /* the peer said: all its bytes took TCP */
 	bool app_wr_shut;	   /* the app shut its write side */
 	bool app_fd_closed;	   /* ... by close(): nothing reads any more */
 	bool app_closed;	   /* the app socket is gone */
@@ -105,8 +107,18 @@ struct parked_create {
 	/* struct fivc_tunnel_msg follows; see link.c */
 };
 
+/* A flow that fell back to plain TCP, kept for `fastivc status`. */
+struct fallback_rec {
+	struct fivc_flow_key key;
+	const char *reason;
+	uint64_t when_ns;
+};
+
+#define FALLBACK_RECS 64
+
 struct agent_counters {
 	uint64_t flows_steered, flows_tunneled, flows_failed, flows_done;
+	uint64_t flows_tcp;   /* fell back to plain TCP, every byte intact */
 	uint64_t flows_reset; /* RSTs the apps caused (abort, close, unread) */
 	uint64_t creates_refused, creates_rejected_by_peer;
 	uint64_t bytes_tx, bytes_rx;
@@ -138,6 +150,8 @@ struct agent {
 	struct peer_link *links;
 	struct parked_create *parked;
 	struct agent_counters ctr;
+	struct fallback_rec fallbacks[FALLBACK_RECS]; /* the latest, a ring */
+	uint32_t n_fallbacks;
 	void **dead; /* freed after the current epoll batch */
 	uint32_t n_dead, cap_dead;
 	volatile int stop;
@@ -169,6 +183,9 @@ void agent_bpf_slot_del(struct agent *a, uint32_t slot, uint16_t y_port);
 int agent_bpf_slot_mode(struct agent *a, uint32_t slot,
 			const struct fivc_flow_key *key, uint32_t mode);
 void agent_bpf_flow_del(struct agent *a, const struct fivc_flow_key *key);
+/* The slot's word of slot_sw (bpf_abi.h), shared with sk_msg. */
+uint64_t *agent_bpf_slot_sw(struct agent *a, uint32_t slot);
+void agent_bpf_app_release(struct agent *a, const struct fivc_flow_key *key);
 bool agent_bpf_app_present(struct agent *a, const struct fivc_flow_key *key);
 int agent_bpf_poke_mark(struct agent *a, const struct fivc_flow_key *key);
 void agent_bpf_poke_run(struct agent *a);

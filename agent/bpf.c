@@ -18,6 +18,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/eventfd.h>
+#include <sys/mman.h>
 #include <sys/statfs.h>
 #include <unistd.h>
 
@@ -26,6 +27,7 @@
 #include "fastivc/log.h"
 
 #define MAX_IFACES 16
+#define SLOT_SW_BYTES (FIVC_MAX_SLOTS * sizeof(uint64_t))
 
 struct agent_bpf {
 	struct fastivc_bpf *skel;
@@ -38,6 +40,7 @@ struct agent_bpf {
 	int cgroup_fd;
 	bool skmsg_attached;
 	char pin_dir[256];
+	uint64_t *slot_sw;	    /* the slot_sw map, mapped: atomics only */
 	int tc_ifindex[MAX_IFACES]; /* FIN hold attached here */
 	int n_tc;
 };
@@ -123,6 +126,7 @@ static int on_event(void *ctx, void *data, size_t len)
 		flow_state_event(a, ev);
 	else if (ev->type == FIVC_EV_FIN_HELD)
 		flow_fin_held(a, ev);
+
 	return 0;
 }
 
@@ -275,6 +279,15 @@ int agent_bpf_open(struct agent *a)
 		return err;
 	}
 
+	b->slot_sw = mmap(NULL, SLOT_SW_BYTES, PROT_READ | PROT_WRITE,
+			  MAP_SHARED, bpf_map__fd(b->skel->maps.slot_sw), 0);
+	if (b->slot_sw == MAP_FAILED) {
+		b->slot_sw = NULL;
+		err = -errno;
+		pr_err("Failed to map slot_sw: %s", strerror(errno));
+		return err;
+	}
+
 	b->cgroup_fd = open(a->cfg.cgroup, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (b->cgroup_fd < 0) {
 		err = -errno;
@@ -354,6 +367,8 @@ void agent_bpf_close(struct agent *a)
 			map, b->skel->obj) if (!keep_pin(bpf_map__name(map)) &&
 					       bpf_map__pin_path(map))
 			bpf_map__unpin(map, NULL);
+	if (b->slot_sw)
+		munmap(b->slot_sw, SLOT_SW_BYTES);
 	fastivc_bpf__destroy(b->skel);
 	if (b->cgroup_fd >= 0)
 		close(b->cgroup_fd);
@@ -380,6 +395,7 @@ int agent_bpf_slot_add(struct agent *a, uint32_t slot, int fd_x, int fd_y,
 	__u64 x = (__u64)fd_x, y = (__u64)fd_y; /* sockhash values are u64 */
 	__u16 port = y_port;
 
+	__atomic_store_n(&a->bpf->slot_sw[slot], 0, __ATOMIC_SEQ_CST);
 	if (bpf_map__update_elem(s->maps.slots, &slot, sizeof(slot), &idle,
 				 sizeof(idle), BPF_ANY) ||
 	    bpf_map__update_elem(s->maps.socks, &k, sizeof(k), &x, sizeof(x),
@@ -427,6 +443,19 @@ bool agent_bpf_app_present(struct agent *a, const struct fivc_flow_key *key)
 	/* close() takes the socket out of the sockhash before its FIN. */
 	return !bpf_map__lookup_elem(a->bpf->skel->maps.socks, &k, sizeof(k),
 				     &cookie, sizeof(cookie), 0);
+}
+
+uint64_t *agent_bpf_slot_sw(struct agent *a, uint32_t slot)
+{
+	return &a->bpf->slot_sw[slot];
+}
+
+/* Back to plain TCP: the app socket leaves the sockhash (and tcp_bpf). */
+void agent_bpf_app_release(struct agent *a, const struct fivc_flow_key *key)
+{
+	struct fivc_sock_key k = {.role = FIVC_SOCK_APP, .flow = *key};
+
+	bpf_map__delete_elem(a->bpf->skel->maps.socks, &k, sizeof(k), 0);
 }
 
 void agent_bpf_flow_del(struct agent *a, const struct fivc_flow_key *key)

@@ -31,12 +31,12 @@ static const char *const stat_names[FIVC_STAT__MAX] = {
 	[FIVC_STAT_FIN_HELD] = "fin_held",
 	[FIVC_STAT_FIN_DATA] = "fin_data",
 	[FIVC_STAT_ACK_HELD] = "ack_held",
+	[FIVC_STAT_CANCELLED] = "cancelled",
 };
 
 static const char *const state_names[] = {
-	[FLOW_PENDING] = "pending",
-	[FLOW_TUNNEL] = "tunnel",
-	[FLOW_FAILED] = "failed",
+	[FLOW_PENDING] = "pending", [FLOW_TUNNEL] = "tunnel",
+	[FLOW_FALLBACK] = "tcp",    [FLOW_FAILED] = "failed",
 	[FLOW_DONE] = "done",
 };
 
@@ -46,6 +46,42 @@ int control_path(const struct agent_config *c, char *buf, size_t len)
 	    (int)len)
 		return -ENAMETOOLONG;
 	return 0;
+}
+
+/* The latest flows that fell back to plain TCP, newest first. */
+static void print_fallbacks(struct agent *a, FILE *o, bool json)
+{
+	uint32_t n =
+		a->n_fallbacks < FALLBACK_RECS ? a->n_fallbacks : FALLBACK_RECS;
+	uint64_t now = agent_now_ns();
+
+	if (json)
+		fprintf(o, "],\"fallbacks\":[");
+	else if (n)
+		fprintf(o, "fell back to plain TCP (latest %u):\n", n);
+	for (uint32_t i = 0; i < n; i++) {
+		const struct fallback_rec *r =
+			&a->fallbacks[(a->n_fallbacks - 1 - i) % FALLBACK_RECS];
+		char l[INET6_ADDRSTRLEN], rem[INET6_ADDRSTRLEN];
+		double age = (double)(now - r->when_ns) / 1e9;
+
+		addr_format(r->key.laddr, l, sizeof(l));
+		addr_format(r->key.raddr, rem, sizeof(rem));
+		if (json)
+			fprintf(o,
+				"%s{\"local\":\"%s\",\"lport\":%u,"
+				"\"remote\":\"%s\",\"rport\":%u,"
+				"\"path\":\"tcp\",\"reason\":\"%s\","
+				"\"age_s\":%.1f}",
+				i ? "," : "", l, r->key.lport, rem,
+				r->key.rport, r->reason, age);
+		else
+			fprintf(o, "  %s:%u -> %s:%u  tcp  %.1f s ago  %s\n", l,
+				r->key.lport, rem, r->key.rport, age,
+				r->reason);
+	}
+	if (json)
+		fprintf(o, "]");
 }
 
 static void print_status(struct agent *a, FILE *o, bool json)
@@ -65,6 +101,7 @@ static void print_status(struct agent *a, FILE *o, bool json)
 			"\"counters\":{\"flows_steered\":%llu,"
 			"\"flows_tunneled\":%llu,\"flows_failed\":%llu,"
 			"\"flows_done\":%llu,\"flows_reset\":%llu,"
+			"\"flows_tcp\":%llu,"
 			"\"creates_refused\":%llu,"
 			"\"creates_rejected_by_peer\":%llu,"
 			"\"tunnel_bytes_tx\":%llu,\"tunnel_bytes_rx\":%llu,"
@@ -74,6 +111,7 @@ static void print_status(struct agent *a, FILE *o, bool json)
 			(unsigned long long)c->flows_failed,
 			(unsigned long long)c->flows_done,
 			(unsigned long long)c->flows_reset,
+			(unsigned long long)c->flows_tcp,
 			(unsigned long long)c->creates_refused,
 			(unsigned long long)c->creates_rejected_by_peer,
 			(unsigned long long)c->bytes_tx,
@@ -91,10 +129,12 @@ static void print_status(struct agent *a, FILE *o, bool json)
 			a->cfg.instance, a->cfg.domid, (int)getpid(),
 			a->n_tunnels, a->slots_free);
 		fprintf(o,
-			"flows: steered %llu tunneled %llu failed %llu reset "
-			"%llu done %llu; tunnel bytes tx %llu rx %llu\n",
+			"flows: steered %llu tunneled %llu tcp %llu failed "
+			"%llu "
+			"reset %llu done %llu; tunnel bytes tx %llu rx %llu\n",
 			(unsigned long long)c->flows_steered,
 			(unsigned long long)c->flows_tunneled,
+			(unsigned long long)c->flows_tcp,
 			(unsigned long long)c->flows_failed,
 			(unsigned long long)c->flows_reset,
 			(unsigned long long)c->flows_done,
@@ -143,8 +183,9 @@ static void print_status(struct agent *a, FILE *o, bool json)
 			(unsigned long long)f->bytes_rx,
 			f->reason ? f->reason : "");
 	}
+	print_fallbacks(a, o, json);
 	if (json)
-		fprintf(o, "]}\n");
+		fprintf(o, "}\n");
 }
 
 static void control_accept(struct agent *a, struct agent_watch *w,

@@ -5,6 +5,10 @@
  * each agent offers its transmit ring with CREATE_TUNNEL, the other maps it
  * and answers ACCEPT_TUNNEL or REJECT_TUNNEL; the flow is up when both
  * directions are mapped. Until then the app's bytes wait in Y.
+ *
+ * A flow whose tunnel does not come up goes back to plain TCP if no byte
+ * took the slot on either side (docs/steering.md, "Fallback"); otherwise
+ * it is reset, never left short.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -134,6 +138,12 @@ static const char R_CLOSED_DATA[] = "data for a closed socket";
 static const char R_PEER_RESET[] = "peer reset the tunnel";
 static const char R_PEER_CLOSED[] = "peer closed the tunnel";
 
+/*
+ * How long a flow back on TCP waits for the peer to say the same (its agent
+ * may be stalled): meanwhile only the peer's FIN waits, then a reset.
+ */
+#define FALLBACK_CONFIRM_NS (10 * 1000000000ULL)
+
 /* A peer that resets its tunnel also resets its TCP: give that RST time. */
 #define PEER_RST_GRACE_NS (200 * 1000000ULL)
 
@@ -183,6 +193,80 @@ static void flow_maybe_done(struct agent *a, struct flow *f)
 	if (f->app_closed &&
 	    (f->state != FLOW_TUNNEL || (f->tx_eof && f->rx_eof)))
 		flow_free(a, f);
+}
+
+static void reply(struct agent *a, struct peer_link *l, uint64_t id,
+		  int reason);
+static void fin_release(struct agent *a, struct flow *f);
+
+/*
+ * Give the flow back to TCP unless sk_msg already captured a byte: true if
+ * no byte of ours ever took the slot, nor will.
+ */
+static bool tx_cancel(struct agent *a, struct flow *f)
+{
+	uint64_t *sw = agent_bpf_slot_sw(a, f->slot);
+	uint64_t v = __atomic_load_n(sw, __ATOMIC_SEQ_CST);
+
+	while (!(v & FIVC_SW_CAPTURED))
+		if ((v & FIVC_SW_CANCELLED) ||
+		    __atomic_compare_exchange_n(sw, &v, v | FIVC_SW_CANCELLED,
+						false, __ATOMIC_SEQ_CST,
+						__ATOMIC_SEQ_CST))
+			return true;
+	return false;
+}
+
+/*
+ * Both directions are plain TCP now: the peer's FIN, if tc held it, is in
+ * order behind its bytes. Release it and forget the flow.
+ */
+static void fallback_done(struct agent *a, struct flow *f)
+{
+	if (f->fin_held)
+		fin_release(a, f);
+	a->ctr.flows_tcp++;
+	flow_free(a, f);
+}
+
+/*
+ * Our side is clean: the socket leaves the sockhash (plain TCP from now on,
+ * at no cost) and the peer hears it. tc keeps holding the peer's FIN until
+ * the peer says the same of its side: a FIN of a peer that captured bytes
+ * must not reach the app before its RST.
+ */
+static void flow_fallback(struct agent *a, struct flow *f, const char *reason)
+{
+	struct fallback_rec *r =
+		&a->fallbacks[a->n_fallbacks++ % FALLBACK_RECS];
+
+	pr_info("flow slot %u (port %u -> %u): plain TCP: %s", f->slot,
+		f->key.lport, f->key.rport, reason);
+	agent_bpf_app_release(a, &f->key);
+	r->key = f->key;
+	r->reason = reason;
+	r->when_ns = agent_now_ns();
+	f->reason = reason;
+	f->state = FLOW_FALLBACK;
+	f->deadline_ns = agent_now_ns() + FALLBACK_CONFIRM_NS;
+	if (f->link)
+		reply(a, f->link, f->tunnel_id, ECANCELED);
+	else
+		f->peer_clean = true; /* no agent there to have captured any */
+	if (f->peer_clean)
+		fallback_done(a, f);
+}
+
+/*
+ * The tunnel will not carry this flow: plain TCP if it has not carried a
+ * byte yet (not up, nothing captured), else a reset.
+ */
+static void flow_give_up(struct agent *a, struct flow *f, const char *reason)
+{
+	if (f->state == FLOW_PENDING && tx_cancel(a, f))
+		flow_fallback(a, f, reason);
+	else
+		flow_fail(a, f, reason);
 }
 
 /* App -> Y -> our ring. */
@@ -500,7 +584,7 @@ static void create_for_flow(struct agent *a, struct flow *f,
 	reply(a, l, m->tunnel_id, reason);
 	fivc_tunnel_msg_release(m);
 	if (reason)
-		flow_fail(a, f, "tunnel refused here");
+		flow_give_up(a, f, "tunnel refused here");
 	else
 		flow_maybe_up(a, f);
 }
@@ -511,6 +595,12 @@ void flow_on_create(struct agent *a, struct peer_link *l,
 	struct flow *f = flow_by_tunnel(m->tunnel_id, l->domid);
 	struct parked_create *p;
 
+	/* Our word may have crossed this CREATE: say it again. */
+	if (f && f->state == FLOW_FALLBACK) {
+		reply(a, l, m->tunnel_id, ECANCELED);
+		fivc_tunnel_msg_release(m);
+		return;
+	}
 	if (f) {
 		create_for_flow(a, f, l, m);
 		return;
@@ -533,8 +623,25 @@ void flow_on_reply(struct agent *a, struct peer_link *l,
 		   const struct fivc_tunnel_msg *m)
 {
 	struct flow *f = flow_by_tunnel(m->tunnel_id, l->domid);
+	/*
+	 * ECANCELED: the peer's side went back to TCP with no byte taken;
+	 * ENOENT: it has no such flow, so its bytes took TCP all along.
+	 */
+	bool clean = m->type == FIVC_TMSG_REJECT &&
+		     (m->reason == ECANCELED || m->reason == ENOENT);
 
-	if (!f || f->state != FLOW_PENDING || !f->tx_sent) {
+	if (f && clean && f->state == FLOW_FALLBACK) {
+		fallback_done(a, f);
+		return;
+	}
+	/* Up here but not there: what we sent can no longer arrive. */
+	if (f && m->type == FIVC_TMSG_REJECT && f->state == FLOW_TUNNEL) {
+		flow_fail(a, f, "peer went back to TCP");
+		return;
+	}
+	if (f && clean && f->state == FLOW_PENDING)
+		f->peer_clean = true;
+	if (!f || f->state != FLOW_PENDING || (!f->tx_sent && !clean)) {
 		pr_debug("stray tunnel reply %u from domain %u", m->type,
 			 l->domid);
 		return;
@@ -545,7 +652,9 @@ void flow_on_reply(struct agent *a, struct peer_link *l,
 		return;
 	}
 	a->ctr.creates_rejected_by_peer++;
-	flow_fail(a, f, "peer refused the tunnel");
+	flow_give_up(a, f,
+		     clean ? "peer went back to TCP"
+			   : "peer refused the tunnel");
 }
 
 /* Match CREATEs that arrived before @f's event. */
@@ -605,11 +714,11 @@ void flow_established(struct agent *a, const struct fivc_event *ev)
 
 	f->link = link_get(a, f->peer_domid);
 	if (!f->link) {
-		flow_fail(a, f, "no link to the peer agent");
+		flow_give_up(a, f, "no link to the peer agent");
 	} else {
 		err = flow_offer(a, f);
 		if (err)
-			flow_fail(a, f, "cannot offer a tunnel");
+			flow_give_up(a, f, "cannot offer a tunnel");
 		else
 			unpark(a, f);
 	}
@@ -700,8 +809,14 @@ void flow_expire(struct agent *a, uint64_t now)
 		if (!f)
 			continue;
 		if (f->state == FLOW_PENDING && !f->rx_attached &&
-		    f->deadline_ns <= now)
-			flow_fail(a, f, "tunnel setup timed out");
+		    f->deadline_ns <= now) {
+			flow_give_up(a, f, "tunnel setup timed out");
+			continue;
+		}
+		if (f->state == FLOW_FALLBACK && f->deadline_ns <= now) {
+			flow_fail(a, f, "peer did not confirm the fallback");
+			continue;
+		}
 		if (f->destroy_ns && f->destroy_ns <= now) {
 			f->destroy_ns = 0;
 			agent_sock_destroy(a, &f->key, f->cookie);
@@ -730,6 +845,8 @@ void flow_link_down(struct agent *a, struct peer_link *l)
 		if (f && f->link == l) {
 			f->link = NULL;
 			if (f->state == FLOW_PENDING || f->state == FLOW_TUNNEL)
+				flow_give_up(a, f, "peer agent gone");
+			else if (f->state == FLOW_FALLBACK)
 				flow_fail(a, f, "peer agent gone");
 		}
 	}

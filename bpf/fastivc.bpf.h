@@ -45,6 +45,15 @@ FIVC_MAP struct {
 	__uint(max_entries, FIVC_MAX_FLOWS);
 } flows SEC(".maps");
 
+/* Where each slot's app sends go; see slot_sw in bpf_abi.h. */
+FIVC_MAP struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(max_entries, FIVC_MAX_SLOTS);
+	__uint(map_flags, BPF_F_MMAPABLE);
+} slot_sw SEC(".maps");
+
 /* App sockets (by flow) and slot ends X, Y (by slot); sk_msg runs on all. */
 FIVC_MAP struct {
 	__uint(type, BPF_MAP_TYPE_SOCKHASH);

@@ -3,8 +3,9 @@
  * sk_msg, attached to socks: runs on every send of a steered app socket and
  * of the agent's slot sockets (docs/steering.md, "The data path").
  *
- * App socket A: egress redirect to its slot's X. Agent socket Y: by its
- * slot's mode, ingress into A (INJECT) or egress out of A (RELAY).
+ * App socket A: egress redirect to its slot's X (or plain TCP once the
+ * agent cancelled the flow). Agent socket Y: by its slot's mode, ingress
+ * into A (INJECT) or egress out of A (RELAY).
  *
  * The verdict is never SK_DROP: one drop makes every later send() on the
  * socket fail with EACCES without running the program again. A failed
@@ -63,18 +64,49 @@ static __always_inline int msg_flow_key(const struct sk_msg_md *msg,
 	return 0;
 }
 
+/*
+ * The flow's first send claims it for the tunnel (CAPTURED) unless the
+ * agent gave it back to TCP first (CANCELLED); one cmpxchg decides, so the
+ * agent knows whether any byte can have left for the slot.
+ */
+static __always_inline bool app_claim(__u64 *sw)
+{
+	__u64 v = *(volatile __u64 *)sw;
+
+	for (int i = 0; i < 4; i++) {
+		if (v & FIVC_SW_CAPTURED)
+			return true;
+		if (v & FIVC_SW_CANCELLED)
+			return false;
+		__u64 old = __sync_val_compare_and_swap(sw, v,
+							v | FIVC_SW_CAPTURED);
+		if (old == v)
+			return true;
+		v = old;
+	}
+	return false; /* only two writers and one change each: unreachable */
+}
+
 /* A steered app socket sends: its bytes go to X, the agent reads them on Y. */
 static __always_inline int app_send(struct sk_msg_md *msg, __u32 family)
 {
 	struct fivc_sock_key skey = {.role = FIVC_SOCK_SLOT_X};
 	struct fivc_flow_key k;
 	struct fivc_flow *flow;
+	__u64 *sw;
 
 	if (msg_flow_key(msg, family, &k))
 		goto pass;
 	flow = bpf_map_lookup_elem(&flows, &k);
 	if (!flow)
 		goto pass;
+	sw = bpf_map_lookup_elem(&slot_sw, &flow->slot);
+	if (!sw)
+		goto pass;
+	if (!app_claim(sw)) {
+		stat_inc(FIVC_STAT_CANCELLED);
+		return SK_PASS;
+	}
 	skey.slot = flow->slot;
 	if (bpf_msg_redirect_hash(msg, &socks, &skey, 0) != SK_PASS)
 		goto pass;

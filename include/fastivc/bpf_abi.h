@@ -72,6 +72,20 @@ struct fivc_flow {
 	__u64 tx_bytes;
 };
 
+/*
+ * slot_sw: array by slot, mmap-able, one __u64 per slot, shared by the
+ * agent (atomics on its mapping) and sk_msg (BPF cmpxchg). It decides,
+ * once per flow and atomically, whether the tunnel or plain TCP gets the
+ * app's bytes (docs/steering.md, "Fallback"):
+ *
+ *   CAPTURED   sk_msg redirected a first send to the slot: from then on
+ *              the flow's bytes are the tunnel's
+ *   CANCELLED  the agent gave the flow back to TCP before any byte was
+ *              captured: sk_msg passes every send
+ */
+#define FIVC_SW_CAPTURED (1ULL << 0)
+#define FIVC_SW_CANCELLED (1ULL << 1)
+
 enum fivc_slot_mode {
 	FIVC_SLOT_IDLE = 0,   /* Y's sends are not redirected */
 	FIVC_SLOT_INJECT = 1, /* Y's sends go ingress into the app socket */
@@ -148,6 +162,7 @@ enum fivc_stat {
 	FIVC_STAT_FIN_HELD,	 /* peer FINs held until the tunnel drained */
 	FIVC_STAT_FIN_DATA,	 /* FINs with payload on a steered flow */
 	FIVC_STAT_ACK_HELD,	 /* ACKs of our FIN dropped (see fin_hold) */
+	FIVC_STAT_CANCELLED,	 /* sends passed: the flow fell back to TCP */
 	FIVC_STAT__MAX,
 };
 

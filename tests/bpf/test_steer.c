@@ -650,6 +650,14 @@ static int slot_mode(struct side *s, __u32 slot, __u32 mode)
 	return bpf_map_update_elem(fd, &slot, &v, BPF_EXIST);
 }
 
+static __u64 sw_get(struct side *s, __u32 slot)
+{
+	__u64 v = ~0ULL;
+
+	bpf_map_lookup_elem(map_fd(s->skel->maps.slot_sw), &slot, &v);
+	return v;
+}
+
 static void drain(int fd)
 {
 	char buf[4096];
@@ -663,11 +671,14 @@ static void slot_recycle(struct side *s, __u32 slot,
 			 const struct fivc_flow_key *k)
 {
 	struct fivc_slot idle = {0};
+	__u64 zero = 0;
 
 	if (slot >= NSLOTS)
 		return;
 	bpf_map_delete_elem(map_fd(s->skel->maps.flows), k);
 	bpf_map_update_elem(map_fd(s->skel->maps.slots), &slot, &idle, BPF_ANY);
+	bpf_map_update_elem(map_fd(s->skel->maps.slot_sw), &slot, &zero,
+			    BPF_ANY);
 	drain(s->x[slot]);
 	drain(s->y[slot]);
 	bpf_map_update_elem(map_fd(s->skel->maps.free_slots), NULL, &slot, 0);
@@ -1181,6 +1192,8 @@ static void test_steered(const char *fam, int family, const char *b_ip,
 	t_begin();
 	side_reset(&side_a);
 	side_reset(&side_b);
+	EXPECT(sw_get(&side_a, sa) == 0, "a: slot_sw %#llx before any send",
+	       (unsigned long long)sw_get(&side_a, sa));
 	make_msg(out, sizeof(out), "b:client->Y");
 	if (!write_all(cli, out, sizeof(out)))
 		EXPECT(read_exact(side_a.y[sa], in, sizeof(in)) == sizeof(in) &&
@@ -1206,8 +1219,11 @@ static void test_steered(const char *fam, int family, const char *b_ip,
 	want_a[FIVC_STAT_MSG_REDIRECT] = want_b[FIVC_STAT_MSG_REDIRECT] = 1;
 	EXPECT(stats_are(&side_a, want_a), "side a counters");
 	EXPECT(stats_are(&side_b, want_b), "side b counters");
+	EXPECT(sw_get(&side_a, sa) == FIVC_SW_CAPTURED,
+	       "a: slot_sw %#llx after the first send, want CAPTURED",
+	       (unsigned long long)sw_get(&side_a, sa));
 	t_end("(b) %s: app sends arrive on the own side's Y, by content, and "
-	      "not at the peer app",
+	      "not at the peer app; the first one marks the flow CAPTURED",
 	      fam);
 
 	/* (c) IDLE: Y's bytes stay on loopback; INJECT: the app reads them. */
@@ -1352,6 +1368,67 @@ out:
 	if (ea && eb) {
 		slot_recycle(&side_a, sa, &ka);
 		slot_recycle(&side_b, sb, &kb);
+	}
+}
+
+/*
+ * (l) The agent gives a steered flow back to TCP before its first byte
+ * (CANCELLED, what it does when no tunnel comes up): every send passes.
+ */
+static void test_cancelled(void)
+{
+	const struct fivc_event *ea = NULL, *eb = NULL;
+	struct fivc_flow_key ka, kb;
+	__u64 cancelled = FIVC_SW_CANCELLED;
+	int lst, cli = -1, srv = -1;
+
+	side_reset(&side_a);
+	side_reset(&side_b);
+	t_begin();
+	lst = listener(app_socket(&side_b, AF_INET), AF_INET, V4_B);
+	if (EXPECT(lst >= 0, "listener")) {
+		cli = app_socket(&side_a, AF_INET);
+		if (EXPECT(cli >= 0, "client socket"))
+			srv = connect_accept(cli, lst, AF_INET, V4_B);
+		close(lst);
+	}
+	if (EXPECT(srv >= 0, "connection") && !fd_flow_key(cli, &ka) &&
+	    !fd_flow_key(srv, &kb)) {
+		ea = wait_event(&side_a, FIVC_EV_ESTABLISHED, 0,
+				sock_cookie(cli), WAIT_MS);
+		eb = wait_event(&side_b, FIVC_EV_ESTABLISHED, 0,
+				sock_cookie(srv), WAIT_MS);
+	}
+	if (EXPECT(ea && eb, "both sides steer")) {
+		__u32 slot = ea->slot;
+
+		EXPECT(!bpf_map_update_elem(map_fd(side_a.skel->maps.slot_sw),
+					    &slot, &cancelled, BPF_ANY),
+		       "cancel");
+		EXPECT(carries(cli, srv, "l:cancelled, 1") &&
+			       carries(cli, srv, "l:cancelled, 2"),
+		       "sends of a cancelled flow must take TCP");
+		EXPECT(stays_quiet(side_a.y[slot]), "bytes reached Y");
+		EXPECT(stat_delta(&side_a, FIVC_STAT_CANCELLED) == 2 &&
+			       stat_delta(&side_a, FIVC_STAT_MSG_REDIRECT) == 0,
+		       "cancelled moved by %llu, msg_redirect by %llu",
+		       (unsigned long long)stat_delta(&side_a,
+						      FIVC_STAT_CANCELLED),
+		       (unsigned long long)stat_delta(&side_a,
+						      FIVC_STAT_MSG_REDIRECT));
+		EXPECT(sw_get(&side_a, slot) == FIVC_SW_CANCELLED,
+		       "slot_sw %#llx, want CANCELLED only",
+		       (unsigned long long)sw_get(&side_a, slot));
+	}
+	t_end("(l) a flow cancelled before its first byte: every send passes "
+	      "to TCP (cancelled counted), nothing reaches Y");
+	if (cli >= 0)
+		close(cli);
+	if (srv >= 0)
+		close(srv);
+	if (ea && eb) {
+		slot_recycle(&side_a, ea->slot, &ka);
+		slot_recycle(&side_b, eb->slot, &kb);
 	}
 }
 
@@ -1573,6 +1650,7 @@ int main(int argc, char **argv)
 	      NSLOTS);
 	if (setup_ok) {
 		test_steered("IPv4", AF_INET, V4_B, true);
+		test_cancelled();
 		test_steered("IPv6", AF_INET6, V6_B, false);
 		test_steered("IPv4-mapped on AF_INET6 sockets", AF_INET6, V4M_B,
 			     false);

@@ -3,7 +3,11 @@
 # Fallback: connections the agents must leave on plain TCP, untouched.
 #  - the peer is not in the co-resident map: 0 tunnel bytes, not_peer counted;
 #  - the peer is in the map but runs no agent (option not answered): plain
-#    TCP, no hang, no_option counted.
+#    TCP, no hang, no_option counted;
+#  - the peer is at its tunnel limit: plain TCP decided in the handshake;
+#  - the tunnel fails to come up (the peer's agent stalls past the setup
+#    timeout) before the first byte: both sides go back to plain TCP, the
+#    bytes arrive intact, status says why.
 . "$(dirname "$0")/lib.sh"
 FAILED=0
 BYTES=$((16 << 20))
@@ -65,4 +69,34 @@ check "tunnel limit: at most 2 tunneled, the rest fell back in the handshake" \
 check "tunnel limit: nothing was refused or reset" \
 	[ "$(json_get A 'd["counters"]["flows_failed"]')" = 0 -a \
 	  "$(json_get B 'd["counters"]["creates_refused"]')" = 0 ]
+
+# 4. B's agent stalls (SIGSTOP) past A's setup timeout while the client has
+#    not sent yet: A gives the flow back to TCP, B follows when it resumes.
+b_pid=${AGENT_PIDS[1]}
+tun_a=$(json_get A 'd["counters"]["tunnel_bytes_tx"]')
+in_ns B timeout 60 python3 tests/netns/delayed.py server $IP_B 5304 $BYTES \
+	>"$LOGS/server-stall.out" 2>&1 &
+spid=$!
+for _ in $(seq 50); do grep -q listening "$LOGS/server-stall.out" && break; sleep 0.1; done
+kill -STOP "$b_pid"
+( sleep 3; kill -CONT "$b_pid" ) &
+in_ns A timeout 60 python3 tests/netns/delayed.py client $IP_B 5304 4 $BYTES \
+	>"$LOGS/client-stall.out" 2>&1
+crc=$?
+wait $spid
+src=$?
+say "$(cat "$LOGS/client-stall.out")"
+check "setup timeout before the first byte: the transfer completes intact" \
+	[ $crc = 0 -a $src = 0 ]
+check "setup timeout: no byte took the tunnel" \
+	[ "$(json_get A 'd["counters"]["tunnel_bytes_tx"]')" = "$tun_a" ]
+check "setup timeout: A shows the flow back on TCP, with the reason" \
+	[ "$(json_get A '[f["reason"] for f in d["fallbacks"]]')" = \
+	  "['tunnel setup timed out']" ]
+check "setup timeout: B followed A back to TCP" \
+	[ "$(json_get B 'd["counters"]["flows_tcp"]')" -ge 1 ]
+check "setup timeout: nothing failed or reset" \
+	[ "$(json_get A 'd["counters"]["flows_failed"]')" = 0 -a \
+	  "$(json_get B 'd["counters"]["flows_failed"]')" = 0 ]
+fivc A status | grep -A2 'fell back' | sed 's/^/# /'
 exit $FAILED
