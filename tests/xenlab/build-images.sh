@@ -36,6 +36,11 @@ kernel_pkg() {
 		awk '/Depends: linux-image-[0-9]/ {print $2; exit}'
 }
 
+# As root apt's sandbox user cannot write our cache dir; download as root.
+download() {
+	(cd "$DEBS" && apt-get download -qq -o APT::Sandbox::User=root "$1")
+}
+
 fetch_debs() {
 	mkdir -p "$DEBS"
 	kpkg=$(kernel_pkg)
@@ -51,10 +56,7 @@ fetch_debs() {
 		libyajl2 busybox-static iperf3 libiperf0 libsctp1 "$kpkg"; do
 		ls "$DEBS/${p}_"*.deb >/dev/null 2>&1 && continue
 		echo "xenlab: downloading $p"
-		(cd "$DEBS" && apt-get download -qq -o APT::Sandbox::User=root "$p") || {
-			apt-get update -qq
-			(cd "$DEBS" && apt-get download -qq -o APT::Sandbox::User=root "$p")
-		}
+		download "$p" || { apt-get update -qq && download "$p"; }
 	done
 }
 
@@ -153,6 +155,8 @@ build_dom0() {
 		xenfs xen-netback bridge
 	install -m 755 "$HERE/init-dom0.sh" "$img/init"
 	install -m 755 "$HERE/vif-hotplug.sh" "$img/etc/vif-hotplug"
+	mkdir -p "$img/etc/xen"
+	: >"$img/etc/xen/xl.conf" # the defaults; xl complains when it is absent
 	for b in xl xenstored xenconsoled xen-init-dom0; do
 		add_bin "$img" "$ROOT/usr/lib/xen-4.17/bin/$b" usr/sbin/$b
 	done
@@ -168,7 +172,7 @@ build_dom0() {
 need_host_pkgs qemu-system-x86 cpio
 fetch_debs
 unpack_debs
-KVER=$(ls "$ROOT/lib/modules")
+KVER=${kpkg#linux-image-}
 KMOD=$ROOT/lib/modules/$KVER
 gunzip -c "$ROOT"/boot/xen-4.17-amd64.gz >"$OUT/xen"
 cp "$ROOT/boot/vmlinuz-$KVER" "$OUT/vmlinuz"

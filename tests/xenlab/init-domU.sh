@@ -18,6 +18,8 @@ for a in $(cat /proc/cmdline); do
 	esac
 done
 
+STREAM=$((64 << 20)) # bytes of one stream, over TCP and over the xen ring
+
 phase() { echo "XENLAB-PHASE $role: $*"; }
 result() { # result RC NAME
 	rc=$1
@@ -28,6 +30,10 @@ result() { # result RC NAME
 		echo "XENLAB-RESULT not ok - $*"
 	fi
 }
+# Centiseconds since boot (busybox date has no %N).
+uptime_cs() { awk '{printf "%d", $1 * 100}' /proc/uptime; }
+# MB/s for $1 bytes in $2 centiseconds.
+mbps() { awk -v b="$1" -v cs="$2" 'BEGIN {printf "%.1f", cs ? b / cs / 1e4 : 0}'; }
 # Run "$@" once a second until it succeeds, for at most $1 tries.
 retry() {
 	n=$1
@@ -69,6 +75,7 @@ phase "up, domid $(xenstore-read domid), peer $peer"
 if [ "$role" = server ]; then
 	iperf3 -s -D >/dev/null
 	rr server "$lab_ip" 5300 >/dev/null &
+	blast server "$lab_ip" 5400 --bytes $STREAM >/dev/null &
 	results_of xen_ring_xfer server "$peer"
 else
 	retry 60 ping -c 1 -W 1 "$lab_peer_ip" >/dev/null 2>&1
@@ -81,8 +88,13 @@ else
 	phase "rr"
 	lat=$(rr latency "$lab_peer_ip" 5300 64 1000)
 	result $? "rr 64 B over netfront x 1000 ($lat us)"
+	phase "blast"
+	t0=$(uptime_cs)
+	blast client "$lab_peer_ip" 5400 --bytes $STREAM >/dev/null
+	result $? "TCP over netfront, 64 MiB each way, SHA-256 at both ends ($(
+		mbps $((2 * STREAM)) $(($(uptime_cs) - t0))) MB/s)"
 	phase "xen ring"
-	results_of xen_ring_xfer client "$peer" 64
+	results_of xen_ring_xfer client "$peer" $((STREAM >> 20))
 fi
 echo XENLAB-GUEST-DONE
 poweroff -f
