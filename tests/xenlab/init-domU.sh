@@ -3,8 +3,9 @@
 # A domU's /init. The kernel command line says role=server|client,
 # lab_ip= and lab_peer_ip= (not ip=: the kernel may take that one); dom0
 # writes the peer's domid to our data/xenlab-peer.
-#   server: iperf3 and rr servers, then the xen ring's receiving side
-#   client: netfront ping, iperf3, rr latency, then the xen ring's sender
+#   server: iperf3, rr and blast servers, then the xen ring's receiving side
+#   client: netfront ping, iperf3, rr latency, blast, then the xen ring's
+#           sender (tests/xenlab/xen_ring_xfer.c)
 # Results are "XENLAB-RESULT ok - NAME" / "XENLAB-RESULT not ok - NAME".
 export PATH=/opt/fastivc/tools:/opt/fastivc/tests:/usr/sbin:/usr/bin:/sbin:/bin
 

@@ -39,7 +39,7 @@ echo "xenlab: [0 s] QEMU started (pid $qemu), serial log in $LOG"
 seen=0
 while kill -0 $qemu 2>/dev/null; do
 	if [ "$(elapsed)" -ge "$LIMIT" ]; then
-		echo "xenlab: [$(elapsed) s] timeout, killing QEMU"
+		echo "xenlab: [$(elapsed) s] timeout after $LIMIT s, killing QEMU"
 		kill $qemu
 		break
 	fi
