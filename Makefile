@@ -7,6 +7,7 @@
 #   make bench        benchmarks; rows go to build/bench/results.csv
 #   make fuzz         the fuzz targets for longer (FUZZ_SECONDS)
 #   make check        clang-format and static checks
+#   make xen-lab      Xen + two domUs under QEMU: netfront and xen backend
 # Knobs: O=dir, SAN=address,undefined | thread, V=1 shows commands.
 
 O ?= build
@@ -64,7 +65,7 @@ TOOLS := $(patsubst tests/tools/%.c,$(O)/tools/%,$(wildcard tests/tools/*.c))
 .DELETE_ON_ERROR:
 .PHONY: all deps test test-ring test-ring-san test-ring-tsan test-fuzz \
 	test-bpf test-netns bench bench-ring bench-netns fuzz soak check format \
-	clean demo
+	clean demo xen-lab
 
 all: $(LIB) $(RING_TESTS) $(BENCH_BINS) $(SKEL) $(BPF_TESTS) $(FASTIVC) \
 	$(TOOLS)
@@ -161,6 +162,21 @@ test-ring-tsan:
 # Longer runs than make test affords (ROUNDS=N).
 soak: deps $(FASTIVC) $(TOOLS)
 	$(Q)O=$(O) ROUNDS=$${ROUNDS:-500} bash tests/netns/test_churn.sh
+
+# --- Xen lab (tests/xenlab) --------------------------------------------------
+# Xen 4.17 + dom0 + two PV domUs under QEMU (TCG), from Debian packages:
+# netfront baselines and the xen backend between the domUs (as root).
+XENLAB_XFER := $(O)/tests/xen_ring_xfer
+all: $(XENLAB_XFER)
+
+$(XENLAB_XFER): $(O)/obj/tests/xenlab/xen_ring_xfer.o $(TEST_UTIL_OBJS) $(LIB)
+	$(call msg,LINK,$@)
+	$(Q)mkdir -p $(@D)
+	$(Q)$(CC) $(LDFLAGS) $(CFLAGS) $^ -o $@ $(LDLIBS)
+
+xen-lab: all
+	$(Q)O=$(O) ./tests/xenlab/build-images.sh
+	$(Q)O=$(O) ./tests/xenlab/run.sh
 
 # --- fuzzing (clang libFuzzer) ----------------------------------------------
 FUZZ_SECONDS ?= 600

@@ -1,0 +1,85 @@
+#!/bin/sh
+# SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+# dom0's /init: start the Xen toolstack, boot the server and client domUs,
+# copy their consoles to ours, then print every guest's results and
+# reboot (QEMU runs with -no-reboot, so it exits).
+export PATH=/usr/sbin:/usr/bin:/sbin:/bin
+GUEST_LIMIT=600 # seconds the domUs get to finish
+CONS=/var/log/xen/console
+
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mount -t devtmpfs dev /dev
+exec </dev/console >/dev/console 2>&1
+mkdir -p /dev/pts /var/run/xen /var/lib/xen /var/lib/xenstored $CONS
+mount -t devpts devpts /dev/pts
+mount -t tmpfs tmpfs /run
+
+phase() { echo "XENLAB-PHASE dom0: $*"; }
+fail() { echo "XENLAB-RESULT not ok - $*"; }
+
+for m in $(cat /etc/modules); do
+	insmod "/lib/modules/$m" || fail "dom0 insmod $m"
+done
+mount -t xenfs xenfs /proc/xen
+xenstored --pid-file=/run/xenstored.pid
+xen-init-dom0 >/dev/null
+xenconsoled --log=guest --log-dir=$CONS
+brctl addbr xenbr0
+ip link set xenbr0 up
+phase "toolstack up"
+
+n=0
+for role in server client; do
+	n=$((n + 1))
+	cat >/tmp/$role.cfg <<CFG
+name="$role"
+type="pv"
+kernel="/boot/vmlinuz"
+ramdisk="/boot/domU.img"
+memory=256
+vcpus=1
+extra="console=hvc0 quiet role=$role lab_ip=10.0.0.$n lab_peer_ip=10.0.0.$((3 - n))"
+vif=['bridge=xenbr0,mac=00:16:3e:00:00:0$n,script=/etc/vif-hotplug']
+on_poweroff="destroy"
+on_reboot="destroy"
+on_crash="destroy"
+CFG
+	if xl create -q /tmp/$role.cfg; then
+		phase "$role created"
+	else
+		fail "xl create $role"
+	fi
+	# Live view of the guest, prefixed; the results are printed again below.
+	tail -n +1 -F $CONS/guest-$role.log 2>/dev/null |
+		while read -r l; do echo "[$role] $l"; done &
+done
+
+# Each domU learns the other's domid from its own data/ area.
+server=$(xl domid server 2>/dev/null)
+client=$(xl domid client 2>/dev/null)
+if [ -n "$server" ] && [ -n "$client" ]; then
+	xenstore-write /local/domain/$server/data/xenlab-peer "$client"
+	xenstore-write /local/domain/$client/data/xenlab-peer "$server"
+fi
+
+t0=$(date +%s)
+while xl domid server >/dev/null 2>&1 || xl domid client >/dev/null 2>&1; do
+	if [ $(($(date +%s) - t0)) -ge $GUEST_LIMIT ]; then
+		fail "domUs finished within $GUEST_LIMIT s"
+		xl destroy server 2>/dev/null
+		xl destroy client 2>/dev/null
+		break
+	fi
+	sleep 1
+done
+phase "domUs gone after $(($(date +%s) - t0)) s"
+sleep 1
+
+for role in server client; do
+	tr -d '\r' <$CONS/guest-$role.log | grep '^XENLAB-RESULT '
+	grep -q '^XENLAB-GUEST-DONE' $CONS/guest-$role.log ||
+		fail "$role ran to the end"
+done
+echo XENLAB-DONE
+reboot -f
