@@ -124,9 +124,10 @@ $(O)/tests/bpf/%: $(O)/obj/tests/bpf/%.o
 $(O)/obj/agent/%.o: override CFLAGS += -I$(O)
 $(AGENT_OBJS): $(SKEL)
 
+# libsystemd for sd_notify (agent/notify.c): the agent only.
 $(FASTIVC): $(AGENT_OBJS) $(LIB)
 	$(call msg,LINK,$@)
-	$(Q)$(CC) $(LDFLAGS) $(CFLAGS) $^ -o $@ $(LDLIBS) $(LDLIBS_BPF)
+	$(Q)$(CC) $(LDFLAGS) $(CFLAGS) $^ -o $@ $(LDLIBS) $(LDLIBS_BPF) -lsystemd
 
 # Test tools: ordinary TCP programs with no fastivc code in them.
 $(O)/tools/%: $(O)/obj/tests/tools/%.o $(TEST_UTIL_OBJS) $(LIB)
