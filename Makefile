@@ -8,6 +8,8 @@
 #   make fuzz         the fuzz targets for longer (FUZZ_SECONDS)
 #   make check        clang-format and static checks
 #   make xen-lab      Xen + two domUs under QEMU: netfront and xen backend
+#   make test-deploy  systemd unit, config, Kubernetes manifests, metrics
+#   make install      binary, unit, man page, config example (DESTDIR=)
 # Knobs: O=dir, SAN=address,undefined | thread, V=1 shows commands.
 
 O ?= build
@@ -65,7 +67,7 @@ TOOLS := $(patsubst tests/tools/%.c,$(O)/tools/%,$(wildcard tests/tools/*.c))
 .DELETE_ON_ERROR:
 .PHONY: all deps test test-ring test-ring-san test-ring-tsan test-fuzz \
 	test-bpf test-netns bench bench-ring bench-netns fuzz soak check format \
-	clean demo xen-lab
+	clean demo xen-lab test-deploy install
 
 all: $(LIB) $(RING_TESTS) $(BENCH_BINS) $(SKEL) $(BPF_TESTS) $(FASTIVC) \
 	$(TOOLS)
@@ -125,9 +127,10 @@ $(O)/tests/bpf/%: $(O)/obj/tests/bpf/%.o
 $(O)/obj/agent/%.o: override CFLAGS += -I$(O)
 $(AGENT_OBJS): $(SKEL)
 
+# libsystemd for sd_notify (agent/notify.c): the agent only.
 $(FASTIVC): $(AGENT_OBJS) $(LIB)
 	$(call msg,LINK,$@)
-	$(Q)$(CC) $(LDFLAGS) $(CFLAGS) $^ -o $@ $(LDLIBS) $(LDLIBS_BPF)
+	$(Q)$(CC) $(LDFLAGS) $(CFLAGS) $^ -o $@ $(LDLIBS) $(LDLIBS_BPF) -lsystemd
 
 # Test tools: ordinary TCP programs with no fastivc code in them.
 $(O)/tools/%: $(O)/obj/tests/tools/%.o $(TEST_UTIL_OBJS) $(LIB)
@@ -151,6 +154,10 @@ test-bpf: $(BPF_TESTS)
 # Two "domUs" (netns + cgroup + agent each) and real clients (as root).
 test-netns: $(FASTIVC) $(TOOLS)
 	$(Q)O=$(O) ./tests/netns/run.sh
+
+# The deploy files and one agent in a private namespace (as root).
+test-deploy: $(FASTIVC)
+	$(Q)O=$(O) ./tests/deploy/run.sh
 
 test-ring-san:
 	$(Q)$(MAKE) --no-print-directory O=build/asan SAN=address,undefined test-ring
@@ -212,6 +219,16 @@ bench-netns: $(FASTIVC) $(TOOLS)
 # Two namespaces and agents: iperf3 over plain TCP, then through fastivc.
 demo: deps all
 	$(Q)O=$(O) ./scripts/demo.sh
+
+# --- install (the unit's ExecStart is /usr/sbin/fastivc) ----------------------
+install: $(FASTIVC)
+	install -D -m 0755 $(FASTIVC) $(DESTDIR)/usr/sbin/fastivc
+	install -D -m 0644 deploy/systemd/fastivc-agent.service \
+		$(DESTDIR)/etc/systemd/system/fastivc-agent.service
+	install -D -m 0644 docs/man/man8/fastivc.8 \
+		$(DESTDIR)/usr/share/man/man8/fastivc.8
+	test -e $(DESTDIR)/etc/fastivc/agent.conf || install -D -m 0644 \
+		deploy/systemd/agent.conf.example $(DESTDIR)/etc/fastivc/agent.conf
 
 # --- housekeeping ------------------------------------------------------------
 SOURCES := $(shell find include common shm agent bpf tests -name '*.[ch]' 2>/dev/null)

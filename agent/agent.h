@@ -31,6 +31,8 @@ struct agent_config {
 	uint32_t max_tunnels;	   /* CREATE beyond this is refused */
 	uint32_t setup_timeout_ms; /* wait for the peer's CREATE */
 	uint32_t window;	   /* bytes queued per flow and direction */
+	char metrics_listen[64];   /* HOST:PORT of /metrics; "" = off */
+	char log_level[8];	   /* as given; "" = not set */
 };
 
 /*
@@ -155,6 +157,12 @@ struct agent {
 	void **dead; /* freed after the current epoll batch */
 	uint32_t n_dead, cap_dead;
 	volatile int stop;
+	/* deploy: reload, readiness and metrics (notify.c, metrics.c) */
+	int argc;
+	char **argv;
+	struct agent_watch w_metrics;
+	struct agent_watch w_hup; /* SIGHUP: reload the configuration */
+	uint64_t notify_ns;	  /* last STATUS= sent */
 };
 
 /* agent/main.c: log level from the command line */
@@ -247,5 +255,23 @@ int addr_parse_prefix(const char *s, struct fivc_peer_key *k);
 int cmd_agent(int argc, char **argv);
 int cmd_status(int argc, char **argv);
 int cmd_peer(int argc, char **argv);
+
+/* agent/config.c: SIGHUP reload; says which keys need a restart */
+void agent_config_apply(struct agent *a, const struct agent_config *n);
+
+/* agent/control.c: the name of a BPF stat in status and metrics */
+const char *agent_stat_name(unsigned int i);
+
+/* agent/notify.c: sd_notify (a no-op outside a Type=notify unit) */
+void agent_notify_ready(struct agent *a);
+void agent_notify_reloading(void);
+void agent_notify_tick(struct agent *a);
+
+/* agent/metrics.c: Prometheus text on cfg.metrics_listen, if set */
+struct sockaddr_storage;
+int metrics_parse_addr(const char *s, struct sockaddr_storage *ss,
+		       unsigned int *len);
+int metrics_init(struct agent *a);
+void metrics_fini(struct agent *a);
 
 #endif /* FASTIVC_AGENT_H */

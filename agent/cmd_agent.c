@@ -38,7 +38,13 @@ static void usage(FILE *o)
 		"  -h, --help             this text\n\n"
 		"Config keys: instance cgroup bpffs run_dir link_dir domid "
 		"channels\n"
-		"channel_size pool max_tunnels setup_timeout_ms log_level\n");
+		"channel_size pool max_tunnels setup_timeout_ms window ifaces\n"
+		"log_level metrics_listen (see fastivc(8), "
+		"docs/operations.md).\n"
+		"SIGHUP reads the file and the options again; window, "
+		"max_tunnels,\n"
+		"pool, setup_timeout_ms, log_level and metrics_listen change "
+		"at once.\n");
 }
 
 /* Root, or at least the capabilities loading and attaching BPF needs. */
@@ -46,7 +52,9 @@ static int check_privileges(void)
 {
 	struct __user_cap_header_struct h = {_LINUX_CAPABILITY_VERSION_3, 0};
 	struct __user_cap_data_struct d[2] = {};
-	static const int need[] = {CAP_BPF, CAP_NET_ADMIN, CAP_SYS_ADMIN};
+	/* What deploy/systemd/fastivc-agent.service grants; no CAP_SYS_ADMIN */
+	static const int need[] = {CAP_BPF, CAP_PERFMON, CAP_NET_ADMIN,
+				   CAP_NET_RAW};
 
 	if (syscall(SYS_capget, &h, d))
 		return -errno;
@@ -55,7 +63,7 @@ static int check_privileges(void)
 
 		if (!(d[c / 32].effective & (1u << (c % 32)))) {
 			pr_err("fastivc agent needs root (CAP_BPF, "
-			       "CAP_NET_ADMIN, CAP_SYS_ADMIN)");
+			       "CAP_PERFMON, CAP_NET_ADMIN, CAP_NET_RAW)");
 			return -EPERM;
 		}
 	}
@@ -93,6 +101,36 @@ static int take_lock(const struct agent_config *c)
 	return fd; /* kept open: the lock lives as long as we do */
 }
 
+static int parse_args(struct agent_config *c, int argc, char **argv);
+
+/* SIGHUP: the file and the command line again; see agent_config_apply. */
+static void reload(struct agent *a)
+{
+	enum fivc_log_level old = fivc_log_get_level();
+	struct agent_config n;
+
+	agent_notify_reloading();
+	agent_config_defaults(&n);
+	fivc_log_set_level(FIVC_LOG_INFO);
+	optind = 0;
+	if (parse_args(&n, a->argc, a->argv)) {
+		fivc_log_set_level(old);
+		pr_err("reload: configuration left as it was");
+	} else {
+		agent_config_apply(a, &n);
+	}
+	agent_notify_ready(a);
+}
+
+static void on_hup(struct agent *a, struct agent_watch *w, uint32_t events)
+{
+	struct signalfd_siginfo si;
+
+	(void)events;
+	if (read(w->fd, &si, sizeof(si)) == sizeof(si))
+		reload(a);
+}
+
 static void on_signal(struct agent *a, struct agent_watch *w, uint32_t events)
 {
 	struct signalfd_siginfo si;
@@ -113,6 +151,7 @@ static void on_tick(struct agent *a, struct agent_watch *w, uint32_t events)
 		return;
 	flow_expire(a, agent_now_ns());
 	slots_fill(a);
+	agent_notify_tick(a);
 	/* Once every 10 s: a SYN-ACK's hold outlives any real handshake. */
 	if (!(++a->ticks % 100))
 		agent_bpf_reap_holds(a, 60ull * 1000000000ull);
@@ -222,18 +261,37 @@ static int add_fd_watch(struct agent *a, struct agent_watch *w, int fd,
 	return agent_watch_add(a, w, EPOLLIN);
 }
 
+/*
+ * SIGHUP has its own signalfd: reload, not stop. Blocked before any thread
+ * starts (the poke thread would take it and die of it).
+ */
+static void block_hup(sigset_t *hup)
+{
+	sigemptyset(hup);
+	sigaddset(hup, SIGHUP);
+	sigprocmask(SIG_BLOCK, hup, NULL);
+}
+
+static int add_hup_watch(struct agent *a, sigset_t *hup)
+{
+	return add_fd_watch(a, &a->w_hup, signalfd(-1, hup, SFD_CLOEXEC),
+			    on_hup);
+}
+
 int cmd_agent(int argc, char **argv)
 {
 	struct itimerspec tick = {{0, TICK_MS * 1000000L},
 				  {0, TICK_MS * 1000000L}};
 	struct agent *a = calloc(1, sizeof(*a));
 	struct agent_watch w_sig = {};
-	sigset_t mask;
+	sigset_t mask, hup;
 	int lock_fd = -1, err;
 
 	if (!a)
 		return 1;
 	agent_config_defaults(&a->cfg);
+	a->argc = argc;
+	a->argv = argv;
 	err = parse_args(&a->cfg, argc, argv);
 	if (!err)
 		err = check_privileges();
@@ -248,6 +306,7 @@ int cmd_agent(int argc, char **argv)
 	sigaddset(&mask, SIGINT);
 	sigaddset(&mask, SIGTERM);
 	sigprocmask(SIG_BLOCK, &mask, NULL);
+	block_hup(&hup);
 	signal(SIGPIPE, SIG_IGN);
 
 	a->epfd = epoll_create1(EPOLL_CLOEXEC);
@@ -280,6 +339,10 @@ int cmd_agent(int argc, char **argv)
 				   timerfd_create(CLOCK_MONOTONIC,
 						  TFD_CLOEXEC | TFD_NONBLOCK),
 				   on_window);
+	if (!err)
+		err = add_hup_watch(a, &hup);
+	if (!err)
+		err = metrics_init(a);
 	if (err)
 		goto out;
 	slots_fill(a);
@@ -287,8 +350,12 @@ int cmd_agent(int argc, char **argv)
 		"of %u bytes",
 		a->cfg.instance, a->cfg.domid, a->cfg.cgroup, a->cfg.n_channels,
 		a->cfg.channel_size);
+	agent_notify_ready(a);
 	err = agent_loop(a);
 out:
+	metrics_fini(a);
+	if (a->w_hup.live)
+		close(a->w_hup.fd);
 	control_fini(a);
 	link_fini(a);
 	if (a->flows)

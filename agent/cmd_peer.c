@@ -15,11 +15,20 @@
 
 static void usage(FILE *o)
 {
-	fprintf(o, "Usage: fastivc peer add PREFIX DOMID [-i INSTANCE]\n"
-		   "       fastivc peer del PREFIX [-i INSTANCE]\n"
-		   "       fastivc peer list [-i INSTANCE]\n"
-		   "PREFIX is an IPv4 or IPv6 address or prefix (10.0.0.0/24, "
-		   "fd00::2).\n");
+	fprintf(o,
+		"Usage: fastivc peer [-i INSTANCE] [-b BPFFS] add PREFIX "
+		"DOMID\n"
+		"       fastivc peer [-i INSTANCE] [-b BPFFS] del PREFIX\n"
+		"       fastivc peer [-i INSTANCE] [-b BPFFS] list\n"
+		"The co-resident map: connections to an address in PREFIX "
+		"may take\n"
+		"the shared-memory path to domain DOMID. The map is pinned at\n"
+		"<bpffs>/fastivc/<instance>/peers and outlives the agent.\n\n"
+		"  -i, --instance NAME  the agent's instance [default]\n"
+		"  -b, --bpffs DIR      where bpffs is mounted [/sys/fs/bpf]\n"
+		"  -h, --help           this text\n\n"
+		"PREFIX is an IPv4 or IPv6 address or prefix (10.0.0.0/24, "
+		"fd00::2).\n");
 }
 
 static int open_peers(const struct agent_config *c)
@@ -66,13 +75,22 @@ int cmd_peer(int argc, char **argv)
 	const char *verb;
 	int opt, fd, ret = 0;
 
+	static const struct option lo[] = {
+		{"instance", required_argument, NULL, 'i'},
+		{"bpffs", required_argument, NULL, 'b'},
+		{"help", no_argument, NULL, 'h'},
+		{},
+	};
+
 	agent_config_defaults(&c);
-	while ((opt = getopt(argc, argv, "+i:h")) != -1) {
+	while ((opt = getopt_long(argc, argv, "+i:b:h", lo, NULL)) != -1) {
 		if (opt == 'h') {
 			usage(stdout);
 			return 0;
 		}
-		if (opt != 'i' || agent_config_set(&c, "instance", optarg)) {
+		if ((opt != 'i' && opt != 'b') ||
+		    agent_config_set(&c, opt == 'i' ? "instance" : "bpffs",
+				     optarg)) {
 			usage(stderr);
 			return 2;
 		}

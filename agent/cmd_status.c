@@ -13,11 +13,25 @@
 
 static void usage(FILE *o)
 {
-	fprintf(o,
-		"Usage: fastivc status [-i INSTANCE] [--run-dir DIR] [--json]\n"
-		"Flows (4-tuple, path, bytes each way, fallback reason), "
-		"tunnels\n"
-		"and counters of the running agent.\n");
+	fprintf(o, "Usage: fastivc status [-i INSTANCE] [--run-dir DIR] "
+		   "[--json | --quiet]\n"
+		   "Flows (4-tuple, path, bytes each way, fallback reason), "
+		   "tunnels\n"
+		   "and counters of the running agent, asked through its "
+		   "control socket\n"
+		   "<run-dir>/<instance>.sock.\n\n"
+		   "  -i, --instance NAME  the agent's instance [default]\n"
+		   "  -r, --run-dir DIR    its run_dir [/run/fastivc]\n"
+		   "  -j, --json           one JSON object; its fields are "
+		   "documented in\n"
+		   "                       docs/operations.md (schema_version "
+		   "1)\n"
+		   "  -q, --quiet          print nothing: exit 0 if the agent "
+		   "answers\n"
+		   "                       (health probes)\n"
+		   "  -h, --help           this text\n\n"
+		   "Exit status: 0 answered, 1 no agent answers, 2 usage "
+		   "error.\n");
 }
 
 int cmd_status(int argc, char **argv)
@@ -26,18 +40,20 @@ int cmd_status(int argc, char **argv)
 		{"instance", required_argument, NULL, 'i'},
 		{"run-dir", required_argument, NULL, 'r'},
 		{"json", no_argument, NULL, 'j'},
+		{"quiet", no_argument, NULL, 'q'},
 		{"help", no_argument, NULL, 'h'},
 		{},
 	};
 	struct sockaddr_un sun = {.sun_family = AF_UNIX};
 	struct agent_config c;
-	bool json = false;
+	bool json = false, quiet = false;
+	size_t total = 0;
 	char buf[65536];
 	ssize_t n;
 	int opt, fd;
 
 	agent_config_defaults(&c);
-	while ((opt = getopt_long(argc, argv, "i:r:jh", lo, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "i:r:jqh", lo, NULL)) != -1) {
 		int err = 0;
 
 		if (opt == 'i')
@@ -46,6 +62,8 @@ int cmd_status(int argc, char **argv)
 			err = agent_config_set(&c, "run_dir", optarg);
 		else if (opt == 'j')
 			json = true;
+		else if (opt == 'q')
+			quiet = true;
 		else if (opt == 'h') {
 			usage(stdout);
 			return 0;
@@ -75,8 +93,16 @@ int cmd_status(int argc, char **argv)
 		close(fd);
 		return 1;
 	}
-	while ((n = read(fd, buf, sizeof(buf))) > 0)
-		fwrite(buf, 1, (size_t)n, stdout);
+	while ((n = read(fd, buf, sizeof(buf))) > 0) {
+		total += (size_t)n;
+		if (!quiet)
+			fwrite(buf, 1, (size_t)n, stdout);
+	}
 	close(fd);
+	if (!n && !total) {
+		pr_err("The agent for instance '%s' closed without a reply",
+		       c.instance);
+		return 1;
+	}
 	return n < 0 ? 1 : 0;
 }

@@ -34,6 +34,11 @@ static const char *const stat_names[FIVC_STAT__MAX] = {
 	[FIVC_STAT_CANCELLED] = "cancelled",
 };
 
+const char *agent_stat_name(unsigned int i)
+{
+	return i < FIVC_STAT__MAX && stat_names[i] ? stat_names[i] : "unnamed";
+}
+
 static const char *const state_names[] = {
 	[FLOW_PENDING] = "pending", [FLOW_TUNNEL] = "tunnel",
 	[FLOW_FALLBACK] = "tcp",    [FLOW_FAILED] = "failed",
@@ -93,7 +98,8 @@ static void print_status(struct agent *a, FILE *o, bool json)
 	agent_bpf_stats(a, st);
 	if (json) {
 		fprintf(o,
-			"{\"version\":1,\"instance\":\"%s\",\"domid\":%u,"
+			"{\"schema_version\":1,\"version\":1,"
+			"\"instance\":\"%s\",\"domid\":%u,"
 			"\"pid\":%d,\"tunnels\":%u,\"slots_free\":%u,",
 			a->cfg.instance, a->cfg.domid, (int)getpid(),
 			a->n_tunnels, a->slots_free);
@@ -105,7 +111,8 @@ static void print_status(struct agent *a, FILE *o, bool json)
 			"\"creates_refused\":%llu,"
 			"\"creates_rejected_by_peer\":%llu,"
 			"\"tunnel_bytes_tx\":%llu,\"tunnel_bytes_rx\":%llu,"
-			"\"ring_full\":%llu,\"pokes\":%llu},\"bpf\":{",
+			"\"ring_full\":%llu,\"ring_waits\":%llu,"
+			"\"pokes\":%llu},\"bpf\":{",
 			(unsigned long long)c->flows_steered,
 			(unsigned long long)c->flows_tunneled,
 			(unsigned long long)c->flows_failed,
@@ -117,6 +124,7 @@ static void print_status(struct agent *a, FILE *o, bool json)
 			(unsigned long long)c->bytes_tx,
 			(unsigned long long)c->bytes_rx,
 			(unsigned long long)c->ring_full,
+			(unsigned long long)c->ring_waits,
 			(unsigned long long)c->pokes);
 		for (int i = 0; i < FIVC_STAT__MAX; i++)
 			fprintf(o, "%s\"%s\":%llu", i ? "," : "", stat_names[i],

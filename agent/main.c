@@ -21,10 +21,20 @@ static void usage(FILE *o)
 		"Usage: fastivc COMMAND [ARGS]   (fastivc COMMAND --help)\n");
 	for (unsigned int i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
 		fprintf(o, "  %-8s %s\n", cmds[i].name, cmds[i].what);
+	fprintf(o, "See fastivc(8) and docs/operations.md.\n");
 }
 
 int main(int argc, char **argv)
 {
+	/* `fastivc help COMMAND` is `fastivc COMMAND --help`. */
+	if (argc == 3 && !strcmp(argv[1], "help")) {
+		char *sub[] = {argv[2], "--help", NULL};
+
+		for (unsigned int i = 0; i < sizeof(cmds) / sizeof(cmds[0]);
+		     i++)
+			if (!strcmp(argv[2], cmds[i].name))
+				return cmds[i].fn(2, sub);
+	}
 	if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") ||
 	    !strcmp(argv[1], "help")) {
 		usage(argc < 2 ? stderr : stdout);

@@ -1,0 +1,307 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/*
+ * Prometheus text format (version 0.0.4) on cfg.metrics_listen, served
+ * from the agent's epoll loop: one short request, one reply, close. The
+ * values are the counters `fastivc status` shows; docs/operations.md lists
+ * every metric. Off unless metrics_listen is set: the endpoint has no
+ * authentication, so bind it to loopback or a node-local address.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "agent.h"
+#include "fastivc/log.h"
+
+#define MAX_REASONS 16
+
+/* "A.B.C.D:PORT" or "[V6]:PORT"; 0 or -EINVAL. @ss may be NULL. */
+int metrics_parse_addr(const char *s, struct sockaddr_storage *ss,
+		       unsigned int *len)
+{
+	struct sockaddr_storage tmp = {};
+	char host[64], *colon, *end;
+	unsigned long port;
+
+	if (strlen(s) >= sizeof(host))
+		return -EINVAL;
+	snprintf(host, sizeof(host), "%s", s);
+	colon = strrchr(host, ':');
+	if (!colon || !colon[1])
+		return -EINVAL;
+	*colon = 0;
+	port = strtoul(colon + 1, &end, 10);
+	if (*end || port == 0 || port > 65535)
+		return -EINVAL;
+	if (!ss)
+		ss = &tmp;
+	if (host[0] == '[' && colon[-1] == ']') {
+		struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)ss;
+
+		colon[-1] = 0;
+		sin6->sin6_family = AF_INET6;
+		sin6->sin6_port = htons((uint16_t)port);
+		if (inet_pton(AF_INET6, host + 1, &sin6->sin6_addr) != 1)
+			return -EINVAL;
+		if (len)
+			*len = sizeof(*sin6);
+		return 0;
+	} else {
+		struct sockaddr_in *sin = (struct sockaddr_in *)ss;
+
+		sin->sin_family = AF_INET;
+		sin->sin_port = htons((uint16_t)port);
+		if (inet_pton(AF_INET, host, &sin->sin_addr) != 1)
+			return -EINVAL;
+		if (len)
+			*len = sizeof(*sin);
+		return 0;
+	}
+}
+
+/* A label value as the text format wants it: \\, \" and \n escaped. */
+static void put_label(FILE *o, const char *v)
+{
+	for (; *v; v++) {
+		if (*v == '\\' || *v == '"')
+			fprintf(o, "\\%c", *v);
+		else if (*v == '\n')
+			fputs("\\n", o);
+		else
+			fputc(*v, o);
+	}
+}
+
+static void head(FILE *o, const char *name, const char *type, const char *help)
+{
+	fprintf(o, "# HELP fastivc_%s %s\n# TYPE fastivc_%s %s\n", name, help,
+		name, type);
+}
+
+static void one(FILE *o, const char *name, const char *label, const char *value,
+		unsigned long long v)
+{
+	if (label)
+		fprintf(o, "fastivc_%s{%s=\"%s\"} %llu\n", name, label, value,
+			v);
+	else
+		fprintf(o, "fastivc_%s %llu\n", name, v);
+}
+
+static void write_metrics(struct agent *a, FILE *o)
+{
+	static const char *const paths[] = {
+		[FLOW_PENDING] = "pending",
+		[FLOW_TUNNEL] = "tunnel",
+		[FLOW_FAILED] = "failed",
+		[FLOW_DONE] = "done",
+	};
+	const struct agent_counters *c = &a->ctr;
+	const char *reasons[MAX_REASONS];
+	uint32_t by_reason[MAX_REASONS] = {}, n_reasons = 0;
+	uint32_t by_path[4] = {};
+	uint64_t st[FIVC_STAT__MAX] = {};
+
+	agent_bpf_stats(a, st);
+	for (uint32_t s = 0; s < a->next_slot; s++) {
+		const struct flow *f = a->flows[s];
+		uint32_t r;
+
+		if (!f || (unsigned int)f->state >= 4)
+			continue;
+		by_path[f->state]++;
+		if (f->state != FLOW_FAILED)
+			continue;
+		/* Reasons are named constants: compare them by identity. */
+		for (r = 0; r < n_reasons && reasons[r] != f->reason; r++)
+			;
+		if (r == n_reasons && n_reasons < MAX_REASONS)
+			reasons[n_reasons++] = f->reason;
+		if (r < n_reasons)
+			by_reason[r]++;
+	}
+
+	head(o, "info", "gauge", "The agent: instance and domain id.");
+	fprintf(o, "fastivc_info{instance=\"");
+	put_label(o, a->cfg.instance);
+	fprintf(o, "\",domid=\"%u\"} 1\n", a->cfg.domid);
+	head(o, "tunnels", "gauge", "Tunnels set up now.");
+	one(o, "tunnels", NULL, NULL, a->n_tunnels);
+	head(o, "slots_free", "gauge", "Loopback slots ready for new flows.");
+	one(o, "slots_free", NULL, NULL, a->slots_free);
+	head(o, "flows", "gauge", "Flows the agent holds now, by path.");
+	for (int p = 0; p < 4; p++)
+		one(o, "flows", "path", paths[p], by_path[p]);
+	head(o, "flows_failed_now", "gauge",
+	     "Flows now held on plain TCP after a failed tunnel, by reason.");
+	for (uint32_t r = 0; r < n_reasons; r++) {
+		fprintf(o, "fastivc_flows_failed_now{reason=\"");
+		put_label(o, reasons[r] ? reasons[r] : "unknown");
+		fprintf(o, "\"} %u\n", by_reason[r]);
+	}
+	head(o, "flows_total", "counter", "Flows by what happened to them.");
+	one(o, "flows_total", "event", "steered", c->flows_steered);
+	one(o, "flows_total", "event", "tunneled", c->flows_tunneled);
+	one(o, "flows_total", "event", "failed", c->flows_failed);
+	one(o, "flows_total", "event", "done", c->flows_done);
+	one(o, "flows_total", "event", "reset", c->flows_reset);
+	head(o, "tunnel_bytes_total", "counter",
+	     "Bytes carried through tunnels, by direction.");
+	one(o, "tunnel_bytes_total", "direction", "tx", c->bytes_tx);
+	one(o, "tunnel_bytes_total", "direction", "rx", c->bytes_rx);
+	head(o, "fallbacks_total", "counter",
+	     "Connections left on (or put back to) plain TCP, by reason.");
+	one(o, "fallbacks_total", "reason", "not_peer", st[FIVC_STAT_NOT_PEER]);
+	one(o, "fallbacks_total", "reason", "no_option",
+	    st[FIVC_STAT_NO_OPTION]);
+	one(o, "fallbacks_total", "reason", "bad_option",
+	    st[FIVC_STAT_BAD_OPTION]);
+	one(o, "fallbacks_total", "reason", "no_slot", st[FIVC_STAT_NO_SLOT]);
+	one(o, "fallbacks_total", "reason", "sockhash_full",
+	    st[FIVC_STAT_SOCKHASH_FULL]);
+	one(o, "fallbacks_total", "reason", "tunnel_failed", c->flows_failed);
+	head(o, "tunnel_errors_total", "counter",
+	     "Tunnel set-up and data path errors, by kind.");
+	one(o, "tunnel_errors_total", "kind", "create_refused",
+	    c->creates_refused);
+	one(o, "tunnel_errors_total", "kind", "create_rejected_by_peer",
+	    c->creates_rejected_by_peer);
+	one(o, "tunnel_errors_total", "kind", "inject_fail",
+	    st[FIVC_STAT_INJECT_FAIL]);
+	one(o, "tunnel_errors_total", "kind", "event_lost",
+	    st[FIVC_STAT_EVENT_LOST]);
+	head(o, "ring_full_total", "counter",
+	     "Times a tunnel's ring had no free channel for the sender.");
+	one(o, "ring_full_total", NULL, NULL, c->ring_full);
+	head(o, "ring_waits_total", "counter",
+	     "Times the agent slept waiting on a ring.");
+	one(o, "ring_waits_total", NULL, NULL, c->ring_waits);
+	head(o, "pokes_total", "counter",
+	     "Runs of the write-space poke iterator.");
+	one(o, "pokes_total", NULL, NULL, c->pokes);
+	head(o, "bpf_stat_total", "counter",
+	     "Every counter of the BPF stats map, by name.");
+	for (unsigned int i = 0; i < FIVC_STAT__MAX; i++)
+		one(o, "bpf_stat_total", "stat", agent_stat_name(i), st[i]);
+}
+
+static void reply(int fd, const char *status, const char *type,
+		  const char *body, size_t len)
+{
+	char hdr[256];
+	int n = snprintf(hdr, sizeof(hdr),
+			 "HTTP/1.0 %s\r\nContent-Type: %s\r\n"
+			 "Content-Length: %zu\r\nConnection: close\r\n\r\n",
+			 status, type, len);
+
+	if (send(fd, hdr, (size_t)n, MSG_NOSIGNAL | MSG_MORE) < 0)
+		return;
+	while (len) {
+		ssize_t w = send(fd, body, len, MSG_NOSIGNAL);
+
+		if (w <= 0)
+			return;
+		body += w;
+		len -= (size_t)w;
+	}
+}
+
+static void serve(struct agent *a, int fd)
+{
+	struct timeval rcv = {.tv_usec = 200000}, snd = {.tv_sec = 1};
+	char req[1024], *body = NULL;
+	size_t got = 0, len = 0;
+	FILE *o;
+
+	/* Short timeouts: the loop waits on a slow client at most this. */
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &rcv, sizeof(rcv));
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &snd, sizeof(snd));
+	while (got < sizeof(req) - 1) {
+		ssize_t n = recv(fd, req + got, sizeof(req) - 1 - got, 0);
+
+		if (n <= 0)
+			break;
+		got += (size_t)n;
+		req[got] = 0;
+		if (strstr(req, "\r\n\r\n") || strstr(req, "\n\n"))
+			break;
+	}
+	req[got] = 0;
+	if (strncmp(req, "GET ", 4)) {
+		reply(fd, "405 Method Not Allowed", "text/plain", "GET only\n",
+		      9);
+		return;
+	}
+	if (strncmp(req + 4, "/metrics ", 9) && strncmp(req + 4, "/ ", 2)) {
+		reply(fd, "404 Not Found", "text/plain", "try /metrics\n", 13);
+		return;
+	}
+	o = open_memstream(&body, &len);
+	if (!o)
+		return;
+	write_metrics(a, o);
+	if (!fclose(o))
+		reply(fd, "200 OK", "text/plain; version=0.0.4; charset=utf-8",
+		      body, len);
+	free(body);
+}
+
+static void metrics_accept(struct agent *a, struct agent_watch *w,
+			   uint32_t events)
+{
+	int fd;
+
+	(void)events;
+	while ((fd = accept4(w->fd, NULL, NULL, SOCK_CLOEXEC)) >= 0) {
+		serve(a, fd);
+		close(fd);
+	}
+}
+
+int metrics_init(struct agent *a)
+{
+	struct sockaddr_storage ss = {};
+	unsigned int len = 0;
+	int one = 1, fd, err;
+
+	if (!a->cfg.metrics_listen[0])
+		return 0;
+	if (metrics_parse_addr(a->cfg.metrics_listen, &ss, &len))
+		return -EINVAL;
+	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK,
+		    0);
+	if (fd < 0)
+		return -errno;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (bind(fd, (struct sockaddr *)&ss, len) || listen(fd, 16)) {
+		err = -errno;
+		pr_err("Failed to listen for metrics on %s: %s",
+		       a->cfg.metrics_listen, strerror(errno));
+		close(fd);
+		return err;
+	}
+	a->w_metrics.fd = fd;
+	a->w_metrics.fn = metrics_accept;
+	err = agent_watch_add(a, &a->w_metrics, EPOLLIN);
+	if (err) {
+		close(fd);
+		a->w_metrics.fn = NULL;
+		return err;
+	}
+	pr_info("metrics on http://%s/metrics", a->cfg.metrics_listen);
+	return 0;
+}
+
+void metrics_fini(struct agent *a)
+{
+	if (!a->w_metrics.fn)
+		return;
+	agent_watch_del(a, &a->w_metrics);
+	close(a->w_metrics.fd);
+	a->w_metrics.fn = NULL;
+}
