@@ -24,6 +24,8 @@ tier "concurrent ring tests under TSan" make --no-print-directory test-ring-tsan
 tier "ring fuzzing (bounded)" make --no-print-directory test-fuzz
 tier "BPF programs in two namespaces" make --no-print-directory test-bpf
 tier "agents in two namespaces, real clients" make --no-print-directory test-netns
+tier "deploy files and one agent (systemd, k8s, metrics)" make --no-print-directory test-deploy
+tier "Xen lab: Xen + two PV domUs under QEMU" sh -c 'make --no-print-directory xen-lab || echo "not ok - xen lab"'
 
 passed=$(grep -c '^ok - ' "$log")
 failed=$(grep -c '^not ok - ' "$log")
