@@ -50,7 +50,8 @@ struct agent_watch {
 enum flow_state {
 	FLOW_PENDING = 0, /* steered; tunnel being set up; bytes wait in Y */
 	FLOW_TUNNEL,	  /* both rings mapped: bytes take the ring */
-	FLOW_FALLBACK,	  /* back on TCP, waiting for the peer's word */
+	FLOW_FALLBACK,	  /* no tunnel: waiting for the peer's FALLBACK */
+	FLOW_RELAY,	  /* no tunnel: captured bytes take the relay */
 	FLOW_FAILED,	  /* setup refused or torn down: see reason */
 	FLOW_DONE,	  /* both directions finished, app socket closed */
 };
@@ -60,6 +61,15 @@ struct peer_link {
 	struct agent_watch w;
 	bool hello_done;
 	struct peer_link *next;
+};
+
+/* One direction of a relay (agent/relay.c). */
+struct relay_buf {
+	int fd; /* -1: this direction is not relayed */
+	uint8_t *data;
+	size_t off, len; /* bytes read, not yet written on */
+	uint64_t total;	 /* bytes that crossed the relay socket */
+	uint32_t events; /* what its watch is registered for */
 };
 
 struct flow {
@@ -87,21 +97,26 @@ struct flow {
 	struct fivc_rx rx;
 	bool tx_sent, tx_accepted; /* our CREATE sent, and accepted */
 	bool rx_attached;	   /* we accepted the peer's CREATE */
-	bool peer_clean;	   /* the peer said: all its bytes took TCP */
-	bool app_wr_shut;	   /* the app shut its write side */
-	bool app_fd_closed;	   /* ... by close(): nothing reads any more */
-	bool app_closed;	   /* the app socket is gone */
-	bool tx_eof;		   /* Y read to EOF and SEND_CLOSE sent */
-	bool rx_eof;		   /* the peer's SEND_CLOSE was delivered */
-	bool fin_held;		   /* tc holds the peer's FIN for us */
-	bool rx_paused;		   /* the app's unread bytes fill the window */
-	bool x_registered;	   /* X's first (registration) edge came */
-	uint64_t rx_unread;	   /* last measured + injected since */
-	uint32_t y_events;	   /* what Y is registered for in epoll */
+	uint32_t peer_fb;	   /* the peer's FALLBACK mode, 0 if none */
+	bool fb_sent;		   /* ours went out */
+	bool rx_end_known;	   /* the peer's FALLBACK(END) came */
+	uint64_t rx_end_bytes;	   /* ... with the relay's length */
+	struct relay_buf relay_tx, relay_rx;
+	struct agent_watch w_relay_tx, w_relay_rx;
+	bool app_wr_shut;   /* the app shut its write side */
+	bool app_fd_closed; /* ... by close(): nothing reads any more */
+	bool app_closed;    /* the app socket is gone */
+	bool tx_eof;	    /* Y read to EOF and SEND_CLOSE sent */
+	bool rx_eof;	    /* the peer's SEND_CLOSE was delivered */
+	bool fin_held;	    /* tc holds the peer's FIN for us */
+	bool rx_paused;	    /* the app's unread bytes fill the window */
+	bool x_registered;  /* X's first (registration) edge came */
+	uint64_t rx_unread; /* last measured + injected since */
+	uint32_t y_events;  /* what Y is registered for in epoll */
 	uint64_t bytes_tx, bytes_rx;
 };
 
-/* A CREATE from the peer for a flow we have not seen yet. */
+/* A CREATE or FALLBACK from the peer for a flow we have not seen yet. */
 struct parked_create {
 	struct peer_link *link;
 	uint64_t deadline_ns;
@@ -120,10 +135,12 @@ struct fallback_rec {
 
 struct agent_counters {
 	uint64_t flows_steered, flows_tunneled, flows_failed, flows_done;
-	uint64_t flows_tcp;   /* fell back to plain TCP, every byte intact */
+	uint64_t flows_tcp;	/* fell back to plain TCP, every byte intact */
+	uint64_t flows_relayed; /* no tunnel, but bytes captured: relayed */
 	uint64_t flows_reset; /* RSTs the apps caused (abort, close, unread) */
 	uint64_t creates_refused, creates_rejected_by_peer;
-	uint64_t bytes_tx, bytes_rx;
+	uint64_t bytes_tx, bytes_rx;		 /* through tunnels */
+	uint64_t relay_bytes_tx, relay_bytes_rx; /* through relays */
 	uint64_t ring_full, ring_waits;
 	uint64_t pokes; /* runs of the write-space poke iterator */
 };
@@ -229,11 +246,26 @@ void flow_expire(struct agent *a, uint64_t now);
 void flows_window_poll(struct agent *a);
 void flow_link_down(struct agent *a, struct peer_link *l);
 struct fivc_tunnel_msg;
-void flow_on_create(struct agent *a, struct peer_link *l,
-		    struct fivc_tunnel_msg *m);
+/* CREATE or FALLBACK: may come before our event; takes @m's fds */
+void flow_on_offer(struct agent *a, struct peer_link *l,
+		   struct fivc_tunnel_msg *m);
 void flow_on_reply(struct agent *a, struct peer_link *l,
 		   const struct fivc_tunnel_msg *m);
 void flows_fini(struct agent *a);
+/* ... shared with agent/relay.c */
+void flow_fail(struct agent *a, struct flow *f, const char *reason);
+void flow_maybe_done(struct agent *a, struct flow *f);
+void flow_y_want(struct agent *a, struct flow *f, uint32_t events);
+bool flow_window_open(struct agent *a, struct flow *f, size_t n);
+void flow_fin_release(struct agent *a, struct flow *f);
+
+/* agent/relay.c: captured bytes of a flow with no tunnel */
+int relay_offer(struct flow *f, int *peer_end);
+void relay_start(struct agent *a, struct flow *f);
+void relay_pump_tx(struct agent *a, struct flow *f);
+void relay_pump_rx(struct agent *a, struct flow *f);
+void relay_tx_end(struct agent *a, struct flow *f);
+void relay_close(struct agent *a, struct flow *f);
 
 /* agent/link.c: per-peer control links (local backend: Unix sockets) */
 int link_init(struct agent *a);

@@ -41,8 +41,8 @@ const char *agent_stat_name(unsigned int i)
 
 static const char *const state_names[] = {
 	[FLOW_PENDING] = "pending", [FLOW_TUNNEL] = "tunnel",
-	[FLOW_FALLBACK] = "tcp",    [FLOW_FAILED] = "failed",
-	[FLOW_DONE] = "done",
+	[FLOW_FALLBACK] = "tcp",    [FLOW_RELAY] = "relay",
+	[FLOW_FAILED] = "failed",   [FLOW_DONE] = "done",
 };
 
 int control_path(const struct agent_config *c, char *buf, size_t len)
@@ -107,10 +107,11 @@ static void print_status(struct agent *a, FILE *o, bool json)
 			"\"counters\":{\"flows_steered\":%llu,"
 			"\"flows_tunneled\":%llu,\"flows_failed\":%llu,"
 			"\"flows_done\":%llu,\"flows_reset\":%llu,"
-			"\"flows_tcp\":%llu,"
+			"\"flows_tcp\":%llu,\"flows_relayed\":%llu,"
 			"\"creates_refused\":%llu,"
 			"\"creates_rejected_by_peer\":%llu,"
 			"\"tunnel_bytes_tx\":%llu,\"tunnel_bytes_rx\":%llu,"
+			"\"relay_bytes_tx\":%llu,\"relay_bytes_rx\":%llu,"
 			"\"ring_full\":%llu,\"ring_waits\":%llu,"
 			"\"pokes\":%llu},\"bpf\":{",
 			(unsigned long long)c->flows_steered,
@@ -119,10 +120,13 @@ static void print_status(struct agent *a, FILE *o, bool json)
 			(unsigned long long)c->flows_done,
 			(unsigned long long)c->flows_reset,
 			(unsigned long long)c->flows_tcp,
+			(unsigned long long)c->flows_relayed,
 			(unsigned long long)c->creates_refused,
 			(unsigned long long)c->creates_rejected_by_peer,
 			(unsigned long long)c->bytes_tx,
 			(unsigned long long)c->bytes_rx,
+			(unsigned long long)c->relay_bytes_tx,
+			(unsigned long long)c->relay_bytes_rx,
 			(unsigned long long)c->ring_full,
 			(unsigned long long)c->ring_waits,
 			(unsigned long long)c->pokes);
@@ -137,12 +141,15 @@ static void print_status(struct agent *a, FILE *o, bool json)
 			a->cfg.instance, a->cfg.domid, (int)getpid(),
 			a->n_tunnels, a->slots_free);
 		fprintf(o,
-			"flows: steered %llu tunneled %llu tcp %llu failed "
+			"flows: steered %llu tunneled %llu tcp %llu relayed "
 			"%llu "
-			"reset %llu done %llu; tunnel bytes tx %llu rx %llu\n",
+			"failed %llu reset %llu done %llu; tunnel bytes tx "
+			"%llu "
+			"rx %llu\n",
 			(unsigned long long)c->flows_steered,
 			(unsigned long long)c->flows_tunneled,
 			(unsigned long long)c->flows_tcp,
+			(unsigned long long)c->flows_relayed,
 			(unsigned long long)c->flows_failed,
 			(unsigned long long)c->flows_reset,
 			(unsigned long long)c->flows_done,

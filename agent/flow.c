@@ -81,7 +81,7 @@ static void tunnel_unindex(struct flow *f)
 	}
 }
 
-static void y_want(struct agent *a, struct flow *f, uint32_t events)
+void flow_y_want(struct agent *a, struct flow *f, uint32_t events)
 {
 	if (f->y_events == events)
 		return;
@@ -117,6 +117,7 @@ static void flow_free(struct agent *a, struct flow *f)
 	}
 	ops->shm_destroy(f->tx_shm);
 	ops->shm_destroy(f->rx_shm);
+	relay_close(a, f);
 	agent_bpf_fin_ok(a, &f->key, false);
 	agent_bpf_flow_del(a, &f->key);
 	slots_release(a, f->slot, f->w_x.fd, f->w_y.fd);
@@ -152,7 +153,7 @@ static const char R_PEER_CLOSED[] = "peer closed the tunnel";
  * over TCP first), then both rings. When the peer reset the tunnel, its own
  * RST should reach our app first, so ours waits a moment.
  */
-static void flow_fail(struct agent *a, struct flow *f, const char *reason)
+void flow_fail(struct agent *a, struct flow *f, const char *reason)
 {
 	bool by_app = reason == R_APP_RESET || reason == R_CLOSED_DATA ||
 		      reason == R_PEER_RESET || reason == R_PEER_CLOSED;
@@ -188,16 +189,16 @@ static void flow_fail(struct agent *a, struct flow *f, const char *reason)
 		flow_free(a, f);
 }
 
-static void flow_maybe_done(struct agent *a, struct flow *f)
+void flow_maybe_done(struct agent *a, struct flow *f)
 {
-	if (f->app_closed &&
-	    (f->state != FLOW_TUNNEL || (f->tx_eof && f->rx_eof)))
+	bool moving = f->state == FLOW_TUNNEL || f->state == FLOW_RELAY;
+
+	if (f->app_closed && (!moving || (f->tx_eof && f->rx_eof)))
 		flow_free(a, f);
 }
 
 static void reply(struct agent *a, struct peer_link *l, uint64_t id,
 		  int reason);
-static void fin_release(struct agent *a, struct flow *f);
 
 /*
  * Give the flow back to TCP unless sk_msg already captured a byte: true if
@@ -218,55 +219,125 @@ static bool tx_cancel(struct agent *a, struct flow *f)
 }
 
 /*
- * Both directions are plain TCP now: the peer's FIN, if tc held it, is in
- * order behind its bytes. Release it and forget the flow.
+ * Both directions are plain TCP: the socket leaves the sockhash (no cost
+ * from now on), and the peer's FIN, if tc held it, is in order behind its
+ * bytes. Release it and forget the flow.
  */
 static void fallback_done(struct agent *a, struct flow *f)
 {
+	agent_bpf_app_release(a, &f->key);
 	if (f->fin_held)
-		fin_release(a, f);
+		flow_fin_release(a, f);
 	a->ctr.flows_tcp++;
 	flow_free(a, f);
 }
 
-/*
- * Our side is clean: the socket leaves the sockhash (plain TCP from now on,
- * at no cost) and the peer hears it. tc keeps holding the peer's FIN until
- * the peer says the same of its side: a FIN of a peer that captured bytes
- * must not reach the app before its RST.
- */
-static void flow_fallback(struct agent *a, struct flow *f, const char *reason)
+/* Both sides said where their bytes go: finish, or relay what needs it. */
+static void fallback_settle(struct agent *a, struct flow *f)
 {
-	struct fallback_rec *r =
-		&a->fallbacks[a->n_fallbacks++ % FALLBACK_RECS];
+	if (f->state != FLOW_FALLBACK || !f->fb_sent || !f->peer_fb)
+		return;
+	if (f->relay_tx.fd < 0 && f->relay_rx.fd < 0)
+		fallback_done(a, f);
+	else
+		relay_start(a, f);
+}
 
-	pr_info("flow slot %u (port %u -> %u): plain TCP: %s", f->slot,
+/* Tell the peer where our bytes go: TCP, or a relay socket (captured). */
+static int fallback_send(struct agent *a, struct flow *f, bool captured)
+{
+	struct fivc_tunnel_msg m;
+	int peer_end = -1, err = 0;
+
+	fivc_tunnel_msg_init(&m, FIVC_TMSG_FALLBACK, f->tunnel_id);
+	m.fb_mode = captured ? FIVC_FB_RELAY : FIVC_FB_TCP;
+	if (captured) {
+		err = relay_offer(f, &peer_end);
+		m.has_socket = true;
+		m.relay_fd = peer_end;
+	}
+	if (!err)
+		err = link_send(a, f->link, &m);
+	if (peer_end >= 0)
+		close(peer_end);
+	f->fb_sent = !err;
+	return err;
+}
+
+/*
+ * The tunnel will not carry this flow and carried no byte yet (it is not
+ * up). Our bytes go on TCP if sk_msg captured none (cancelled now), else
+ * over a relay through the peer agent; the peer decides the same for its
+ * bytes, and the flow settles once both have said so. Without a link to
+ * the peer there is no peer agent to have captured anything, nor a relay.
+ */
+static void flow_give_up(struct agent *a, struct flow *f, const char *reason)
+{
+	struct fallback_rec *r;
+	bool clean;
+
+	if (f->state == FLOW_FALLBACK || f->state == FLOW_RELAY)
+		return;
+	if (f->state != FLOW_PENDING) {
+		flow_fail(a, f, reason);
+		return;
+	}
+	clean = tx_cancel(a, f);
+	if (!f->link && !clean) {
+		flow_fail(a, f, reason);
+		return;
+	}
+	pr_info("flow slot %u (port %u -> %u): no tunnel: %s", f->slot,
 		f->key.lport, f->key.rport, reason);
-	agent_bpf_app_release(a, &f->key);
+	r = &a->fallbacks[a->n_fallbacks++ % FALLBACK_RECS];
 	r->key = f->key;
 	r->reason = reason;
 	r->when_ns = agent_now_ns();
 	f->reason = reason;
 	f->state = FLOW_FALLBACK;
 	f->deadline_ns = agent_now_ns() + FALLBACK_CONFIRM_NS;
-	if (f->link)
-		reply(a, f->link, f->tunnel_id, ECANCELED);
-	else
-		f->peer_clean = true; /* no agent there to have captured any */
-	if (f->peer_clean)
+	if (!f->link) {
 		fallback_done(a, f);
+		return;
+	}
+	if (fallback_send(a, f, !clean)) {
+		flow_fail(a, f, "cannot reach the peer agent");
+		return;
+	}
+	fallback_settle(a, f);
 }
 
-/*
- * The tunnel will not carry this flow: plain TCP if it has not carried a
- * byte yet (not up, nothing captured), else a reset.
- */
-static void flow_give_up(struct agent *a, struct flow *f, const char *reason)
+/* The peer's FALLBACK for @f; takes the relay socket that came with it. */
+static void fallback_from_peer(struct agent *a, struct flow *f,
+			       struct fivc_tunnel_msg *m)
 {
-	if (f->state == FLOW_PENDING && tx_cancel(a, f))
-		flow_fallback(a, f, reason);
-	else
-		flow_fail(a, f, reason);
+	if (m->fb_mode == FIVC_FB_END) {
+		if (f->state != FLOW_RELAY || f->relay_rx.fd < 0 ||
+		    f->rx_end_known) {
+			flow_fail(a, f,
+				  "peer agent broke the fallback protocol");
+			return;
+		}
+		f->rx_end_known = true;
+		f->rx_end_bytes = m->fb_bytes;
+		relay_pump_rx(a, f);
+		return;
+	}
+	if (f->peer_fb ||
+	    (f->state != FLOW_PENDING && f->state != FLOW_FALLBACK) ||
+	    (m->fb_mode == FIVC_FB_RELAY && !m->has_socket)) {
+		flow_fail(a, f, "peer agent broke the fallback protocol");
+		return;
+	}
+	f->peer_fb = m->fb_mode;
+	if (m->fb_mode == FIVC_FB_RELAY) {
+		f->relay_rx.fd = m->relay_fd;
+		m->relay_fd = -1;
+	}
+	flow_give_up(a, f,
+		     m->fb_mode == FIVC_FB_RELAY ? "peer relays its bytes"
+						 : "peer went back to TCP");
+	fallback_settle(a, f);
 }
 
 /* App -> Y -> our ring. */
@@ -283,7 +354,7 @@ static void pump_tx(struct agent *a, struct flow *f)
 			fivc_tx_flush(&f->tx);
 			if (fivc_tx_prepare_wait(&f->tx)) {
 				a->ctr.ring_full++;
-				y_want(a, f, f->y_events & ~EPOLLIN);
+				flow_y_want(a, f, f->y_events & ~EPOLLIN);
 				return;
 			}
 			continue;
@@ -305,13 +376,13 @@ static void pump_tx(struct agent *a, struct flow *f)
 		if (n == 0) { /* the app shut down and X was shut after it */
 			fivc_tx_close(&f->tx);
 			f->tx_eof = true;
-			y_want(a, f, f->y_events & ~EPOLLIN);
+			flow_y_want(a, f, f->y_events & ~EPOLLIN);
 			flow_maybe_done(a, f);
 			return;
 		}
 		if (errno == EAGAIN) {
 			fivc_tx_flush(&f->tx);
-			y_want(a, f, f->y_events | EPOLLIN);
+			flow_y_want(a, f, f->y_events | EPOLLIN);
 			return;
 		}
 		flow_fail(a, f, "slot socket failed");
@@ -325,7 +396,7 @@ static void pump_tx(struct agent *a, struct flow *f)
  * itself: it counts what it injected and, when that would pass the window,
  * asks sock_diag what is really still unread.
  */
-static bool window_open(struct agent *a, struct flow *f, size_t n)
+bool flow_window_open(struct agent *a, struct flow *f, size_t n)
 {
 	uint32_t rmem;
 
@@ -350,7 +421,7 @@ static bool window_open(struct agent *a, struct flow *f, size_t n)
  * Not earlier: an ACK of our own FIN let through before the peer's FIN
  * would wake our app's blocked reader into EAGAIN (see fin_hold.bpf.c).
  */
-static void fin_release(struct agent *a, struct flow *f)
+void flow_fin_release(struct agent *a, struct flow *f)
 {
 	/*
 	 * The copy first: it enters through lo, which tc does not watch, and
@@ -378,7 +449,7 @@ static void pump_rx(struct agent *a, struct flow *f)
 			/* Every byte is in the app socket: now its FIN. */
 			f->rx_eof = true;
 			if (f->fin_held)
-				fin_release(a, f);
+				flow_fin_release(a, f);
 			flow_maybe_done(a, f);
 			return;
 		}
@@ -393,7 +464,7 @@ static void pump_rx(struct agent *a, struct flow *f)
 			flow_fail(a, f, R_CLOSED_DATA);
 			return;
 		}
-		if (!window_open(a, f, (size_t)n))
+		if (!flow_window_open(a, f, (size_t)n))
 			return;
 		s = send(f->w_y.fd, buf, (size_t)n,
 			 MSG_DONTWAIT | MSG_NOSIGNAL);
@@ -405,7 +476,7 @@ static void pump_rx(struct agent *a, struct flow *f)
 			continue;
 		}
 		if (s < 0 && errno == EAGAIN) {
-			y_want(a, f, f->y_events | EPOLLOUT);
+			flow_y_want(a, f, f->y_events | EPOLLOUT);
 			return;
 		}
 		flow_fail(a, f, "injection into the app socket failed");
@@ -419,7 +490,14 @@ static void y_ready(struct agent *a, struct agent_watch *w, uint32_t events)
 	uint32_t slot = f->slot;
 
 	if (events & EPOLLOUT)
-		y_want(a, f, f->y_events & ~EPOLLOUT);
+		flow_y_want(a, f, f->y_events & ~EPOLLOUT);
+	if (f->state == FLOW_RELAY) {
+		if (events & (EPOLLIN | EPOLLHUP | EPOLLERR))
+			relay_pump_tx(a, f);
+		if (a->flows[slot] == f && (events & EPOLLOUT))
+			relay_pump_rx(a, f);
+		return;
+	}
 	if (events & (EPOLLIN | EPOLLHUP | EPOLLERR))
 		pump_tx(a, f);
 	/* pump_tx may have freed the flow */
@@ -454,7 +532,7 @@ static void ev_tx_ready(struct agent *a, struct agent_watch *w, uint32_t events)
 	(void)events;
 	a->be->ops->evch_ack(f->ev_tx);
 	if (fivc_tx_writable(&f->tx) && !f->tx_eof)
-		y_want(a, f, f->y_events | EPOLLIN);
+		flow_y_want(a, f, f->y_events | EPOLLIN);
 	pump_tx(a, f);
 }
 
@@ -489,7 +567,7 @@ static void flow_maybe_up(struct agent *a, struct flow *f)
 	agent_watch_add(a, &f->w_ev_tx, EPOLLIN);
 	agent_watch_add(a, &f->w_ev_rx, EPOLLIN);
 	pr_debug("flow slot %u: tunnel up", f->slot);
-	y_want(a, f, EPOLLIN);
+	flow_y_want(a, f, EPOLLIN);
 	slot = f->slot;
 	pump_tx(a, f);
 	if (a->flows[slot] == f)
@@ -589,91 +667,104 @@ static void create_for_flow(struct agent *a, struct flow *f,
 		flow_maybe_up(a, f);
 }
 
-void flow_on_create(struct agent *a, struct peer_link *l,
-		    struct fivc_tunnel_msg *m)
+/*
+ * A message for a flow whose ESTABLISHED event we have not read yet: keep
+ * it a moment, in arrival order. Takes @m (and its fds).
+ */
+static void park(struct agent *a, struct peer_link *l,
+		 struct fivc_tunnel_msg *m)
 {
-	struct flow *f = flow_by_tunnel(m->tunnel_id, l->domid);
-	struct parked_create *p;
+	struct parked_create **pp = &a->parked;
+	struct parked_create *p = malloc(sizeof(*p) + sizeof(*m));
 
-	/* Our word may have crossed this CREATE: say it again. */
-	if (f && f->state == FLOW_FALLBACK) {
-		reply(a, l, m->tunnel_id, ECANCELED);
-		fivc_tunnel_msg_release(m);
-		return;
-	}
-	if (f) {
-		create_for_flow(a, f, l, m);
-		return;
-	}
-	/* Our ESTABLISHED event may not be read yet: keep it a moment. */
-	p = malloc(sizeof(*p) + sizeof(*m));
 	if (!p) {
-		reply(a, l, m->tunnel_id, ENOMEM);
+		if (m->type == FIVC_TMSG_CREATE)
+			reply(a, l, m->tunnel_id, ENOMEM);
 		fivc_tunnel_msg_release(m);
 		return;
 	}
 	p->link = l;
 	p->deadline_ns = agent_now_ns() + a->cfg.setup_timeout_ms * 1000000ULL;
+	p->next = NULL;
 	memcpy(p + 1, m, sizeof(*m));
-	p->next = a->parked;
-	a->parked = p;
+	while (*pp)
+		pp = &(*pp)->next;
+	*pp = p;
+}
+
+static void dispatch(struct agent *a, struct flow *f, struct peer_link *l,
+		     struct fivc_tunnel_msg *m)
+{
+	if (m->type == FIVC_TMSG_CREATE) {
+		create_for_flow(a, f, l, m); /* releases @m */
+		return;
+	}
+	fallback_from_peer(a, f, m);
+	fivc_tunnel_msg_release(m);
+}
+
+void flow_on_offer(struct agent *a, struct peer_link *l,
+		   struct fivc_tunnel_msg *m)
+{
+	struct flow *f = flow_by_tunnel(m->tunnel_id, l->domid);
+
+	if (f)
+		dispatch(a, f, l, m);
+	else
+		park(a, l, m);
 }
 
 void flow_on_reply(struct agent *a, struct peer_link *l,
 		   const struct fivc_tunnel_msg *m)
 {
 	struct flow *f = flow_by_tunnel(m->tunnel_id, l->domid);
-	/*
-	 * ECANCELED: the peer's side went back to TCP with no byte taken;
-	 * ENOENT: it has no such flow, so its bytes took TCP all along.
-	 */
-	bool clean = m->type == FIVC_TMSG_REJECT &&
-		     (m->reason == ECANCELED || m->reason == ENOENT);
+	bool reject = m->type == FIVC_TMSG_REJECT;
 
-	if (f && clean && f->state == FLOW_FALLBACK) {
-		fallback_done(a, f);
+	/* ENOENT: no such flow there, so its bytes took TCP all along. */
+	if (f && reject && m->reason == ENOENT && !f->peer_fb &&
+	    (f->state == FLOW_PENDING || f->state == FLOW_FALLBACK)) {
+		f->peer_fb = FIVC_FB_TCP;
+		flow_give_up(a, f, "peer has no such flow");
+		fallback_settle(a, f);
 		return;
 	}
-	/* Up here but not there: what we sent can no longer arrive. */
-	if (f && m->type == FIVC_TMSG_REJECT && f->state == FLOW_TUNNEL) {
-		flow_fail(a, f, "peer went back to TCP");
+	/* Up here but refused there: what we sent can no longer arrive. */
+	if (f && reject && f->state == FLOW_TUNNEL) {
+		flow_fail(a, f, "peer refused the tunnel after it was up");
 		return;
 	}
-	if (f && clean && f->state == FLOW_PENDING)
-		f->peer_clean = true;
-	if (!f || f->state != FLOW_PENDING || (!f->tx_sent && !clean)) {
+	if (!f || f->state != FLOW_PENDING || !f->tx_sent) {
 		pr_debug("stray tunnel reply %u from domain %u", m->type,
 			 l->domid);
 		return;
 	}
-	if (m->type == FIVC_TMSG_ACCEPT) {
+	if (!reject) {
 		f->tx_accepted = true;
 		flow_maybe_up(a, f);
 		return;
 	}
 	a->ctr.creates_rejected_by_peer++;
-	flow_give_up(a, f,
-		     clean ? "peer went back to TCP"
-			   : "peer refused the tunnel");
+	flow_give_up(a, f, "peer refused the tunnel");
 }
 
-/* Match CREATEs that arrived before @f's event. */
+/* Messages that arrived before @f's event, in their order. */
 static void unpark(struct agent *a, struct flow *f)
 {
 	struct parked_create **pp = &a->parked;
+	uint32_t slot = f->slot;
 
-	while (*pp) {
+	while (*pp && a->flows[slot] == f) {
 		struct parked_create *p = *pp;
 		struct fivc_tunnel_msg *m = (struct fivc_tunnel_msg *)(p + 1);
 
-		if (m->tunnel_id == f->tunnel_id &&
-		    p->link->domid == f->peer_domid) {
-			*pp = p->next;
-			create_for_flow(a, f, p->link, m);
-			free(p);
-			return;
+		if (m->tunnel_id != f->tunnel_id ||
+		    p->link->domid != f->peer_domid) {
+			pp = &p->next;
+			continue;
 		}
-		pp = &p->next;
+		*pp = p->next;
+		dispatch(a, f, p->link, m);
+		free(p);
 	}
 }
 
@@ -702,6 +793,7 @@ void flow_established(struct agent *a, const struct fivc_event *ev)
 	f->deadline_ns = agent_now_ns() + a->cfg.setup_timeout_ms * 1000000ULL;
 	f->w_x.fd = fd_x;
 	f->w_y.fd = fd_y;
+	f->relay_tx.fd = f->relay_rx.fd = -1;
 	f->w_y.fn = y_ready;
 	fcntl(fd_y, F_SETFL, fcntl(fd_y, F_GETFL) | O_NONBLOCK);
 	a->flows[f->slot] = f;
@@ -739,6 +831,8 @@ void flow_state_event(struct agent *a, const struct fivc_event *ev)
 		shutdown(f->w_x.fd, SHUT_WR);
 		if (f->app_fd_closed && f->state == FLOW_TUNNEL)
 			pump_rx(a, f);
+		else if (f->app_fd_closed && f->state == FLOW_RELAY)
+			relay_pump_rx(a, f);
 	}
 	if (ev->new_state != TCP_CLOSE)
 		return;
@@ -758,7 +852,7 @@ void flows_window_poll(struct agent *a)
 
 		if (!f || !f->rx_paused)
 			continue;
-		if (f->state == FLOW_TUNNEL &&
+		if ((f->state == FLOW_TUNNEL || f->state == FLOW_RELAY) &&
 		    !agent_sock_rmem(a, &f->key, f->cookie, &rmem) &&
 		    rmem > a->cfg.window / 2)
 			continue;
@@ -766,7 +860,10 @@ void flows_window_poll(struct agent *a)
 		f->rx_unread = 0;
 		if (!--a->n_paused)
 			window_arm(a, false);
-		pump_rx(a, f);
+		if (f->state == FLOW_RELAY)
+			relay_pump_rx(a, f);
+		else
+			pump_rx(a, f);
 	}
 }
 
@@ -779,7 +876,7 @@ void flow_fin_held(struct agent *a, const struct fivc_event *ev)
 	f->fin_held = true;
 	/* A flow still setting up holds it too: its bytes are yet to come. */
 	if (f->rx_eof || f->state == FLOW_FAILED)
-		fin_release(a, f);
+		flow_fin_release(a, f);
 }
 
 void flow_expire(struct agent *a, uint64_t now)
@@ -794,8 +891,11 @@ void flow_expire(struct agent *a, uint64_t now)
 			continue;
 		}
 		*pp = p->next;
-		reply(a, p->link,
-		      ((struct fivc_tunnel_msg *)(p + 1))->tunnel_id, ENOENT);
+		/* No such flow here: the peer's bytes and ours stay on TCP. */
+		if (((struct fivc_tunnel_msg *)(p + 1))->fb_mode != FIVC_FB_END)
+			reply(a, p->link,
+			      ((struct fivc_tunnel_msg *)(p + 1))->tunnel_id,
+			      ENOENT);
 		fivc_tunnel_msg_release((struct fivc_tunnel_msg *)(p + 1));
 		free(p);
 	}
@@ -846,7 +946,8 @@ void flow_link_down(struct agent *a, struct peer_link *l)
 			f->link = NULL;
 			if (f->state == FLOW_PENDING || f->state == FLOW_TUNNEL)
 				flow_give_up(a, f, "peer agent gone");
-			else if (f->state == FLOW_FALLBACK)
+			else if (f->state == FLOW_FALLBACK ||
+				 f->state == FLOW_RELAY)
 				flow_fail(a, f, "peer agent gone");
 		}
 	}

@@ -105,8 +105,8 @@ static void link_readable(struct agent *a, struct agent_watch *w,
 		link_down(a, l, err);
 		return;
 	}
-	if (m.type == FIVC_TMSG_CREATE) {
-		flow_on_create(a, l, &m); /* takes the message's fds */
+	if (m.type == FIVC_TMSG_CREATE || m.type == FIVC_TMSG_FALLBACK) {
+		flow_on_offer(a, l, &m); /* takes the message's fds */
 		return;
 	}
 	flow_on_reply(a, l, &m);

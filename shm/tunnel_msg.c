@@ -54,6 +54,7 @@ void fivc_tunnel_msg_init(struct fivc_tunnel_msg *m, enum fivc_tmsg_type type,
 	m->shm.fd = -1;
 	m->evch.fd_wait = -1;
 	m->evch.fd_kick = -1;
+	m->relay_fd = -1;
 }
 
 static void close_fd(int *fd)
@@ -70,6 +71,7 @@ void fivc_tunnel_msg_release(struct fivc_tunnel_msg *m)
 	close_fd(&m->shm.fd);
 	close_fd(&m->evch.fd_wait);
 	close_fd(&m->evch.fd_kick);
+	close_fd(&m->relay_fd);
 	fivc_shm_desc_clear(&m->shm);
 }
 
@@ -152,6 +154,16 @@ static int check_msg(const struct fivc_tunnel_msg *m, const char **why)
 		if (!m->reason || m->reason > 4095)
 			return fail(why, "bad reject reason");
 		return 0;
+	case FIVC_TMSG_FALLBACK:
+		if (m->fb_mode < FIVC_FB_TCP || m->fb_mode > FIVC_FB_END)
+			return fail(why, "bad fallback mode");
+		if (m->has_socket && m->fb_mode != FIVC_FB_RELAY)
+			return fail(why,
+				    "socket with a fallback other than relay");
+		if (m->fb_bytes && m->fb_mode != FIVC_FB_END)
+			return fail(why,
+				    "bytes with a fallback other than end");
+		return 0;
 	default:
 		return fail(why, "bad message type");
 	}
@@ -164,6 +176,8 @@ static size_t body_len(const struct fivc_tunnel_msg *m)
 		return FIVC_TMSG_CREATE_SIZE + 4 * (size_t)m->shm.n_refs;
 	case FIVC_TMSG_REJECT:
 		return FIVC_TMSG_REJECT_SIZE;
+	case FIVC_TMSG_FALLBACK:
+		return FIVC_TMSG_FALLBACK_SIZE;
 	default:
 		return 0;
 	}
@@ -180,6 +194,8 @@ ssize_t fivc_tunnel_msg_size(const struct fivc_tunnel_msg *m)
 
 unsigned int fivc_tunnel_msg_n_fds(const struct fivc_tunnel_msg *m)
 {
+	if (m->type == FIVC_TMSG_FALLBACK)
+		return m->has_socket ? 1 : 0;
 	if (m->type != FIVC_TMSG_CREATE || m->shm.kind != FIVC_BACKEND_LOCAL)
 		return 0;
 	return m->has_evch ? 3 : 1;
@@ -210,6 +226,13 @@ static void encode_reject(const struct fivc_tunnel_msg *m, uint8_t *p)
 	put_le32(p + 4, 0);
 }
 
+static void encode_fallback(const struct fivc_tunnel_msg *m, uint8_t *p)
+{
+	put_le32(p + 0, m->fb_mode);
+	put_le32(p + 4, m->has_socket ? FIVC_TMSG_F_SOCKET : 0);
+	put_le64(p + 8, m->fb_bytes);
+}
+
 ssize_t fivc_tunnel_msg_encode(const struct fivc_tunnel_msg *m, void *buf,
 			       size_t len)
 {
@@ -234,6 +257,8 @@ ssize_t fivc_tunnel_msg_encode(const struct fivc_tunnel_msg *m, void *buf,
 		encode_create(m, p);
 	else if (m->type == FIVC_TMSG_REJECT)
 		encode_reject(m, p);
+	else if (m->type == FIVC_TMSG_FALLBACK)
+		encode_fallback(m, p);
 	return total;
 }
 
@@ -245,6 +270,8 @@ static uint32_t max_body_len(uint8_t type)
 		return FIVC_TMSG_CREATE_SIZE + 4u * FIVC_SHM_MAX_PAGES;
 	case FIVC_TMSG_REJECT:
 		return FIVC_TMSG_REJECT_SIZE;
+	case FIVC_TMSG_FALLBACK:
+		return FIVC_TMSG_FALLBACK_SIZE;
 	default:
 		return 0;
 	}
@@ -261,7 +288,7 @@ static int check_hdr(const uint8_t *p, size_t len, const char **why)
 	if (p[2] != FIVC_TMSG_VERSION)
 		return fail(why, "unsupported version");
 	type = p[3];
-	if (type < FIVC_TMSG_CREATE || type > FIVC_TMSG_REJECT)
+	if (type < FIVC_TMSG_CREATE || type > FIVC_TMSG_FALLBACK)
 		return fail(why, "bad message type");
 	if (get_le32(p + 4) > max_body_len(type))
 		return fail(why, "body too long");
@@ -348,6 +375,20 @@ int fivc_tunnel_msg_decode(const void *buf, size_t len,
 		break;
 	case FIVC_TMSG_ACCEPT:
 		err = 0;
+		break;
+	case FIVC_TMSG_FALLBACK:
+		if (len != FIVC_TMSG_FALLBACK_SIZE) {
+			err = fail(why, "bad fallback body length");
+			break;
+		}
+		m->fb_mode = get_le32(p);
+		if (get_le32(p + 4) & ~FIVC_TMSG_F_SOCKET) {
+			err = fail(why, "unknown fallback flags");
+			break;
+		}
+		m->has_socket = get_le32(p + 4) & FIVC_TMSG_F_SOCKET;
+		m->fb_bytes = get_le64(p + 8);
+		err = check_msg(m, why);
 		break;
 	default:
 		if (len != FIVC_TMSG_REJECT_SIZE) {

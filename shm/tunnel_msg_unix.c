@@ -154,7 +154,9 @@ int fivc_tunnel_msg_recv(int sock, struct fivc_tunnel_msg *m)
 		why = "wrong number of fds";
 		goto out_warn;
 	}
-	if (n_fds >= 1)
+	if (n_fds >= 1 && m->type == FIVC_TMSG_FALLBACK)
+		m->relay_fd = fds[0];
+	else if (n_fds >= 1)
 		m->shm.fd = fds[0];
 	if (n_fds == 3) {
 		m->evch.fd_wait = fds[1];
@@ -236,7 +238,7 @@ int fivc_tunnel_msg_send(int sock, const struct fivc_tunnel_msg *m)
 	if (len < 0)
 		return (int)len;
 	n_fds = fivc_tunnel_msg_n_fds(m);
-	fds[0] = m->shm.fd;
+	fds[0] = m->type == FIVC_TMSG_FALLBACK ? m->relay_fd : m->shm.fd;
 	fds[1] = m->evch.fd_wait;
 	fds[2] = m->evch.fd_kick;
 	for (unsigned int i = 0; i < n_fds; i++) {

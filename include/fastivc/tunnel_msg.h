@@ -9,6 +9,9 @@
  *   CREATE_TUNNEL  producer -> consumer: geometry, region, event channel
  *   ACCEPT_TUNNEL  consumer -> producer: mapped it (our extension)
  *   REJECT_TUNNEL  consumer -> producer: could not map it, with an errno
+ *   FALLBACK       either way, once the tunnel will not come up (our
+ *                  extension, docs/steering.md "Fallback"): where this
+ *                  side's bytes go instead
  *
  * Wire format, all fields little-endian, no implicit padding:
  *
@@ -29,6 +32,11 @@
  *   REJECT body (8)
  *     0  u32 reason      a positive errno, 1..4095
  *     4  u32 reserved    0
+ *   FALLBACK body (16)
+ *     0  u32 mode        enum fivc_fallback_mode
+ *     4  u32 flags       FIVC_TMSG_F_SOCKET: a relay socket travels with
+ *                        it (RELAY on the local backend; the only fd)
+ *     8  u64 bytes       END: the relay's length; 0 otherwise
  *
  * A local CREATE carries n_refs = 0 and its fds as SCM_RIGHTS in the same
  * sendmsg, in this order: shm.fd, then evch.fd_wait and evch.fd_kick if
@@ -53,17 +61,26 @@
 #define FIVC_TMSG_HDR_SIZE 16u
 #define FIVC_TMSG_CREATE_SIZE 48u
 #define FIVC_TMSG_REJECT_SIZE 8u
+#define FIVC_TMSG_FALLBACK_SIZE 16u
 #define FIVC_TMSG_MAX_SIZE                                                     \
 	(FIVC_TMSG_HDR_SIZE + FIVC_TMSG_CREATE_SIZE + 4u * FIVC_SHM_MAX_PAGES)
 /* Most fds one message carries: a region and an event channel's two. */
 #define FIVC_TMSG_MAX_FDS 3u
 
 #define FIVC_TMSG_F_EVCH (1u << 0)
+#define FIVC_TMSG_F_SOCKET (1u << 0)
 
 enum fivc_tmsg_type {
 	FIVC_TMSG_CREATE = 1,
 	FIVC_TMSG_ACCEPT = 2,
 	FIVC_TMSG_REJECT = 3,
+	FIVC_TMSG_FALLBACK = 4,
+};
+
+enum fivc_fallback_mode {
+	FIVC_FB_TCP = 1,   /* none of my bytes took the tunnel: all on TCP */
+	FIVC_FB_RELAY = 2, /* my bytes come over the relay socket instead */
+	FIVC_FB_END = 3,   /* the relay ended after `bytes` bytes */
 };
 
 struct fivc_tunnel_msg {
@@ -76,6 +93,11 @@ struct fivc_tunnel_msg {
 	struct fivc_evch_desc evch; /* zero, fds -1, unless has_evch */
 	/* REJECT only: why the consumer refused, a positive errno */
 	uint32_t reason;
+	/* FALLBACK only */
+	uint32_t fb_mode;  /* enum fivc_fallback_mode */
+	bool has_socket;   /* relay_fd travels with it */
+	uint64_t fb_bytes; /* END only */
+	int relay_fd;	   /* -1 unless has_socket */
 };
 
 /* Zero @m, set its type and id, and every fd to -1. */

@@ -7,7 +7,9 @@
 #  - the peer is at its tunnel limit: plain TCP decided in the handshake;
 #  - the tunnel fails to come up (the peer's agent stalls past the setup
 #    timeout) before the first byte: both sides go back to plain TCP, the
-#    bytes arrive intact, status says why.
+#    bytes arrive intact, status says why;
+#  - the same after the client's first bytes were captured: those go through
+#    the relay between the agents, the rest as before, intact.
 . "$(dirname "$0")/lib.sh"
 FAILED=0
 BYTES=$((16 << 20))
@@ -99,4 +101,33 @@ check "setup timeout: nothing failed or reset" \
 	[ "$(json_get A 'd["counters"]["flows_failed"]')" = 0 -a \
 	  "$(json_get B 'd["counters"]["flows_failed"]')" = 0 ]
 fivc A status | grep -A2 'fell back' | sed 's/^/# /'
+
+# 5. The same stall, but the clients send at once: their first bytes are
+#    captured before A gives up, so A relays them through B's agent.
+tun_a=$(json_get A 'd["counters"]["tunnel_bytes_tx"]')
+in_ns B timeout 60 "$BLAST" server $IP_B 5305 --conns 2 --bytes $BYTES \
+	>"$LOGS/server-relay.out" 2>&1 &
+spid=$!
+for _ in $(seq 50); do grep -q listening "$LOGS/server-relay.out" && break; sleep 0.1; done
+kill -STOP "$b_pid"
+( sleep 3; kill -CONT "$b_pid" ) &
+in_ns A timeout 60 "$BLAST" client $IP_B 5305 --conns 2 --bytes $BYTES \
+	>"$LOGS/client-relay.out" 2>&1
+crc=$?
+wait $spid
+src=$?
+check "setup timeout after captured bytes: both transfers complete, digests match" sh -c \
+	"[ $crc = 0 ] && [ $src = 0 ] && [ \"\$(awk '/^conn/{print \$5, \$8}' $LOGS/client-relay.out | sort)\" = \
+	  \"\$(awk '/^conn/{print \$8, \$5}' $LOGS/server-relay.out | sort)\" ]"
+check "setup timeout after captured bytes: relayed, not tunneled" \
+	[ "$(json_get A 'd["counters"]["flows_relayed"]')" -ge 2 -a \
+	  "$(json_get A 'd["counters"]["tunnel_bytes_tx"]')" = "$tun_a" ]
+check "setup timeout after captured bytes: B injected what A relayed" \
+	[ "$(json_get A 'd["counters"]["relay_bytes_tx"]')" -gt 0 -a \
+	  "$(json_get A 'd["counters"]["relay_bytes_tx"]')" = \
+	  "$(json_get B 'd["counters"]["relay_bytes_rx"]')" ]
+check "setup timeout after captured bytes: nothing failed or reset" \
+	[ "$(json_get A 'd["counters"]["flows_failed"]')" = 0 -a \
+	  "$(json_get B 'd["counters"]["flows_failed"]')" = 0 ]
+fivc A status | sed -n 2p | sed 's/^/# /'
 exit $FAILED

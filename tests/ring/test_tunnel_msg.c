@@ -18,7 +18,7 @@
 #include "fastivc/log.h"
 #include "fastivc/tunnel_msg.h"
 
-#define N_SAMPLES 6
+#define N_SAMPLES 8
 
 /* Offsets into an encoded message, from the wire format in the header. */
 #define OFF_BODY_LEN 4
@@ -76,6 +76,16 @@ static void sample(int i, struct fivc_tunnel_msg *m)
 	case 4:
 		fivc_tunnel_msg_init(m, FIVC_TMSG_ACCEPT, ~0ull);
 		break;
+	case 5:
+		fivc_tunnel_msg_init(m, FIVC_TMSG_FALLBACK, 77);
+		m->fb_mode = FIVC_FB_END;
+		m->fb_bytes = 0x123456789abcull;
+		break;
+	case 6:
+		fivc_tunnel_msg_init(m, FIVC_TMSG_FALLBACK, 78);
+		m->fb_mode = FIVC_FB_RELAY;
+		m->has_socket = true;
+		break;
 	default:
 		fivc_tunnel_msg_init(m, FIVC_TMSG_REJECT, 5);
 		m->reason = ENOMEM;
@@ -120,6 +130,10 @@ static bool msg_equal(const struct fivc_tunnel_msg *a,
 		return false;
 	if (a->type == FIVC_TMSG_REJECT)
 		return a->reason == b->reason;
+	if (a->type == FIVC_TMSG_FALLBACK)
+		return a->fb_mode == b->fb_mode &&
+		       a->has_socket == b->has_socket &&
+		       a->fb_bytes == b->fb_bytes;
 	if (a->type != FIVC_TMSG_CREATE)
 		return true;
 	if (memcmp(&a->geom, &b->geom, sizeof(a->geom)) ||
@@ -201,6 +215,17 @@ static void test_encode_refuses(void)
 	fivc_tunnel_msg_init(&m, FIVC_TMSG_REJECT, 1);
 	CHECK_EQ(fivc_tunnel_msg_encode(&m, buf, sizeof(buf)), -EINVAL,
 		 "reject without reason");
+	fivc_tunnel_msg_init(&m, FIVC_TMSG_FALLBACK, 1);
+	CHECK_EQ(fivc_tunnel_msg_encode(&m, buf, sizeof(buf)), -EINVAL,
+		 "fallback without a mode");
+	m.fb_mode = FIVC_FB_TCP;
+	m.has_socket = true;
+	CHECK_EQ(fivc_tunnel_msg_encode(&m, buf, sizeof(buf)), -EINVAL,
+		 "TCP fallback with a socket");
+	m.has_socket = false;
+	m.fb_bytes = 5;
+	CHECK_EQ(fivc_tunnel_msg_encode(&m, buf, sizeof(buf)), -EINVAL,
+		 "TCP fallback with a length");
 }
 
 /* Every proper prefix, and one byte too many, of every sample. */
@@ -333,10 +358,16 @@ static const struct corruption corruptions[] = {
 	{"xen domid reserved", 2, OFF_CREATE(28), 0x7ff0, 4},
 	{"xen evch domid reserved", 2, OFF_CREATE(40), 0xffff, 4},
 	{"xen evch port 0", 2, OFF_CREATE(44), 0, 4},
-	{"reject reason 0", 5, FIVC_TMSG_HDR_SIZE, 0, 4},
-	{"reject reason 4096", 5, FIVC_TMSG_HDR_SIZE, 4096, 4},
-	{"reject reserved", 5, FIVC_TMSG_HDR_SIZE + 4, 1, 4},
-	{"reject body length 4", 5, OFF_BODY_LEN, 4, 4},
+	{"reject reason 0", 7, FIVC_TMSG_HDR_SIZE, 0, 4},
+	{"reject reason 4096", 7, FIVC_TMSG_HDR_SIZE, 4096, 4},
+	{"reject reserved", 7, FIVC_TMSG_HDR_SIZE + 4, 1, 4},
+	{"reject body length 4", 7, OFF_BODY_LEN, 4, 4},
+	{"fallback mode 0", 5, FIVC_TMSG_HDR_SIZE, 0, 4},
+	{"fallback mode 4", 5, FIVC_TMSG_HDR_SIZE, 4, 4},
+	{"fallback unknown flag", 5, FIVC_TMSG_HDR_SIZE + 4, 2, 4},
+	{"fallback end with a socket", 5, FIVC_TMSG_HDR_SIZE + 4, 1, 4},
+	{"fallback relay with a length", 6, FIVC_TMSG_HDR_SIZE + 8, 1, 4},
+	{"fallback body length 8", 5, OFF_BODY_LEN, 8, 4},
 };
 
 static void test_corruptions(void)
@@ -461,7 +492,7 @@ static void test_socket_round_trip(void)
 	/* Answers, and a big xen CREATE, in order on the same stream. */
 	fivc_tunnel_msg_init(&m, FIVC_TMSG_ACCEPT, 77);
 	CHECK_EQ(fivc_tunnel_msg_send(sv[1], &m), 0, "send accept");
-	sample(5, &m);
+	sample(N_SAMPLES - 1, &m);
 	CHECK_EQ(fivc_tunnel_msg_send(sv[1], &m), 0, "send reject");
 	sample(3, &m);
 	CHECK_EQ(fivc_tunnel_msg_send(sv[1], &m), 0, "send big xen create");
@@ -523,6 +554,35 @@ static void expect_refused(const char *name, const uint8_t *data, size_t len,
 	close(sv[0]);
 	CHECK_EQ(fivc_tunnel_msg_recv(sv[1], &out), want, name);
 	CHECK(count_fds() == before - 1, "refused fds closed", "%s", name);
+	close(sv[1]);
+}
+
+/* A RELAY fallback carries its socket; the other modes carry none. */
+static void test_socket_relay(void)
+{
+	struct fivc_tunnel_msg m, out;
+	int sv[2], relay[2];
+
+	if (!CHECK_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0,
+		      "socketpair") ||
+	    !CHECK_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, relay),
+		      0, "relay socketpair"))
+		return;
+	sample(6, &m);
+	m.relay_fd = relay[1];
+	CHECK_EQ(fivc_tunnel_msg_send(sv[0], &m), 0, "send relay");
+	if (CHECK_EQ(fivc_tunnel_msg_recv(sv[1], &out), 0, "recv relay")) {
+		CHECK(msg_equal(&m, &out), "relay arrives intact");
+		CHECK(same_file(out.relay_fd, relay[1]), "relay socket");
+		fivc_tunnel_msg_release(&out);
+		CHECK(out.relay_fd == -1, "release closes the relay socket");
+	}
+	m.relay_fd = -1;
+	CHECK_EQ(fivc_tunnel_msg_send(sv[0], &m), -EBADF,
+		 "relay without its socket");
+	close(relay[0]);
+	close(relay[1]);
+	close(sv[0]);
 	close(sv[1]);
 }
 
@@ -615,6 +675,7 @@ int main(void)
 	run("tunnel_msg/bit_flips", test_bit_flips);
 	run("tunnel_msg/corruptions", test_corruptions);
 	run("tunnel_msg/socket_round_trip", test_socket_round_trip);
+	run("tunnel_msg/socket_relay", test_socket_relay);
 	run("tunnel_msg/socket_refuses", test_socket_refuses);
 	run("tunnel_msg/socket_stall", test_socket_stall);
 	return test_report("tunnel_msg");
