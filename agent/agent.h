@@ -142,7 +142,8 @@ struct agent_counters {
 	uint64_t bytes_tx, bytes_rx;		 /* through tunnels */
 	uint64_t relay_bytes_tx, relay_bytes_rx; /* through relays */
 	uint64_t ring_full, ring_waits;
-	uint64_t pokes; /* runs of the write-space poke iterator */
+	uint64_t inject_nomem; /* injections retried: TCP memory pressure */
+	uint64_t pokes;	       /* runs of the write-space poke iterator */
 };
 
 struct agent_bpf; /* agent/bpf.c */
@@ -257,6 +258,7 @@ void flow_fail(struct agent *a, struct flow *f, const char *reason);
 void flow_maybe_done(struct agent *a, struct flow *f);
 void flow_y_want(struct agent *a, struct flow *f, uint32_t events);
 bool flow_window_open(struct agent *a, struct flow *f, size_t n);
+void flow_rx_pause(struct agent *a, struct flow *f);
 void flow_fin_release(struct agent *a, struct flow *f);
 
 /* agent/relay.c: captured bytes of a flow with no tunnel */

@@ -113,6 +113,7 @@ static void print_status(struct agent *a, FILE *o, bool json)
 			"\"tunnel_bytes_tx\":%llu,\"tunnel_bytes_rx\":%llu,"
 			"\"relay_bytes_tx\":%llu,\"relay_bytes_rx\":%llu,"
 			"\"ring_full\":%llu,\"ring_waits\":%llu,"
+			"\"inject_nomem\":%llu,"
 			"\"pokes\":%llu},\"bpf\":{",
 			(unsigned long long)c->flows_steered,
 			(unsigned long long)c->flows_tunneled,
@@ -129,6 +130,7 @@ static void print_status(struct agent *a, FILE *o, bool json)
 			(unsigned long long)c->relay_bytes_rx,
 			(unsigned long long)c->ring_full,
 			(unsigned long long)c->ring_waits,
+			(unsigned long long)c->inject_nomem,
 			(unsigned long long)c->pokes);
 		for (int i = 0; i < FIVC_STAT__MAX; i++)
 			fprintf(o, "%s\"%s\":%llu", i ? "," : "", stat_names[i],

@@ -390,6 +390,16 @@ static void pump_tx(struct agent *a, struct flow *f)
 	}
 }
 
+/* Retry this flow's injection from the window timer (1 ms). */
+void flow_rx_pause(struct agent *a, struct flow *f)
+{
+	if (!f->rx_paused) {
+		f->rx_paused = true;
+		if (!a->n_paused++)
+			window_arm(a, true);
+	}
+}
+
 /*
  * May @n more bytes go to the app? Injected bytes are not charged to any
  * sender, so the agent keeps the app's unread bytes under the window
@@ -407,11 +417,7 @@ bool flow_window_open(struct agent *a, struct flow *f, size_t n)
 	f->rx_unread = rmem;
 	if (rmem + n <= a->cfg.window || !rmem)
 		return true;
-	if (!f->rx_paused) {
-		f->rx_paused = true;
-		if (!a->n_paused++)
-			window_arm(a, true);
-	}
+	flow_rx_pause(a, f);
 	return false;
 }
 
@@ -477,6 +483,13 @@ static void pump_rx(struct agent *a, struct flow *f)
 		}
 		if (s < 0 && errno == EAGAIN) {
 			flow_y_want(a, f, f->y_events | EPOLLOUT);
+			return;
+		}
+		/* TCP memory under pressure host-wide: not this flow's fault.
+		 */
+		if (s < 0 && errno == ENOMEM) {
+			a->ctr.inject_nomem++;
+			flow_rx_pause(a, f);
 			return;
 		}
 		flow_fail(a, f, "injection into the app socket failed");

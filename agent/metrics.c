@@ -154,6 +154,10 @@ static void write_metrics(struct agent *a, FILE *o)
 	     "Bytes carried through tunnels, by direction.");
 	one(o, "tunnel_bytes_total", "direction", "tx", c->bytes_tx);
 	one(o, "tunnel_bytes_total", "direction", "rx", c->bytes_rx);
+	head(o, "relay_bytes_total", "counter",
+	     "Bytes carried through relays (no tunnel), by direction.");
+	one(o, "relay_bytes_total", "direction", "tx", c->relay_bytes_tx);
+	one(o, "relay_bytes_total", "direction", "rx", c->relay_bytes_rx);
 	head(o, "fallbacks_total", "counter",
 	     "Connections left on (or put back to) plain TCP, by reason.");
 	one(o, "fallbacks_total", "reason", "not_peer", st[FIVC_STAT_NOT_PEER]);
@@ -164,6 +168,9 @@ static void write_metrics(struct agent *a, FILE *o)
 	one(o, "fallbacks_total", "reason", "no_slot", st[FIVC_STAT_NO_SLOT]);
 	one(o, "fallbacks_total", "reason", "sockhash_full",
 	    st[FIVC_STAT_SOCKHASH_FULL]);
+	one(o, "fallbacks_total", "reason", "no_tunnel_tcp", c->flows_tcp);
+	one(o, "fallbacks_total", "reason", "no_tunnel_relayed",
+	    c->flows_relayed);
 	one(o, "fallbacks_total", "reason", "tunnel_failed", c->flows_failed);
 	head(o, "tunnel_errors_total", "counter",
 	     "Tunnel set-up and data path errors, by kind.");

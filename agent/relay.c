@@ -156,6 +156,11 @@ void relay_pump_rx(struct agent *a, struct flow *f)
 			flow_y_want(a, f, f->y_events | EPOLLOUT);
 			return;
 		}
+		if (n < 0 && errno == ENOMEM) { /* see pump_rx() */
+			a->ctr.inject_nomem++;
+			flow_rx_pause(a, f);
+			return;
+		}
 		flow_fail(a, f, "injection into the app socket failed");
 		return;
 	}
