@@ -30,6 +30,7 @@ struct agent_config {
 	uint32_t pool;		   /* free slots kept ready */
 	uint32_t max_tunnels;	   /* CREATE beyond this is refused */
 	uint32_t setup_timeout_ms; /* wait for the peer's CREATE */
+	uint32_t drain_timeout_ms; /* SIGTERM: let flows finish this long */
 	uint32_t window;	   /* bytes queued per flow and direction */
 	char metrics_listen[64];   /* HOST:PORT of /metrics; "" = off */
 	char log_level[8];	   /* as given; "" = not set */
@@ -175,6 +176,7 @@ struct agent {
 	void **dead; /* freed after the current epoll batch */
 	uint32_t n_dead, cap_dead;
 	volatile int stop;
+	uint64_t drain_deadline_ns; /* SIGTERM came: draining until then */
 	/* deploy: reload, readiness and metrics (notify.c, metrics.c) */
 	int argc;
 	char **argv;
@@ -217,6 +219,7 @@ int agent_bpf_poke_mark(struct agent *a, const struct fivc_flow_key *key);
 void agent_bpf_poke_run(struct agent *a);
 void agent_bpf_reap_holds(struct agent *a, uint64_t older_than_ns);
 int agent_bpf_stats(struct agent *a, uint64_t out[FIVC_STAT__MAX]);
+int agent_bpf_free_slot_pop(struct agent *a, uint32_t *slot);
 /* End of stream delivered: let later FINs pass, and clear held state. */
 int agent_bpf_fin_ok(struct agent *a, const struct fivc_flow_key *key, bool ok);
 int agent_bpf_held_fin_take(struct agent *a, const struct fivc_flow_key *key,
@@ -231,6 +234,7 @@ void slots_fill(struct agent *a);
 void slots_release(struct agent *a, uint32_t slot, int fd_x, int fd_y);
 int slots_take(struct agent *a, uint32_t slot, int *fd_x, int *fd_y);
 void slots_fini(struct agent *a);
+void slots_drain(struct agent *a);
 
 /* agent/sockdiag.c: the app socket, seen through sock_diag */
 int agent_sock_destroy(struct agent *a, const struct fivc_flow_key *k,
@@ -245,6 +249,7 @@ void flow_state_event(struct agent *a, const struct fivc_event *ev);
 void flow_fin_held(struct agent *a, const struct fivc_event *ev);
 void flow_expire(struct agent *a, uint64_t now);
 void flows_window_poll(struct agent *a);
+uint32_t flows_busy(struct agent *a);
 void flow_link_down(struct agent *a, struct peer_link *l);
 struct fivc_tunnel_msg;
 /* CREATE or FALLBACK: may come before our event; takes @m's fds */

@@ -538,6 +538,15 @@ void agent_bpf_reap_holds(struct agent *a, uint64_t older_than_ns)
 	}
 }
 
+/* Take a ready slot back from sockops' queue: 0, or -ENOENT if empty. */
+int agent_bpf_free_slot_pop(struct agent *a, uint32_t *slot)
+{
+	if (bpf_map__lookup_and_delete_elem(a->bpf->skel->maps.free_slots, NULL,
+					    0, slot, sizeof(*slot), 0))
+		return -errno;
+	return 0;
+}
+
 int agent_bpf_stats(struct agent *a, uint64_t out[FIVC_STAT__MAX])
 {
 	int ncpu = libbpf_num_possible_cpus();

@@ -38,13 +38,18 @@ static void usage(FILE *o)
 		"  -h, --help             this text\n\n"
 		"Config keys: instance cgroup bpffs run_dir link_dir domid "
 		"channels\n"
-		"channel_size pool max_tunnels setup_timeout_ms window ifaces\n"
+		"channel_size pool max_tunnels setup_timeout_ms "
+		"drain_timeout_ms\n"
+		"window ifaces"
 		"log_level metrics_listen (see fastivc(8), "
 		"docs/operations.md).\n"
 		"SIGHUP reads the file and the options again; window, "
 		"max_tunnels,\n"
-		"pool, setup_timeout_ms, log_level and metrics_listen change "
-		"at once.\n");
+		"pool, setup_timeout_ms, drain_timeout_ms, log_level and "
+		"metrics_listen change at once.\n"
+		"SIGTERM/SIGINT drain: new connections stay on TCP, flows may "
+		"finish\nfor drain_timeout_ms, the rest are reset; a second "
+		"signal stops at once.\n");
 }
 
 /* Root, or at least the capabilities loading and attaching BPF needs. */
@@ -136,10 +141,35 @@ static void on_signal(struct agent *a, struct agent_watch *w, uint32_t events)
 	struct signalfd_siginfo si;
 
 	(void)events;
-	if (read(w->fd, &si, sizeof(si)) == sizeof(si)) {
+	if (read(w->fd, &si, sizeof(si)) != sizeof(si))
+		return;
+	if (a->drain_deadline_ns || !a->cfg.drain_timeout_ms ||
+	    !flows_busy(a)) {
 		pr_info("signal %u: stopping", si.ssi_signo);
 		a->stop = 1;
+		return;
 	}
+	/* No new flows from here on: the connections they would be stay TCP. */
+	a->drain_deadline_ns =
+		agent_now_ns() + a->cfg.drain_timeout_ms * 1000000ULL;
+	slots_drain(a);
+	pr_info("signal %u: draining %u flows for up to %u ms (again to stop "
+		"now)",
+		si.ssi_signo, flows_busy(a), a->cfg.drain_timeout_ms);
+}
+
+/* Stop once the drain is over: every flow finished, or time is up. */
+static void drain_check(struct agent *a)
+{
+	uint32_t busy = flows_busy(a);
+
+	if (!busy)
+		pr_info("drained: stopping");
+	else if (agent_now_ns() >= a->drain_deadline_ns)
+		pr_warn("drain timed out: resetting %u flows", busy);
+	else
+		return;
+	a->stop = 1;
 }
 
 static void on_tick(struct agent *a, struct agent_watch *w, uint32_t events)
@@ -150,6 +180,10 @@ static void on_tick(struct agent *a, struct agent_watch *w, uint32_t events)
 	if (read(w->fd, &n, sizeof(n)) < 0)
 		return;
 	flow_expire(a, agent_now_ns());
+	if (a->drain_deadline_ns) {
+		drain_check(a);
+		return;
+	}
 	slots_fill(a);
 	agent_notify_tick(a);
 	/* Once every 10 s: a SYN-ACK's hold outlives any real handshake. */

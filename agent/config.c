@@ -31,6 +31,7 @@ void agent_config_defaults(struct agent_config *c)
 	c->pool = 32;
 	c->max_tunnels = 4096;
 	c->setup_timeout_ms = 2000;
+	c->drain_timeout_ms = 30000;
 	c->window = 4u << 20;
 }
 
@@ -103,6 +104,8 @@ int agent_config_set(struct agent_config *c, const char *key, const char *val)
 		err = parse_u32(val, 0, FIVC_MAX_SLOTS - 1, &c->max_tunnels);
 	} else if (!strcmp(key, "setup_timeout_ms")) {
 		err = parse_u32(val, 10, 60000, &c->setup_timeout_ms);
+	} else if (!strcmp(key, "drain_timeout_ms")) {
+		err = parse_u32(val, 0, 600000, &c->drain_timeout_ms);
 	} else if (!strcmp(key, "window")) {
 		err = parse_u32(val, 256u << 10, 256u << 20, &c->window);
 	} else if (!strcmp(key, "log_level")) {
@@ -229,6 +232,7 @@ void agent_config_apply(struct agent *a, const struct agent_config *n)
 	CFG_LIVE(max_tunnels, "max_tunnels");
 	CFG_LIVE(pool, "pool");
 	CFG_LIVE(setup_timeout_ms, "setup_timeout_ms");
+	CFG_LIVE(drain_timeout_ms, "drain_timeout_ms");
 	if (strcmp(c->log_level, n->log_level)) {
 		memcpy(c->log_level, n->log_level, sizeof(c->log_level));
 		char l[32];

@@ -856,6 +856,17 @@ void flow_state_event(struct agent *a, const struct fivc_event *ev)
 		flow_maybe_done(a, f);
 }
 
+/* Flows still moving bytes, or about to: what a drain waits for. */
+uint32_t flows_busy(struct agent *a)
+{
+	uint32_t n = 0;
+
+	for (uint32_t s = 0; s < a->next_slot; s++)
+		n += a->flows[s] && a->flows[s]->state != FLOW_FAILED &&
+		     a->flows[s]->state != FLOW_DONE;
+	return n;
+}
+
 /* Paused flows whose app has read enough go on. */
 void flows_window_poll(struct agent *a)
 {

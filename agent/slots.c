@@ -113,6 +113,8 @@ err_y:
  */
 void slots_fill(struct agent *a)
 {
+	if (a->drain_deadline_ns)
+		return;
 	while (a->slots_free < a->cfg.pool &&
 	       a->n_flows + a->slots_free < a->cfg.max_tunnels) {
 		uint32_t slot;
@@ -173,6 +175,20 @@ void slots_release(struct agent *a, uint32_t slot, int fd_x, int fd_y)
 	close(fd_x);
 	close(fd_y);
 	a->recycled[a->n_recycled++] = slot;
+}
+
+/*
+ * Draining: take every ready slot back, so that sockops finds none and new
+ * connections stay plain TCP (no_slot). slots_fill() is not called again.
+ */
+void slots_drain(struct agent *a)
+{
+	uint32_t slot;
+	int x, y;
+
+	while (!agent_bpf_free_slot_pop(a, &slot))
+		if (!slots_take(a, slot, &x, &y))
+			slots_release(a, slot, x, y);
 }
 
 void slots_fini(struct agent *a)
