@@ -1,0 +1,100 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/*
+ * libFuzzer target: the byte stream of an agent-to-agent link as the agent
+ * reads it (agent/link.c): tunnel messages back to back over a Unix stream
+ * socket, read with fivc_tunnel_msg_recv. The first input byte says how
+ * many fds (0..4) ride on the stream's first byte; the rest is the stream,
+ * followed by the peer's close. Every message recv accepts must also be
+ * what frame_len + decode make of the same bytes, in the same order.
+ */
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "fastivc/log.h"
+#include "fastivc/tunnel_msg.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+#define MAX_FDS 4
+
+/*
+ * The stream and its fds into one end of a socket pair, then close it. The
+ * fds are /dev/null: a socket in flight would wake the kernel's garbage
+ * collector of Unix sockets on every run.
+ */
+static int feed(const uint8_t *data, size_t size, unsigned int n_fds)
+{
+	static int null_fd = -1;
+	union {
+		char buf[CMSG_SPACE(MAX_FDS * sizeof(int))];
+		struct cmsghdr align;
+	} cbuf;
+	struct iovec iov = {.iov_base = (void *)data, .iov_len = size};
+	struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
+	int sv[2], fds[MAX_FDS];
+
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv))
+		abort();
+	if (null_fd < 0)
+		null_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	for (unsigned int i = 0; i < n_fds; i++)
+		fds[i] = null_fd;
+	if (n_fds && size) {
+		struct cmsghdr *c;
+
+		memset(&cbuf, 0, sizeof(cbuf));
+		mh.msg_control = cbuf.buf;
+		mh.msg_controllen = CMSG_SPACE(n_fds * sizeof(int));
+		c = CMSG_FIRSTHDR(&mh);
+		c->cmsg_level = SOL_SOCKET;
+		c->cmsg_type = SCM_RIGHTS;
+		c->cmsg_len = CMSG_LEN(n_fds * sizeof(int));
+		memcpy(CMSG_DATA(c), fds, n_fds * sizeof(int));
+	}
+	if (size && sendmsg(sv[0], &mh, MSG_NOSIGNAL) != (ssize_t)size)
+		abort();
+	close(sv[0]);
+	return sv[1];
+}
+
+/* The next message the pure functions find at *off, or -1. */
+static int next_frame(const uint8_t *data, size_t size, size_t *off,
+		      struct fivc_tunnel_msg *m)
+{
+	ssize_t len = fivc_tunnel_msg_frame_len(data + *off, size - *off);
+
+	if (len < 0 || (size_t)len > size - *off)
+		return -1;
+	if (fivc_tunnel_msg_decode(data + *off, (size_t)len, m, NULL))
+		return -1;
+	*off += (size_t)len;
+	return 0;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	struct fivc_tunnel_msg m, p;
+	size_t off = 0;
+	int sock;
+
+	if (!size)
+		return 0;
+	fivc_log_set_level(FIVC_LOG_ERR);
+	sock = feed(data + 1, size - 1, data[0] % (MAX_FDS + 1));
+	while (!fivc_tunnel_msg_recv(sock, &m)) {
+		if (next_frame(data + 1, size - 1, &off, &p) ||
+		    p.type != m.type || p.tunnel_id != m.tunnel_id ||
+		    p.reason != m.reason ||
+		    fivc_tunnel_msg_n_fds(&m) != (m.shm.fd >= 0) +
+							 (m.evch.fd_wait >= 0) +
+							 (m.evch.fd_kick >= 0))
+			abort();
+		fivc_tunnel_msg_release(&p);
+		fivc_tunnel_msg_release(&m);
+	}
+	close(sock);
+	return 0;
+}
