@@ -21,7 +21,7 @@ tier "clang-format" sh -c 'make check >/dev/null 2>&1 && echo "ok - clang-format
 tier "ring tests" make --no-print-directory test-ring
 tier "ring tests under ASan+UBSan" make --no-print-directory test-ring-san
 tier "concurrent ring tests under TSan" make --no-print-directory test-ring-tsan
-tier "ring fuzzing (bounded)" make --no-print-directory test-fuzz
+tier "fuzzing: ring, tunnel messages, link stream, config, CLI (bounded)" make --no-print-directory test-fuzz
 tier "BPF programs in two namespaces" make --no-print-directory test-bpf
 tier "agents in two namespaces, real clients" make --no-print-directory test-netns
 tier "deploy files and one agent (systemd, k8s, metrics)" make --no-print-directory test-deploy
