@@ -9,7 +9,7 @@
 . "$(dirname "$0")/lib.sh"
 FAILED=0
 netns_setup
-agents_up --set drain_timeout_ms=30000 || { fail "agents start"; exit 1; }
+agents_up --set drain_timeout_ms=90000 || { fail "agents start"; exit 1; }
 
 blast_pair() { # blast_pair NAME PORT BYTES: B serves, A sends, 2 flows, in background
 	in_ns B timeout 120 "$BLAST" server $IP_B "$2" --conns 2 --bytes "$3" \
@@ -28,8 +28,11 @@ digests_match() { # digests_match NAME: both sides saw the same bytes
 
 a_pid=${AGENT_PIDS[0]}
 # 1. SIGTERM mid-transfer: the drain lets both flows finish.
-blast_pair drain 6401 $((1 << 30))
-sleep 1
+blast_pair drain 6401 $((512 << 20))
+for _ in $(seq 100); do # until bytes flow through the tunnels
+	[ "$(json_get A 'd["counters"]["tunnel_bytes_tx"]')" -gt 0 ] && break
+	sleep 0.05
+done
 kill -TERM "$a_pid"
 sleep 0.3
 in_ns B timeout 30 "$BLAST" server $IP_B 6402 --conns 1 --bytes $((1 << 20)) \
