@@ -283,6 +283,7 @@ void link_fini(struct agent *a);
 
 /* agent/control.c: the status socket */
 int control_path(const struct agent_config *c, char *buf, size_t len);
+const char *flow_state_name(enum flow_state s); /* status' "path" */
 int control_init(struct agent *a);
 void control_fini(struct agent *a);
 

@@ -45,6 +45,11 @@ static const char *const state_names[] = {
 	[FLOW_FAILED] = "failed",   [FLOW_DONE] = "done",
 };
 
+const char *flow_state_name(enum flow_state s)
+{
+	return s <= FLOW_DONE ? state_names[s] : "unknown";
+}
+
 int control_path(const struct agent_config *c, char *buf, size_t len)
 {
 	if (snprintf(buf, len, "%s/%s.sock", c->run_dir, c->instance) >=

@@ -95,16 +95,10 @@ static void one(FILE *o, const char *name, const char *label, const char *value,
 
 static void write_metrics(struct agent *a, FILE *o)
 {
-	static const char *const paths[] = {
-		[FLOW_PENDING] = "pending",
-		[FLOW_TUNNEL] = "tunnel",
-		[FLOW_FAILED] = "failed",
-		[FLOW_DONE] = "done",
-	};
 	const struct agent_counters *c = &a->ctr;
 	const char *reasons[MAX_REASONS];
 	uint32_t by_reason[MAX_REASONS] = {}, n_reasons = 0;
-	uint32_t by_path[4] = {};
+	uint32_t by_path[FLOW_DONE + 1] = {};
 	uint64_t st[FIVC_STAT__MAX] = {};
 
 	agent_bpf_stats(a, st);
@@ -112,7 +106,7 @@ static void write_metrics(struct agent *a, FILE *o)
 		const struct flow *f = a->flows[s];
 		uint32_t r;
 
-		if (!f || (unsigned int)f->state >= 4)
+		if (!f || (unsigned int)f->state > FLOW_DONE)
 			continue;
 		by_path[f->state]++;
 		if (f->state != FLOW_FAILED)
@@ -135,10 +129,10 @@ static void write_metrics(struct agent *a, FILE *o)
 	head(o, "slots_free", "gauge", "Loopback slots ready for new flows.");
 	one(o, "slots_free", NULL, NULL, a->slots_free);
 	head(o, "flows", "gauge", "Flows the agent holds now, by path.");
-	for (int p = 0; p < 4; p++)
-		one(o, "flows", "path", paths[p], by_path[p]);
+	for (int p = 0; p <= FLOW_DONE; p++)
+		one(o, "flows", "path", flow_state_name(p), by_path[p]);
 	head(o, "flows_failed_now", "gauge",
-	     "Flows now held on plain TCP after a failed tunnel, by reason.");
+	     "Failed flows held until their app closes, by reason.");
 	for (uint32_t r = 0; r < n_reasons; r++) {
 		fprintf(o, "fastivc_flows_failed_now{reason=\"");
 		put_label(o, reasons[r] ? reasons[r] : "unknown");
