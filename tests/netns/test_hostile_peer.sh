@@ -101,7 +101,7 @@ check "victim's status answers" sh -c "$FASTIVC status -i $TAG-a --run-dir $RUN 
 got=$(in_ns A python3 -c "$CLIENT" $IP_B $PORT echo 2>&1)
 check "a new connection afterwards carries its bytes ($got)" [ "$got" = echoed ]
 check "... on plain TCP: the fake peer's link is gone" \
-	grep -q 'plain TCP: no link to the peer agent' "$LOGS/agent-A.log"
+	grep -q 'no tunnel: no link to the peer agent' "$LOGS/agent-A.log"
 
 kill "$VICTIM"
 wait "$VICTIM"
