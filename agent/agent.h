@@ -57,10 +57,15 @@ enum flow_state {
 	FLOW_DONE,	  /* both directions finished, app socket closed */
 };
 
+struct fivc_tunnel_frame;
+
 struct peer_link {
 	uint32_t domid;
 	struct agent_watch w;
 	bool hello_done;
+	/* Messages the socket did not take yet, oldest first (never block). */
+	struct fivc_tunnel_frame *out_head, *out_tail;
+	bool out_waiting; /* registered for EPOLLOUT */
 	struct peer_link *next;
 };
 

@@ -4,8 +4,12 @@
  * by every tunnel (no per-connection rendezvous). Local backend: each agent
  * listens on <link_dir>/dom<domid>.sock (root only) and a link starts with a
  * HELLO naming the connecting domain; then tunnel messages flow both ways.
+ * Sends never block: two agents blocked sending to each other (a burst of
+ * connections fills both sockets) would deadlock. What the socket does not
+ * take waits in the link's queue for EPOLLOUT.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,6 +52,12 @@ static void link_free(struct agent *a, struct peer_link *l)
 	}
 	agent_watch_del(a, &l->w);
 	close(l->w.fd);
+	while (l->out_head) {
+		struct fivc_tunnel_frame *f = l->out_head;
+
+		l->out_head = f->next;
+		fivc_tunnel_frame_free(f);
+	}
 	agent_defer_free(a, l);
 }
 
@@ -79,6 +89,32 @@ static int link_read_hello(struct peer_link *l)
 	return 0;
 }
 
+/* Send what the socket takes: 0, or -errno (the link is broken). */
+static int link_flush(struct agent *a, struct peer_link *l)
+{
+	while (l->out_head) {
+		struct fivc_tunnel_frame *f = l->out_head;
+		int err = fivc_tunnel_frame_send(l->w.fd, f);
+
+		if (err == -EAGAIN) {
+			if (!l->out_waiting)
+				agent_watch_mod(a, &l->w, EPOLLIN | EPOLLOUT);
+			l->out_waiting = true;
+			return 0;
+		}
+		if (err)
+			return err;
+		l->out_head = f->next;
+		if (!l->out_head)
+			l->out_tail = NULL;
+		fivc_tunnel_frame_free(f);
+	}
+	if (l->out_waiting)
+		agent_watch_mod(a, &l->w, EPOLLIN);
+	l->out_waiting = false;
+	return 0;
+}
+
 static void link_readable(struct agent *a, struct agent_watch *w,
 			  uint32_t events)
 {
@@ -86,7 +122,15 @@ static void link_readable(struct agent *a, struct agent_watch *w,
 	struct fivc_tunnel_msg m;
 	int err;
 
-	(void)events;
+	if (events & EPOLLOUT) {
+		err = link_flush(a, l);
+		if (err) {
+			link_down(a, l, err);
+			return;
+		}
+		if (!(events & (EPOLLIN | EPOLLHUP | EPOLLERR)))
+			return;
+	}
 	if (!l->hello_done) {
 		err = link_read_hello(l);
 		if (err) {
@@ -96,6 +140,7 @@ static void link_readable(struct agent *a, struct agent_watch *w,
 			return;
 		}
 		pr_info("link from domain %u up", l->domid);
+		fcntl(l->w.fd, F_SETFL, fcntl(l->w.fd, F_GETFL) | O_NONBLOCK);
 		return;
 	}
 	err = fivc_tunnel_msg_recv(l->w.fd, &m);
@@ -164,6 +209,7 @@ struct peer_link *link_get(struct agent *a, uint32_t domid)
 		close(fd);
 		return NULL;
 	}
+	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
 	l = link_new(a, fd);
 	if (!l)
 		return NULL;
@@ -173,15 +219,32 @@ struct peer_link *link_get(struct agent *a, uint32_t domid)
 	return l;
 }
 
+/*
+ * Queue @m and send what the socket takes now. A broken link is shut down
+ * here and torn down from the event loop (its callers may be mid-flow).
+ */
 int link_send(struct agent *a, struct peer_link *l,
 	      const struct fivc_tunnel_msg *m)
 {
-	int err = fivc_tunnel_msg_send(l->w.fd, m);
+	struct fivc_tunnel_frame *f;
+	int err = fivc_tunnel_frame_new(m, &f);
 
-	(void)a;
-	if (err)
+	if (err) {
+		pr_warn("Failed to queue a message for domain %u: %s", l->domid,
+			strerror(-err));
+		return err;
+	}
+	if (l->out_tail)
+		l->out_tail->next = f;
+	else
+		l->out_head = f;
+	l->out_tail = f;
+	err = link_flush(a, l);
+	if (err) {
 		pr_warn("Failed to send to domain %u: %s", l->domid,
 			strerror(-err));
+		shutdown(l->w.fd, SHUT_RDWR);
+	}
 	return err;
 }
 

@@ -4,6 +4,7 @@
  * with a local CREATE's fds as SCM_RIGHTS on the same sendmsg.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
@@ -180,77 +181,170 @@ out:
 	return err;
 }
 
-static int send_all(int sock, const uint8_t *buf, size_t len, const int *fds,
-		    unsigned int n_fds)
+/*
+ * One sendmsg of @len bytes of @buf, @n_fds fds riding on its first byte:
+ * bytes sent, or -errno.
+ */
+static ssize_t send_some(int sock, const uint8_t *buf, size_t len,
+			 const int *fds, unsigned int n_fds, int flags)
 {
 	union {
 		char buf[CMSG_SPACE(FIVC_TMSG_MAX_FDS * sizeof(int))];
 		struct cmsghdr align;
 	} cbuf;
-	size_t sent = 0;
+	struct iovec iov = {.iov_base = (void *)buf, .iov_len = len};
+	struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
+	ssize_t n;
 
 	memset(&cbuf, 0, sizeof(cbuf));
+	if (n_fds) {
+		struct cmsghdr *c;
+
+		mh.msg_control = cbuf.buf;
+		mh.msg_controllen = CMSG_SPACE(n_fds * sizeof(int));
+		c = CMSG_FIRSTHDR(&mh);
+		c->cmsg_level = SOL_SOCKET;
+		c->cmsg_type = SCM_RIGHTS;
+		c->cmsg_len = CMSG_LEN(n_fds * sizeof(int));
+		memcpy(CMSG_DATA(c), fds, n_fds * sizeof(int));
+	}
+	do
+		n = sendmsg(sock, &mh, MSG_NOSIGNAL | flags);
+	while (n < 0 && errno == EINTR);
+	return n < 0 ? -errno : n;
+}
+
+static int send_all(int sock, const uint8_t *buf, size_t len, const int *fds,
+		    unsigned int n_fds)
+{
+	size_t sent = 0;
+
 	while (sent < len) {
-		struct iovec iov = {.iov_base = (void *)(buf + sent),
-				    .iov_len = len - sent};
-		struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
-		ssize_t n;
-
 		/* The fds ride on the first byte; once sent, never again. */
-		if (!sent && n_fds) {
-			struct cmsghdr *c;
+		ssize_t n = send_some(sock, buf + sent, len - sent, fds,
+				      sent ? 0 : n_fds, 0);
 
-			mh.msg_control = cbuf.buf;
-			mh.msg_controllen = CMSG_SPACE(n_fds * sizeof(int));
-			c = CMSG_FIRSTHDR(&mh);
-			c->cmsg_level = SOL_SOCKET;
-			c->cmsg_type = SCM_RIGHTS;
-			c->cmsg_len = CMSG_LEN(n_fds * sizeof(int));
-			memcpy(CMSG_DATA(c), fds, n_fds * sizeof(int));
-		}
-		n = sendmsg(sock, &mh, MSG_NOSIGNAL);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			if (errno == EAGAIN || errno == EWOULDBLOCK) {
-				int err = wait_sock(sock, POLLOUT);
+		if (n == -EAGAIN || n == -EWOULDBLOCK) {
+			int err = wait_sock(sock, POLLOUT);
 
-				if (err)
-					return err;
-				continue;
-			}
-			return -errno;
+			if (err)
+				return err;
+			continue;
 		}
+		if (n < 0)
+			return (int)n;
 		sent += (size_t)n;
 	}
 	return 0;
 }
 
+/* The fds @m travels with, in wire order, and how many. */
+static unsigned int msg_fds(const struct fivc_tunnel_msg *m,
+			    int fds[FIVC_TMSG_MAX_FDS])
+{
+	fds[0] = m->type == FIVC_TMSG_FALLBACK ? m->relay_fd : m->shm.fd;
+	fds[1] = m->evch.fd_wait;
+	fds[2] = m->evch.fd_kick;
+	return fivc_tunnel_msg_n_fds(m);
+}
+
+/* @m encoded into a new buffer: its length, or -errno. */
+static ssize_t encode_new(const struct fivc_tunnel_msg *m, uint8_t **out)
+{
+	ssize_t len = fivc_tunnel_msg_size(m);
+
+	if (len < 0)
+		return len;
+	*out = malloc((size_t)len);
+	if (!*out)
+		return -ENOMEM;
+	len = fivc_tunnel_msg_encode(m, *out, (size_t)len);
+	if (len < 0) {
+		free(*out);
+		*out = NULL;
+	}
+	return len;
+}
+
 int fivc_tunnel_msg_send(int sock, const struct fivc_tunnel_msg *m)
 {
 	int fds[FIVC_TMSG_MAX_FDS];
-	unsigned int n_fds;
+	unsigned int n_fds = msg_fds(m, fds);
 	uint8_t *buf;
 	ssize_t len;
 	int err;
 
-	len = fivc_tunnel_msg_size(m);
-	if (len < 0)
-		return (int)len;
-	n_fds = fivc_tunnel_msg_n_fds(m);
-	fds[0] = m->type == FIVC_TMSG_FALLBACK ? m->relay_fd : m->shm.fd;
-	fds[1] = m->evch.fd_wait;
-	fds[2] = m->evch.fd_kick;
 	for (unsigned int i = 0; i < n_fds; i++) {
 		if (fds[i] < 0)
 			return -EBADF;
 	}
-
-	buf = malloc((size_t)len);
-	if (!buf)
-		return -ENOMEM;
-	len = fivc_tunnel_msg_encode(m, buf, (size_t)len);
-	err = len < 0 ? (int)len : send_all(sock, buf, (size_t)len, fds, n_fds);
+	len = encode_new(m, &buf);
+	if (len < 0)
+		return (int)len;
+	err = send_all(sock, buf, (size_t)len, fds, n_fds);
 	free(buf);
 	return err;
+}
+
+int fivc_tunnel_frame_new(const struct fivc_tunnel_msg *m,
+			  struct fivc_tunnel_frame **out)
+{
+	struct fivc_tunnel_frame *f = calloc(1, sizeof(*f));
+	int fds[FIVC_TMSG_MAX_FDS];
+	unsigned int n = msg_fds(m, fds);
+	ssize_t len;
+	int err = 0;
+
+	if (!f)
+		return -ENOMEM;
+	for (unsigned int i = 0; i < n && !err; i++) {
+		f->fds[i] = fds[i] < 0 ? -1 : fcntl(fds[i], F_DUPFD_CLOEXEC, 0);
+		if (f->fds[i] < 0)
+			err = fds[i] < 0 ? -EBADF : -errno;
+		else
+			f->n_fds = i + 1;
+	}
+	if (err) {
+		fivc_tunnel_frame_free(f);
+		return err;
+	}
+	len = encode_new(m, &f->buf);
+	if (len < 0) {
+		fivc_tunnel_frame_free(f);
+		return (int)len;
+	}
+	f->len = (size_t)len;
+	*out = f;
+	return 0;
+}
+
+int fivc_tunnel_frame_send(int sock, struct fivc_tunnel_frame *f)
+{
+	while (f->off < f->len) {
+		ssize_t n =
+			send_some(sock, f->buf + f->off, f->len - f->off,
+				  f->fds, f->off ? 0 : f->n_fds, MSG_DONTWAIT);
+
+		if (n == -EWOULDBLOCK)
+			n = -EAGAIN;
+		if (n < 0)
+			return (int)n;
+		if (!f->off) { /* the fds went with these bytes */
+			for (unsigned int i = 0; i < f->n_fds; i++)
+				close(f->fds[i]);
+			f->n_fds = 0;
+		}
+		f->off += (size_t)n;
+	}
+	return 0;
+}
+
+void fivc_tunnel_frame_free(struct fivc_tunnel_frame *f)
+{
+	if (!f)
+		return;
+	for (unsigned int i = 0; i < f->n_fds; i++)
+		close(f->fds[i]);
+	free(f->buf);
+	free(f);
 }

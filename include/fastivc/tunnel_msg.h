@@ -149,4 +149,29 @@ int fivc_tunnel_msg_decode(const void *buf, size_t len,
 int fivc_tunnel_msg_send(int sock, const struct fivc_tunnel_msg *m);
 int fivc_tunnel_msg_recv(int sock, struct fivc_tunnel_msg *m);
 
+/*
+ * The same transport for a non-blocking sender (an agent must never block
+ * on its peer: two agents blocked sending to each other deadlock). A frame
+ * is one encoded message with its own copies (dup) of the message's fds,
+ * so the message and its owners may go away before it is sent.
+ */
+struct fivc_tunnel_frame {
+	struct fivc_tunnel_frame *next; /* for the caller's queue */
+	uint8_t *buf;
+	size_t len, off;
+	int fds[FIVC_TMSG_MAX_FDS];
+	unsigned int n_fds; /* sent with the first byte, then closed */
+};
+
+/* 0 and *out, or -EINVAL (bad message), -EBADF, -ENOMEM, -EMFILE. */
+int fivc_tunnel_frame_new(const struct fivc_tunnel_msg *m,
+			  struct fivc_tunnel_frame **out);
+/*
+ * Send what the socket takes now: 0 once the whole frame is sent, -EAGAIN
+ * while some remains (wait for POLLOUT), or another -errno.
+ */
+int fivc_tunnel_frame_send(int sock, struct fivc_tunnel_frame *f);
+/* Free @f, closing fds not sent yet. Accepts NULL. */
+void fivc_tunnel_frame_free(struct fivc_tunnel_frame *f);
+
 #endif /* FASTIVC_TUNNEL_MSG_H */

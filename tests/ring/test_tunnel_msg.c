@@ -586,6 +586,63 @@ static void test_socket_relay(void)
 	close(sv[1]);
 }
 
+/*
+ * Frames through a small non-blocking socket: sends stop at EAGAIN, never
+ * block, and resume where they stopped; every message and fd arrives once,
+ * in order, even though the original fd is closed before it is sent.
+ */
+static void test_frames_nonblocking(void)
+{
+	enum { N = 300 };
+	struct fivc_tunnel_frame *q[N];
+	int sv[2], relay[2], sndbuf = 4096, sent = 0, got = 0, eagain = 0;
+
+	if (!CHECK_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0,
+		      "socketpair") ||
+	    !CHECK_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, relay),
+		      0, "relay socketpair"))
+		return;
+	setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
+	fcntl(sv[0], F_SETFL, O_NONBLOCK);
+	for (int i = 0; i < N; i++) {
+		struct fivc_tunnel_msg m;
+		int dup_fd = dup(relay[1]);
+
+		sample(i % 2 ? 6 : 5, &m);
+		m.tunnel_id = (uint64_t)i;
+		m.relay_fd = i % 2 ? dup_fd : -1;
+		CHECK_EQ(fivc_tunnel_frame_new(&m, &q[i]), 0, "frame");
+		close(dup_fd); /* the frame keeps its own copy */
+	}
+	while (got < N) {
+		struct fivc_tunnel_msg out;
+		int err = 0;
+
+		while (sent < N &&
+		       !(err = fivc_tunnel_frame_send(sv[0], q[sent])))
+			fivc_tunnel_frame_free(q[sent++]);
+		eagain += err == -EAGAIN;
+		if (!CHECK(!err || err == -EAGAIN, "send", "%d", err) ||
+		    !CHECK_EQ(fivc_tunnel_msg_recv(sv[1], &out), 0, "recv"))
+			break;
+		CHECK(out.tunnel_id == (uint64_t)got &&
+			      out.type == FIVC_TMSG_FALLBACK,
+		      "message in order", "%d", got);
+		CHECK(got % 2 ? same_file(out.relay_fd, relay[1])
+			      : out.relay_fd == -1,
+		      "fd of the message", "%d", got);
+		fivc_tunnel_msg_release(&out);
+		got++;
+	}
+	CHECK(eagain > 0, "the socket filled at least once", "%d", eagain);
+	while (sent < N)
+		fivc_tunnel_frame_free(q[sent++]);
+	close(relay[0]);
+	close(relay[1]);
+	close(sv[0]);
+	close(sv[1]);
+}
+
 static void test_socket_refuses(void)
 {
 	struct fivc_tunnel_msg m;
@@ -676,6 +733,7 @@ int main(void)
 	run("tunnel_msg/corruptions", test_corruptions);
 	run("tunnel_msg/socket_round_trip", test_socket_round_trip);
 	run("tunnel_msg/socket_relay", test_socket_relay);
+	run("tunnel_msg/frames_nonblocking", test_frames_nonblocking);
 	run("tunnel_msg/socket_refuses", test_socket_refuses);
 	run("tunnel_msg/socket_stall", test_socket_stall);
 	return test_report("tunnel_msg");
