@@ -183,7 +183,7 @@ SEC("tc")
 int fivc_fin_seen(struct __sk_buff *skb)
 {
 	struct fivc_flow_key k = {};
-	__u32 ip_len = 0, flags, *fs, *end;
+	__u32 ip_len = 0, flags, old, *fs, *end;
 	struct tcphdr *th;
 	int off;
 
@@ -199,16 +199,14 @@ int fivc_fin_seen(struct __sk_buff *skb)
 	if (!bpf_map_lookup_elem(&flows, &k))
 		return TC_ACT_OK;
 	fs = bpf_map_lookup_elem(&fin_sent, &k);
-	flags = fs ? *fs : 0;
-	if (th->fin) {
+	old = flags = fs ? *fs : 0;
+	if (th->fin)
 		flags |= FIN_OURS;
-	} else {
-		end = bpf_map_lookup_elem(&peer_fin_end, &k);
-		if (!end || !th->ack ||
-		    (int)(bpf_ntohl(th->ack_seq) - *end) < 0)
-			return TC_ACT_OK;
+	/* Our FIN itself often carries the ACK of theirs (one FIN|ACK). */
+	end = bpf_map_lookup_elem(&peer_fin_end, &k);
+	if (end && th->ack && (int)(bpf_ntohl(th->ack_seq) - *end) >= 0)
 		flags |= FIN_PEER_ACKED;
-	}
-	bpf_map_update_elem(&fin_sent, &k, &flags, BPF_ANY);
+	if (flags != old)
+		bpf_map_update_elem(&fin_sent, &k, &flags, BPF_ANY);
 	return TC_ACT_OK;
 }

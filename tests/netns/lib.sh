@@ -37,8 +37,10 @@ check() {
 
 netns_cleanup() {
 	local pid
+	# SIGINT then SIGTERM: the first starts a drain, the second ends it.
 	for pid in "${AGENT_PIDS[@]}"; do
-		kill "$pid" 2>/dev/null
+		kill -INT "$pid" 2>/dev/null
+		kill -TERM "$pid" 2>/dev/null
 	done
 	for pid in "${AGENT_PIDS[@]}"; do
 		wait "$pid" 2>/dev/null
