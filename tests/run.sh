@@ -1,4 +1,4 @@
-#!/bin/sh
+#!/bin/bash
 # SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 # `make test`: every test tier, with a summary line CI can read. Each tier
 # prints "ok - NAME", "not ok - NAME" or "skip - NAME: why" lines.
@@ -13,7 +13,12 @@ tier() {
 	name=$1
 	shift
 	echo "== $name ($(($(date +%s) - start)) s)"
+	before=$(grep -c '^not ok - ' "$log")
 	"$@" 2>&1 | tee -a "$log"
+	# A tier that fails without saying which test (a build error) still fails.
+	if [ "${PIPESTATUS[0]}" != 0 ] && [ "$(grep -c '^not ok - ' "$log")" = "$before" ]; then
+		echo "not ok - $name: exited with an error" | tee -a "$log"
+	fi
 }
 
 tier "build (-Wall -Wextra -Werror)" sh -c 'make -j2 all >/dev/null && echo "ok - build"  || echo "not ok - build"'

@@ -31,3 +31,9 @@ const char *agent_stat_name(unsigned int i)
 	(void)i;
 	abort();
 }
+
+const char *flow_state_name(enum flow_state s)
+{
+	(void)s;
+	abort();
+}
