@@ -42,6 +42,9 @@ LIB := $(O)/libfastivc.a
 
 RING_TESTS := $(patsubst tests/ring/%.c,$(O)/tests/%,$(wildcard tests/ring/test_*.c))
 TEST_UTIL_OBJS := $(patsubst %.c,$(O)/obj/%.o,$(wildcard tests/util/*.c))
+# Pure agent/ code without BPF or Xen, run with the ring tests.
+UNIT_TESTS := $(patsubst tests/unit/%.c,$(O)/tests/%,$(wildcard tests/unit/test_*.c))
+UNIT_AGENT_OBJS := $(O)/obj/unit/agent/cores_list.o $(O)/obj/unit/agent/addr.o
 BENCH_BINS := $(patsubst tests/bench/%.c,$(O)/bench/%,$(wildcard tests/bench/*.c))
 
 # BPF: vmlinux.h from the running kernel's BTF (VMLINUX_BTF=path overrides),
@@ -69,7 +72,7 @@ TOOLS := $(patsubst tests/tools/%.c,$(O)/tools/%,$(wildcard tests/tools/*.c))
 	test-bpf test-netns bench bench-ring bench-netns fuzz soak check format \
 	clean demo xen-lab test-deploy install
 
-all: $(LIB) $(RING_TESTS) $(BENCH_BINS) $(SKEL) $(BPF_TESTS) $(FASTIVC) \
+all: $(LIB) $(RING_TESTS) $(UNIT_TESTS) $(BENCH_BINS) $(SKEL) $(BPF_TESTS) $(FASTIVC) \
 	$(TOOLS)
 
 deps:
@@ -85,6 +88,18 @@ $(LIB): $(LIB_OBJS)
 	$(Q)rm -f $@ && ar rcs $@ $^
 
 $(O)/tests/%: $(O)/obj/tests/ring/%.o $(TEST_UTIL_OBJS) $(LIB)
+	$(call msg,LINK,$@)
+	$(Q)mkdir -p $(@D)
+	$(Q)$(CC) $(LDFLAGS) $(CFLAGS) $^ -o $@ $(LDLIBS)
+
+# Built apart from the agent's objects, which wait for the BPF skeleton.
+$(O)/obj/unit/%.o: %.c
+	$(call msg,CC,$@)
+	$(Q)mkdir -p $(@D)
+	$(Q)$(CC) $(CFLAGS) -c $< -o $@
+
+$(UNIT_TESTS): $(O)/tests/%: $(O)/obj/tests/unit/%.o $(UNIT_AGENT_OBJS) \
+	$(TEST_UTIL_OBJS) $(LIB)
 	$(call msg,LINK,$@)
 	$(Q)mkdir -p $(@D)
 	$(Q)$(CC) $(LDFLAGS) $(CFLAGS) $^ -o $@ $(LDLIBS)
@@ -144,7 +159,7 @@ $(O)/tools/%: $(O)/obj/tests/tools/%.o $(TEST_UTIL_OBJS) $(LIB)
 test: deps
 	$(Q)./tests/run.sh
 
-test-ring: $(RING_TESTS)
+test-ring: $(RING_TESTS) $(UNIT_TESTS)
 	$(Q)./tests/ring/run.sh $(O)/tests
 
 # Two namespaces, two cgroups, two program instances (as root).

@@ -34,6 +34,7 @@ struct agent_config {
 	uint32_t window;	   /* bytes queued per flow and direction */
 	char metrics_listen[64];   /* HOST:PORT of /metrics; "" = off */
 	char log_level[8];	   /* as given; "" = not set */
+	bool coresident_xs;	   /* peers from dom0's xenstore list */
 };
 
 /*
@@ -318,5 +319,13 @@ int metrics_parse_addr(const char *s, struct sockaddr_storage *ss,
 		       unsigned int *len);
 int metrics_init(struct agent *a);
 void metrics_fini(struct agent *a);
+
+/* agent/coresident.c: peers from dom0's list (coresident = xenstore) */
+struct agent_coresident;
+int coresident_init(struct agent *a, struct agent_coresident **out);
+void coresident_fini(struct agent *a, struct agent_coresident *c);
+
+/* agent/cmd_dom0.c: dom0's list in xenstore (coresident.h) */
+int cmd_dom0(int argc, char **argv);
 
 #endif /* FASTIVC_AGENT_H */

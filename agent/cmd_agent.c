@@ -40,8 +40,8 @@ static void usage(FILE *o)
 		"channels\n"
 		"channel_size pool max_tunnels setup_timeout_ms "
 		"drain_timeout_ms\n"
-		"window ifaces"
-		"log_level metrics_listen (see fastivc(8), "
+		"window ifaces "
+		"log_level metrics_listen coresident (see fastivc(8), "
 		"docs/operations.md).\n"
 		"SIGHUP reads the file and the options again; window, "
 		"max_tunnels,\n"
@@ -318,6 +318,7 @@ int cmd_agent(int argc, char **argv)
 				  {0, TICK_MS * 1000000L}};
 	struct agent *a = calloc(1, sizeof(*a));
 	struct agent_watch w_sig = {};
+	struct agent_coresident *cores = NULL;
 	sigset_t mask, hup;
 	int lock_fd = -1, err;
 
@@ -377,6 +378,9 @@ int cmd_agent(int argc, char **argv)
 		err = add_hup_watch(a, &hup);
 	if (!err)
 		err = metrics_init(a);
+	/* Peers from dom0's list in xenstore, if so configured. */
+	if (!err)
+		err = coresident_init(a, &cores);
 	if (err)
 		goto out;
 	slots_fill(a);
@@ -387,6 +391,7 @@ int cmd_agent(int argc, char **argv)
 	agent_notify_ready(a);
 	err = agent_loop(a);
 out:
+	coresident_fini(a, cores);
 	metrics_fini(a);
 	if (a->w_hup.live)
 		close(a->w_hup.fd);

@@ -116,6 +116,11 @@ int agent_config_set(struct agent_config *c, const char *key, const char *val)
 			fivc_log_set_level(l);
 			snprintf(c->log_level, sizeof(c->log_level), "%s", val);
 		}
+	} else if (!strcmp(key, "coresident")) {
+		err = strcmp(val, "manual") && strcmp(val, "xenstore") ? -EINVAL
+								       : 0;
+		if (!err)
+			c->coresident_xs = !strcmp(val, "xenstore");
 	} else if (!strcmp(key, "metrics_listen")) {
 		if (!strcmp(val, "off") || !*val) {
 			c->metrics_listen[0] = 0;
@@ -228,6 +233,7 @@ void agent_config_apply(struct agent *a, const struct agent_config *n)
 	CFG_FIXED(domid, "domid");
 	CFG_FIXED(n_channels, "channels");
 	CFG_FIXED(channel_size, "channel_size");
+	CFG_FIXED(coresident_xs, "coresident");
 	CFG_LIVE(window, "window");
 	CFG_LIVE(max_tunnels, "max_tunnels");
 	CFG_LIVE(pool, "pool");

@@ -13,6 +13,7 @@ static const struct {
 	{"agent", cmd_agent, "run the agent of this domain (foreground)"},
 	{"status", cmd_status, "flows, tunnels and counters of the agent"},
 	{"peer", cmd_peer, "add, delete or list co-resident peers"},
+	{"dom0", cmd_dom0, "dom0: publish domains' addresses in xenstore"},
 };
 
 static void usage(FILE *o)

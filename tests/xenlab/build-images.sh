@@ -136,7 +136,9 @@ pack() {
 
 build_domU() {
 	img=$OUT/domU
-	base_image "$img" xen-evtchn xen-gntdev xen-gntalloc xen-netfront
+	# tc (the agent's FIN hold) and sock_diag for `fastivc agent`.
+	base_image "$img" xen-evtchn xen-gntdev xen-gntalloc xen-netfront \
+		sch_ingress cls_bpf inet_diag tcp_diag
 	install -m 755 "$HERE/init-domU.sh" "$img/init"
 	for f in "$O/fastivc" "$O"/tests/* "$O"/tools/*; do
 		[ -f "$f" ] && [ -x "$f" ] || continue
@@ -160,6 +162,7 @@ build_dom0() {
 	for b in xl xenstored xenconsoled xen-init-dom0; do
 		add_bin "$img" "$ROOT/usr/lib/xen-4.17/bin/$b" usr/sbin/$b
 	done
+	add_bin "$img" "$O/fastivc" usr/sbin/fastivc
 	add_bin "$img" "$ROOT/usr/bin/xenstore" usr/bin/xenstore
 	for t in read write chmod ls exists rm list; do
 		ln -s xenstore "$img/usr/bin/xenstore-$t"

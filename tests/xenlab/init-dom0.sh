@@ -17,6 +17,7 @@ mount -t tmpfs tmpfs /run
 
 phase() { echo "XENLAB-PHASE dom0: $*"; }
 fail() { echo "XENLAB-RESULT not ok - $*"; }
+pass() { echo "XENLAB-RESULT ok - $*"; }
 
 for m in $(cat /etc/modules); do
 	insmod "/lib/modules/$m" || fail "dom0 insmod $m"
@@ -55,10 +56,48 @@ CFG
 		while read -r l; do echo "[$role] $l"; done &
 done
 
+# dom0's list of co-resident domains (fastivc dom0), before the domUs
+# learn their peer: server 10.0.0.1 fd00::1, client 10.0.0.2 fd00::2. Once
+# both agents say they are up, each domain gets 10.0.0.10N as well: the
+# agents must see it through their xenstore watch.
+CORES=/local/domain/0/data/fastivc/coresident
+coresident() {
+	fastivc dom0 publish "$server" 10.0.0.1 fd00::1 &&
+		fastivc dom0 publish "$client" 10.0.0.2 fd00::2
+	[ $? = 0 ] && pass "dom0: fastivc dom0 publish, both domUs" ||
+		fail "dom0: fastivc dom0 publish, both domUs"
+	perms=$(xenstore-ls -p $CORES | grep -vc '(r0)$')
+	[ "$perms" = 0 ] && pass "dom0: every node of the list is owned by dom0, read for all (r0)" ||
+		fail "dom0: $perms nodes of the list not r0: $(xenstore-ls -p $CORES)"
+	! fastivc dom0 publish 4000 10.0.0.0/24 2>/dev/null &&
+		! fastivc dom0 publish 4000 10.0.0.400 2>/dev/null &&
+		! xenstore-exists $CORES/4000
+	[ $? = 0 ] && pass "dom0: fastivc dom0 publish refuses a prefix and a bad address" ||
+		fail "dom0: fastivc dom0 publish refuses a prefix and a bad address"
+	fastivc dom0 publish 4000 10.0.0.40 && fastivc dom0 remove 4000 &&
+		! xenstore-exists $CORES/4000 && fastivc dom0 remove 4000
+	[ $? = 0 ] && pass "dom0: fastivc dom0 remove (and again: no error)" ||
+		fail "dom0: fastivc dom0 remove (and again: no error)"
+}
+grow() {
+	t=0
+	until xenstore-exists /local/domain/$server/data/xenlab-agent-up &&
+		xenstore-exists /local/domain/$client/data/xenlab-agent-up; do
+		t=$((t + 1))
+		[ $t -lt 120 ] || return
+		sleep 1
+	done
+	fastivc dom0 publish "$server" 10.0.0.1 fd00::1 10.0.0.101
+	fastivc dom0 publish "$client" 10.0.0.2 fd00::2 10.0.0.102
+	phase "coresident list grown"
+}
+
 # Each domU learns the other's domid from its own data/ area.
 server=$(xl domid server 2>/dev/null)
 client=$(xl domid client 2>/dev/null)
 if [ -n "$server" ] && [ -n "$client" ]; then
+	coresident
+	grow &
 	xenstore-write /local/domain/$server/data/xenlab-peer "$client"
 	xenstore-write /local/domain/$client/data/xenlab-peer "$server"
 fi

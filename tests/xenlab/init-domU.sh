@@ -6,8 +6,11 @@
 #   server: iperf3, rr and blast servers, then the xen ring's receiving side
 #   client: netfront ping, iperf3, rr latency, blast, then the xen ring's
 #           sender (tests/xenlab/xen_ring_xfer.c)
-# Results are "XENLAB-RESULT ok - NAME" / "XENLAB-RESULT not ok - NAME".
-export PATH=/opt/fastivc/tools:/opt/fastivc/tests:/usr/sbin:/usr/bin:/sbin:/bin
+#   both:   first dom0's co-resident list (fastivc dom0 list) and a
+#           `fastivc agent` with coresident = xenstore filling its peers map
+# Results are "XENLAB-RESULT ok - NAME" / "XENLAB-RESULT not ok - NAME"
+# ("skip - NAME: why" where this kernel cannot run the agent).
+export PATH=/opt/fastivc:/opt/fastivc/tools:/opt/fastivc/tests:/usr/sbin:/usr/bin:/sbin:/bin
 
 mount -t proc proc /proc
 mount -t sysfs sys /sys
@@ -72,6 +75,72 @@ retry 60 xenstore-exists data/xenlab-peer
 peer=$(xenstore-read data/xenlab-peer)
 result $? "$role learns its peer's domid ($peer)"
 phase "up, domid $(xenstore-read domid), peer $peer"
+
+# --- co-residency from dom0's list (fastivc dom0, coresident = xenstore) ----
+# dom0 published 10.0.0.N and fd00::N for each domU; once both agents are
+# up it adds 10.0.0.10N. Our own data/ area holds a list of our making
+# (10.9.9.9 for the peer) that nothing may read as dom0's.
+CORES=/local/domain/0/data/fastivc/coresident
+self=$(xenstore-read domid)
+n_peer=${lab_peer_ip##*.} n_self=${lab_ip##*.}
+# has "LIST COMMAND" ADDR DOMID: a line "ADDR[/len] DOMID" in its output.
+has() {
+	$1 | awk -v a="$2" -v d="$3" '{sub("/.*", "", $1)} $1 == a && $2 == d {f = 1}
+		END {exit !f}'
+}
+xenstore-write data/fastivc/coresident/$peer 10.9.9.9
+! xenstore-write $CORES/$self 10.6.6.6 2>/dev/null &&
+	! xenstore-rm $CORES/$peer 2>/dev/null
+result $? "$role cannot write or remove nodes of dom0's list"
+retry 30 has "fastivc dom0 list" "$lab_peer_ip" "$peer" &&
+	has "fastivc dom0 list" "fd00::$n_peer" "$peer"
+result $? "$role reads dom0's list: $lab_peer_ip and fd00::$n_peer are domain $peer"
+! fastivc dom0 list | grep -q 10.9.9.9
+result $? "$role ignores the list in its own xenstore area"
+
+phase "fastivc agent, coresident = xenstore"
+mkdir -p /sys/fs/cgroup /sys/fs/bpf
+mount -t cgroup2 none /sys/fs/cgroup
+mount -t bpf bpf /sys/fs/bpf
+# An empty cgroup: the lab's own TCP tests below stay on plain TCP.
+mkdir -p /sys/fs/cgroup/lab-apps
+fastivc agent --domid "$self" -g /sys/fs/cgroup/lab-apps --set ifaces=eth0 \
+	--set coresident=xenstore >/tmp/agent.log 2>&1 &
+agent=$!
+agent_has() { # ... or the agent is gone: no use waiting
+	kill -0 $agent 2>/dev/null || return 0
+	has "fastivc peer list" "$1" "$2"
+}
+agent_checks() {
+	retry 60 agent_has "$lab_peer_ip" "$peer"
+	has "fastivc peer list" "$lab_peer_ip" "$peer" &&
+		has "fastivc peer list" "fd00::$n_peer" "$peer"
+	result $? "$role agent fills its peers map from dom0's list ($lab_peer_ip, fd00::$n_peer -> $peer)"
+	fastivc peer list >/tmp/peers &&
+		! grep -q -e "^$lab_ip/" -e 10.9.9.9 -e "fd00::$n_self/" /tmp/peers
+	result $? "$role peers map: nothing for its own domain, nothing from its own area"
+	xenstore-write data/xenlab-agent-up 1
+	retry 120 agent_has "10.0.0.10$n_peer" "$peer"
+	has "fastivc peer list" "10.0.0.10$n_peer" "$peer"
+	result $? "$role agent follows dom0's list through its watch (10.0.0.10$n_peer -> $peer)"
+	kill -0 $agent 2>/dev/null
+	result $? "$role agent still running"
+}
+started() { grep -q "agent ready" /tmp/agent.log || ! kill -0 $agent 2>/dev/null; }
+retry 60 started
+if grep -q "agent ready" /tmp/agent.log; then
+	agent_checks
+else
+	# The checks above read dom0's list through the same code.
+	why=$(grep -m1 "err:" /tmp/agent.log)
+	echo "XENLAB-RESULT skip - $role fastivc agent did not start: ${why#*err: }"
+	xenstore-write data/xenlab-agent-up 1
+fi
+retry 120 has "fastivc dom0 list" "10.0.0.10$n_peer" "$peer"
+result $? "$role reads dom0's list again after it changed (10.0.0.10$n_peer -> $peer)"
+kill $agent 2>/dev/null
+wait $agent
+grep coresident /tmp/agent.log
 
 if [ "$role" = server ]; then
 	iperf3 -s -D >/dev/null
