@@ -46,20 +46,21 @@ struct agent_bpf {
 };
 
 /* libbpf's own messages, one level below ours. */
+/* libbpf's messages, one log line per line (a verifier log has many). */
 static int libbpf_print(enum libbpf_print_level level, const char *fmt,
 			va_list ap)
 {
-	char line[512];
-	size_t n;
+	char *text, *line, *save = NULL;
 
 	if (level == LIBBPF_DEBUG && fivc_log_get_level() < FIVC_LOG_DEBUG)
 		return 0;
-	vsnprintf(line, sizeof(line), fmt, ap);
-	n = strlen(line);
-	if (n && line[n - 1] == '\n')
-		line[n - 1] = 0;
-	fivc_log(level == LIBBPF_WARN ? FIVC_LOG_INFO : FIVC_LOG_DEBUG,
-		 "libbpf: %s", line);
+	if (vasprintf(&text, fmt, ap) < 0)
+		return 0;
+	for (line = strtok_r(text, "\n", &save); line;
+	     line = strtok_r(NULL, "\n", &save))
+		fivc_log(level == LIBBPF_WARN ? FIVC_LOG_INFO : FIVC_LOG_DEBUG,
+			 "libbpf: %s", line);
+	free(text);
 	return 0;
 }
 

@@ -151,7 +151,11 @@ int fivc_fin_hold(struct __sk_buff *skb)
 	}
 	if (bpf_map_lookup_elem(&fin_ok, &k))
 		return TC_ACT_OK;
-	if (ip_len != hlen || ip_len > FIVC_HELD_FIN_MAX) {
+	/*
+	 * The explicit lower bound is for older verifiers (Debian's 6.1):
+	 * they refuse a load whose length may be 0.
+	 */
+	if (ip_len != hlen || ip_len < 20 || ip_len > FIVC_HELD_FIN_MAX) {
 		stat_inc(FIVC_STAT_FIN_DATA);
 		return TC_ACT_OK;
 	}
@@ -159,7 +163,7 @@ int fivc_fin_hold(struct __sk_buff *skb)
 	if (!held)
 		return TC_ACT_OK;
 	held->len = ip_len;
-	if (bpf_skb_load_bytes(skb, ETH_HLEN, held->pkt, ip_len & 0xff) ||
+	if (bpf_skb_load_bytes(skb, ETH_HLEN, held->pkt, ip_len) ||
 	    bpf_map_update_elem(&held_fins, &k, held, BPF_ANY))
 		return TC_ACT_OK;
 	end = bpf_ntohl(th->seq) + 1;

@@ -134,6 +134,8 @@ else
 	# The checks above read dom0's list through the same code.
 	why=$(grep -m1 "err:" /tmp/agent.log)
 	echo "XENLAB-RESULT skip - $role fastivc agent did not start: ${why#*err: }"
+	# The verifier's own words, for the serial log.
+	grep "libbpf:" /tmp/agent.log | tail -40 | sed "s/^/xenlab: $role: /"
 	xenstore-write data/xenlab-agent-up 1
 fi
 retry 120 has "fastivc dom0 list" "10.0.0.10$n_peer" "$peer"
