@@ -7,10 +7,12 @@
  * agent cancelled the flow). Agent socket Y: by its slot's mode, ingress
  * into A (INJECT) or egress out of A (RELAY).
  *
- * The verdict is never SK_DROP: one drop makes every later send() on the
- * socket fail with EACCES without running the program again. A failed
- * redirect sets nothing (bpf_msg_redirect_hash fails before recording the
- * target), so returning SK_PASS then sends on the socket's own TCP path.
+ * The verdict is SK_DROP only for a flow whose agent is gone after its
+ * first byte took the tunnel: one drop makes every later send() on the
+ * socket fail with EACCES without running the program again, which is what
+ * that connection needs. Otherwise a failed redirect sets nothing
+ * (bpf_msg_redirect_hash fails before recording the target), so returning
+ * SK_PASS sends on the socket's own TCP path.
  */
 #include "fastivc.bpf.h"
 
@@ -64,36 +66,51 @@ static __always_inline int msg_flow_key(const struct sk_msg_md *msg,
 	return 0;
 }
 
+enum claim {
+	CLAIM_NONE = 0,	   /* the agent gave the flow back to TCP */
+	CLAIM_NOW = 1,	   /* this send is the flow's first for the tunnel */
+	CLAIM_EARLIER = 2, /* bytes took the tunnel before this send */
+};
+
 /*
  * The flow's first send claims it for the tunnel (CAPTURED) unless the
  * agent gave it back to TCP first (CANCELLED); one cmpxchg decides, so the
  * agent knows whether any byte can have left for the slot.
  */
-static __always_inline bool app_claim(__u64 *sw)
+static __always_inline enum claim app_claim(__u64 *sw, __u64 *seen)
 {
 	__u64 v = *(volatile __u64 *)sw;
 
 	for (int i = 0; i < 4; i++) {
+		__u64 old;
+
 		if (v & FIVC_SW_CAPTURED)
-			return true;
+			return CLAIM_EARLIER;
 		if (v & FIVC_SW_CANCELLED)
-			return false;
-		__u64 old = __sync_val_compare_and_swap(sw, v,
-							v | FIVC_SW_CAPTURED);
-		if (old == v)
-			return true;
+			return CLAIM_NONE;
+		old = __sync_val_compare_and_swap(sw, v, v | FIVC_SW_CAPTURED);
+		if (old == v) {
+			*seen = v;
+			return CLAIM_NOW;
+		}
 		v = old;
 	}
-	return false; /* only two writers and one change each: unreachable */
+	return CLAIM_NONE; /* two writers, one change each: unreachable */
 }
 
-/* A steered app socket sends: its bytes go to X, the agent reads them on Y. */
+/*
+ * A steered app socket sends: its bytes go to X, the agent reads them on Y.
+ * A redirect that fails before the first byte leaves the flow on TCP. One
+ * that fails after it (X is gone with its agent) must not: the bytes would
+ * follow on TCP behind a gap, so the send fails (EACCES) instead.
+ */
 static __always_inline int app_send(struct sk_msg_md *msg, __u32 family)
 {
 	struct fivc_sock_key skey = {.role = FIVC_SOCK_SLOT_X};
 	struct fivc_flow_key k;
 	struct fivc_flow *flow;
-	__u64 *sw;
+	enum claim claim;
+	__u64 *sw, seen = 0;
 
 	if (msg_flow_key(msg, family, &k))
 		goto pass;
@@ -103,13 +120,21 @@ static __always_inline int app_send(struct sk_msg_md *msg, __u32 family)
 	sw = bpf_map_lookup_elem(&slot_sw, &flow->slot);
 	if (!sw)
 		goto pass;
-	if (!app_claim(sw)) {
+	claim = app_claim(sw, &seen);
+	if (claim == CLAIM_NONE) {
 		stat_inc(FIVC_STAT_CANCELLED);
 		return SK_PASS;
 	}
 	skey.slot = flow->slot;
-	if (bpf_msg_redirect_hash(msg, &socks, &skey, 0) != SK_PASS)
+	if (bpf_msg_redirect_hash(msg, &socks, &skey, 0) != SK_PASS) {
+		if (claim == CLAIM_EARLIER) {
+			stat_inc(FIVC_STAT_MSG_DROP);
+			return SK_DROP;
+		}
+		/* Nothing took the tunnel: the claim is void. */
+		__sync_val_compare_and_swap(sw, seen | FIVC_SW_CAPTURED, seen);
 		goto pass;
+	}
 	/* Sends on one socket hold its lock: plain adds are exact. */
 	flow->tx_msgs += 1;
 	flow->tx_bytes += msg->size;

@@ -1268,29 +1268,31 @@ static void test_steered(const char *fam, int family, const char *b_ip,
 	      fam);
 
 	if (extra) {
-		/* (k) No X to redirect to: pass to TCP, never drop. */
+		/*
+		 * (k) The flow took the tunnel, then X is gone (its agent was
+		 * killed): the send fails, no byte goes on TCP behind the gap.
+		 */
 		struct fivc_sock_key kx = {.role = FIVC_SOCK_SLOT_X,
 					   .slot = sa};
 		__u64 vx = (__u64)side_a.x[sa];
 		int socks = map_fd(side_a.skel->maps.socks);
+		char b[64] = "k:after the agent";
 
 		t_begin();
 		side_reset(&side_a);
 		EXPECT(!bpf_map_delete_elem(socks, &kx), "delete X");
-		EXPECT(carries(cli, srv, "k:no X, 1"),
-		       "first send without X did not pass to TCP");
-		EXPECT(carries(cli, srv, "k:no X, 2"),
-		       "second send failed: the socket was poisoned");
-		EXPECT(stat_delta(&side_a, FIVC_STAT_MSG_PASS) == 2,
-		       "msg_pass moved by %llu",
+		EXPECT(send(cli, b, sizeof(b), MSG_DONTWAIT) < 0 &&
+			       errno == EACCES,
+		       "send: %s, want EACCES", strerror(errno));
+		EXPECT(stays_quiet(srv), "bytes reached the server over TCP");
+		EXPECT(stat_delta(&side_a, FIVC_STAT_MSG_DROP) == 1,
+		       "msg_drop moved by %llu",
 		       (unsigned long long)stat_delta(&side_a,
-						      FIVC_STAT_MSG_PASS));
+						      FIVC_STAT_MSG_DROP));
 		EXPECT(!bpf_map_update_elem(socks, &kx, &vx, BPF_NOEXIST),
 		       "re-insert X");
-		EXPECT(carries(cli, side_a.y[sa], "k:X back"),
-		       "with X back, sends go to Y again");
-		t_end("(k) %s: a failed redirect returns SK_PASS (plain TCP, "
-		      "msg_pass counted), the socket keeps working",
+		t_end("(k) %s: X gone after the flow's first byte took the "
+		      "tunnel: the send fails with EACCES, nothing on TCP",
 		      fam);
 	}
 
@@ -1401,6 +1403,21 @@ static void test_cancelled(void)
 	}
 	if (EXPECT(ea && eb, "both sides steer")) {
 		__u32 slot = ea->slot;
+		struct fivc_sock_key kx = {.role = FIVC_SOCK_SLOT_X,
+					   .slot = slot};
+		__u64 vx = (__u64)side_a.x[slot];
+		int socks = map_fd(side_a.skel->maps.socks);
+
+		/* No X before the first byte: TCP, and the flow stays free. */
+		EXPECT(!bpf_map_delete_elem(socks, &kx), "delete X");
+		EXPECT(carries(cli, srv, "l:no X yet"),
+		       "a first send without X must take TCP");
+		EXPECT(sw_get(&side_a, slot) == 0,
+		       "slot_sw %#llx after a void claim, want 0",
+		       (unsigned long long)sw_get(&side_a, slot));
+		EXPECT(!bpf_map_update_elem(socks, &kx, &vx, BPF_NOEXIST),
+		       "re-insert X");
+		side_reset(&side_a);
 
 		EXPECT(!bpf_map_update_elem(map_fd(side_a.skel->maps.slot_sw),
 					    &slot, &cancelled, BPF_ANY),
@@ -1420,8 +1437,9 @@ static void test_cancelled(void)
 		       "slot_sw %#llx, want CANCELLED only",
 		       (unsigned long long)sw_get(&side_a, slot));
 	}
-	t_end("(l) a flow cancelled before its first byte: every send passes "
-	      "to TCP (cancelled counted), nothing reaches Y");
+	t_end("(l) before a flow's first byte, a missing X leaves it on TCP; "
+	      "cancelled, every send passes to TCP (cancelled counted), "
+	      "nothing reaches Y");
 	if (cli >= 0)
 		close(cli);
 	if (srv >= 0)
