@@ -6,7 +6,7 @@
 #  - past drain_timeout_ms it resets what is left: the apps get an error,
 #    never a short transfer reported as complete;
 #  - started again, it tunnels new connections (the peers map was kept).
-# SIGKILL is not covered here: see the closing notes of the fault issue.
+# SIGKILL: docs/steering.md, "RST, close() and failures".
 . "$(dirname "$0")/lib.sh"
 FAILED=0
 netns_setup
