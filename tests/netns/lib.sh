@@ -8,7 +8,9 @@
 O=${O:-build}
 FASTIVC=${FASTIVC:-$PWD/$O/fastivc}
 BLAST=${BLAST:-$PWD/$O/tools/blast}
-TAG=fivc$$
+# Names of namespaces, cgroups, pins and run dirs start with $TAG; a caller
+# may choose the prefix (interface names allow 15 characters: keep it short).
+TAG=${TAG_PREFIX:-fivc}$$
 NS_A=$TAG-a
 NS_B=$TAG-b
 IP_A=10.77.0.1
@@ -36,15 +38,7 @@ check() {
 }
 
 netns_cleanup() {
-	local pid
-	# SIGINT then SIGTERM: the first starts a drain, the second ends it.
-	for pid in "${AGENT_PIDS[@]}"; do
-		kill -INT "$pid" 2>/dev/null
-		kill -TERM "$pid" 2>/dev/null
-	done
-	for pid in "${AGENT_PIDS[@]}"; do
-		wait "$pid" 2>/dev/null
-	done
+	agents_down
 	ip netns pids "$NS_A" 2>/dev/null | xargs -r kill 2>/dev/null
 	ip netns pids "$NS_B" 2>/dev/null | xargs -r kill 2>/dev/null
 	ip netns del "$NS_A" 2>/dev/null
@@ -130,6 +124,21 @@ agents_up() {
 	start_agent A "$@" && start_agent B "$@" || return 1
 	fivc A peer add $IP_B/32 $DOM_B && fivc A peer add $IP6_B/128 $DOM_B &&
 		fivc B peer add $IP_A/32 $DOM_A && fivc B peer add $IP6_A/128 $DOM_A
+}
+
+# Both agents stopped (their pins go with them), e.g. to restart them with
+# other fixed config keys.
+agents_down() {
+	local pid
+	# SIGINT then SIGTERM: the first starts a drain, the second ends it.
+	for pid in "${AGENT_PIDS[@]}"; do
+		kill -INT "$pid" 2>/dev/null
+		kill -TERM "$pid" 2>/dev/null
+	done
+	for pid in "${AGENT_PIDS[@]}"; do
+		wait "$pid" 2>/dev/null
+	done
+	AGENT_PIDS=()
 }
 
 # json_get SIDE EXPR: a value from `fastivc status --json`, via python3.

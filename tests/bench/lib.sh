@@ -1,0 +1,115 @@
+#!/bin/bash
+# SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+# Shared by the netns benchmark parts (tests/bench/netns_*.sh): the two
+# "domUs" of tests/netns/lib.sh under their own name prefix, the two modes
+# (plain veth TCP, fastivc), the alternating rounds and the raw samples.
+# Each part writes $O/bench/samples/<part>.csv (benchmark,param,series,
+# value,unit,better); scripts/bench_reduce.py turns them into result rows.
+cd "$(dirname "$0")/../.." || exit 1
+export O=${O:-build}
+# "fb<pid>": never the tests' "fivc<pid>" names, never another run's.
+TAG_PREFIX=fb
+. tests/netns/lib.sh
+TOOLS=$PWD/$O/tools
+QUICK=${QUICK:-0}
+# 1000 flows: a socket pair, a memfd and eventfds per flow in each agent.
+ulimit -n "$(ulimit -Hn)"
+SERVER_PIDS=()
+
+# samples_open PART: this part's sample file, replacing a previous run's.
+samples_open() {
+	mkdir -p "$O/bench/samples"
+	SAMPLES=$O/bench/samples/$1.csv
+	echo "benchmark,param,series,value,unit,better" >"$SAMPLES"
+}
+
+# sample BENCHMARK PARAM MODE VALUE UNIT higher|lower
+sample() {
+	[ -n "$4" ] || { echo "bench: no value for $1 $2 $3" >&2; return 1; }
+	local series=veth_tcp
+	[ "$3" = fastivc ] && series=fastivc
+	echo "$1,$2,$series,$4,$5,$6" >>"$SAMPLES"
+}
+
+# serve B|A CMD...: a server in that domain, stopped by bench_agents.
+serve() {
+	in_ns "$@" >>"$LOGS/servers.log" 2>&1 &
+	SERVER_PIDS+=($!)
+}
+
+# bench_agents [agent args]: (re)start both agents, e.g. with other fixed
+# keys (channels, channel_size), each knowing the other as co-resident.
+# Servers are stopped first: a listener only answers the handshake option
+# if it was opened while its domain's agent was attached, so start them
+# again afterwards.
+bench_agents() {
+	local pid
+	for pid in "${SERVER_PIDS[@]}"; do
+		kill "$pid" 2>/dev/null
+		wait "$pid" 2>/dev/null
+	done
+	SERVER_PIDS=()
+	agents_down
+	agents_up "$@" || { echo "bench: agents did not start" >&2; exit 1; }
+}
+
+# mode tcp|fastivc: whether the peers are co-resident. Connections opened
+# after this take the mode; the parts open new ones for every measurement.
+mode() {
+	if [ "$1" = fastivc ]; then
+		fivc A peer add $IP_B/32 $DOM_B && fivc B peer add $IP_A/32 $DOM_A
+	else
+		fivc A peer del $IP_B/32 2>/dev/null
+		fivc B peer del $IP_A/32 2>/dev/null
+	fi
+	return 0
+}
+
+# Bytes both agents have put into tunnels so far; bounded, since a stuck
+# agent does not answer its control socket.
+tunneled() {
+	local side sum=0 n
+	for side in a b; do
+		n=$(timeout 10 "$FASTIVC" status -i "$TAG-$side" --run-dir "$RUN" --json |
+			python3 -c 'import json,sys; print(json.load(sys.stdin)["counters"]["tunnel_bytes_tx"])') ||
+			n=0
+		sum=$((sum + n))
+	done
+	echo $sum
+}
+
+# agents_kill: SIGKILL both agents; SIGTERM does not stop one that is
+# blocked in a send to its peer (seen with 1000 flows set up at once).
+agents_kill() {
+	kill -9 "${AGENT_PIDS[@]}" 2>/dev/null
+	agents_down
+}
+
+# rounds_modes ROUNDS: "round mode" lines, the order alternating per round
+# so neither mode always runs first (caches, the other work on the box).
+# Loop over them with `done < <(rounds_modes N)`, not a pipe: an agent
+# restarted in the loop must be a child of the main shell, to be reaped.
+rounds_modes() {
+	local r
+	for r in $(seq "$1"); do
+		if [ $((r % 2)) = 1 ]; then
+			echo "$r tcp" && echo "$r fastivc"
+		else
+			echo "$r fastivc" && echo "$r tcp"
+		fi
+	done
+}
+
+# check_mode MODE BEFORE: a fastivc measurement must have used the tunnels
+# and a tcp one must not; otherwise the comparison is void: say so, and
+# fail so that the caller drops the sample.
+check_mode() {
+	local moved=$(($(tunneled) - $2))
+	if [ "$1" = fastivc ] && [ $moved = 0 ]; then
+		echo "bench: WARNING: a fastivc measurement used no tunnel; dropped" >&2
+		return 1
+	elif [ "$1" = tcp ] && [ $moved != 0 ]; then
+		echo "bench: WARNING: a tcp measurement moved $moved bytes through tunnels; dropped" >&2
+		return 1
+	fi
+}

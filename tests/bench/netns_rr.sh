@@ -1,0 +1,38 @@
+#!/bin/bash
+# SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+# Small messages and connections, plain veth TCP against fastivc (default
+# agent configuration), rounds alternating the two:
+#   rr_latency_p50/p99   request/response of 1 B, 64 B, 4 KiB over one
+#                        connection, TCP_NODELAY (us)
+#   connection_rate      connect, 1-byte exchange, close, in a loop (conn/s)
+#   iperf3_throughput    iperf3 -P 1 and -P 8, a well-known sender (Gbit/s)
+. "$(dirname "$0")/lib.sh"
+ROUNDS=3 SECS=3 RRN=20000
+[ "$QUICK" = 1 ] && ROUNDS=2 SECS=1 RRN=3000
+samples_open rr
+netns_setup
+bench_agents
+serve B iperf3 -s -p 5201
+serve B "$TOOLS/rr" server $IP_B 5300
+sleep 0.5
+
+while read -r r m; do
+	echo "# rr: round $r/$ROUNDS, $m" >&2
+	mode $m
+	for size in 1 64 4096; do
+		before=$(tunneled)
+		out=$(in_ns A "$TOOLS/rr" latency $IP_B 5300 $size $RRN)
+		check_mode $m "$before" || continue
+		sample rr_latency_p50 $size $m "$(echo "$out" | awk '{print $2}')" us lower
+		sample rr_latency_p99 $size $m "$(echo "$out" | awk '{print $4}')" us lower
+	done
+	before=$(tunneled)
+	out=$(in_ns A "$TOOLS/rr" connrate $IP_B 5300 $SECS | awk '{print $4}')
+	check_mode $m "$before" && sample connection_rate 1 $m "$out" conn/s higher
+	for p in 1 8; do
+		before=$(tunneled)
+		out=$(in_ns A iperf3 -c $IP_B -p 5201 -P $p -t $SECS -J 2>/dev/null |
+			python3 -c 'import json,sys; print("%.3f" % (json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"]/1e9))')
+		check_mode $m "$before" && sample iperf3_throughput P=$p $m "$out" Gbit/s higher
+	done
+done < <(rounds_modes $ROUNDS)
