@@ -88,9 +88,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (next_frame(data + 1, size - 1, &off, &p) ||
 		    p.type != m.type || p.tunnel_id != m.tunnel_id ||
 		    p.reason != m.reason ||
-		    fivc_tunnel_msg_n_fds(&m) != (m.shm.fd >= 0) +
+		    fivc_tunnel_msg_n_fds(&m) != (unsigned int)(m.shm.fd >= 0) +
 							 (m.evch.fd_wait >= 0) +
-							 (m.evch.fd_kick >= 0))
+							 (m.evch.fd_kick >= 0) +
+							 (m.relay_fd >= 0))
 			abort();
 		fivc_tunnel_msg_release(&p);
 		fivc_tunnel_msg_release(&m);
