@@ -182,8 +182,11 @@ test-ring-tsan:
 		O=build/tsan SAN=thread CC=clang test-ring
 
 # Longer runs than make test affords (ROUNDS=N).
+# 10k half-closing connections one after another, then 1000 concurrent
+# flows in rounds for ten minutes, with leak checks (tests/netns/test_soak.sh).
 soak: deps $(FASTIVC) $(TOOLS)
-	$(Q)O=$(O) ROUNDS=$${ROUNDS:-500} bash tests/netns/test_churn.sh
+	$(Q)O=$(O) ROUNDS=$${ROUNDS:-2500} bash tests/netns/test_churn.sh
+	$(Q)O=$(O) SOAK_SECONDS=$${SOAK_SECONDS:-600} bash tests/netns/test_soak.sh
 
 # --- Xen lab (tests/xenlab) --------------------------------------------------
 # Xen 4.17 + dom0 + two PV domUs under QEMU (TCG), from Debian packages:
