@@ -6,6 +6,7 @@
 #   make demo         the two-namespace demonstration (as root)
 #   make bench        benchmarks; rows go to build/bench/results.csv
 #   make fuzz         the fuzz targets for longer (FUZZ_SECONDS)
+#   make soak         10k connections, then 1000 flows for ten minutes
 #   make check        clang-format and static checks
 #   make xen-lab      Xen + two domUs under QEMU: netfront and xen backend
 #   make test-deploy  systemd unit, config, Kubernetes manifests, metrics
