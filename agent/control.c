@@ -32,7 +32,6 @@ static const char *const stat_names[FIVC_STAT__MAX] = {
 	[FIVC_STAT_FIN_DATA] = "fin_data",
 	[FIVC_STAT_ACK_HELD] = "ack_held",
 	[FIVC_STAT_CANCELLED] = "cancelled",
-	[FIVC_STAT_MSG_DROP] = "msg_drop",
 };
 
 const char *agent_stat_name(unsigned int i)

@@ -7,12 +7,10 @@
  * agent cancelled the flow). Agent socket Y: by its slot's mode, ingress
  * into A (INJECT) or egress out of A (RELAY).
  *
- * The verdict is SK_DROP only for a flow whose agent is gone after its
- * first byte took the tunnel: one drop makes every later send() on the
- * socket fail with EACCES without running the program again, which is what
- * that connection needs. Otherwise a failed redirect sets nothing
- * (bpf_msg_redirect_hash fails before recording the target), so returning
- * SK_PASS sends on the socket's own TCP path.
+ * The verdict is never SK_DROP: one drop makes every later send() on the
+ * socket fail with EACCES without running the program again. A failed
+ * redirect sets nothing (bpf_msg_redirect_hash fails before recording the
+ * target), so returning SK_PASS then sends on the socket's own TCP path.
  */
 #include "fastivc.bpf.h"
 
@@ -100,9 +98,9 @@ static __always_inline enum claim app_claim(__u64 *sw, __u64 *seen)
 
 /*
  * A steered app socket sends: its bytes go to X, the agent reads them on Y.
- * A redirect that fails before the first byte leaves the flow on TCP. One
- * that fails after it (X is gone with its agent) must not: the bytes would
- * follow on TCP behind a gap, so the send fails (EACCES) instead.
+ * A redirect fails only without X: before the flow's first byte that
+ * leaves it on TCP; after it, X went with its agent, whose peer resets the
+ * connection (docs/steering.md, "RST, close() and failures").
  */
 static __always_inline int app_send(struct sk_msg_md *msg, __u32 family)
 {
@@ -127,12 +125,10 @@ static __always_inline int app_send(struct sk_msg_md *msg, __u32 family)
 	}
 	skey.slot = flow->slot;
 	if (bpf_msg_redirect_hash(msg, &socks, &skey, 0) != SK_PASS) {
-		if (claim == CLAIM_EARLIER) {
-			stat_inc(FIVC_STAT_MSG_DROP);
-			return SK_DROP;
-		}
-		/* Nothing took the tunnel: the claim is void. */
-		__sync_val_compare_and_swap(sw, seen | FIVC_SW_CAPTURED, seen);
+		/* Nothing took the tunnel yet: the claim is void. */
+		if (claim == CLAIM_NOW)
+			__sync_val_compare_and_swap(sw, seen | FIVC_SW_CAPTURED,
+						    seen);
 		goto pass;
 	}
 	/* Sends on one socket hold its lock: plain adds are exact. */

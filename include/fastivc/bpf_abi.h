@@ -163,7 +163,6 @@ enum fivc_stat {
 	FIVC_STAT_FIN_DATA,	 /* FINs with payload on a steered flow */
 	FIVC_STAT_ACK_HELD,	 /* ACKs of our FIN dropped (see fin_hold) */
 	FIVC_STAT_CANCELLED,	 /* sends passed: the flow fell back to TCP */
-	FIVC_STAT_MSG_DROP,	 /* sends failed: agent gone mid-stream */
 	FIVC_STAT__MAX,
 };
 
