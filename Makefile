@@ -221,10 +221,9 @@ $(O)/fuzz/fuzz_tunnel_msg: shm/tunnel_msg.c shm/ring_geom.c shm/backend.c \
 	common/log.c
 $(O)/fuzz/fuzz_link_stream: shm/tunnel_msg.c shm/tunnel_msg_unix.c \
 	shm/ring_geom.c shm/backend.c common/log.c
-$(O)/fuzz/fuzz_config: agent/config.c agent/metrics.c tests/fuzz/agent_stubs.c \
-	shm/ring_geom.c common/log.c
-$(O)/fuzz/fuzz_cli: agent/addr.c agent/metrics.c tests/fuzz/agent_stubs.c \
+$(O)/fuzz/fuzz_config: agent/config.c agent/addr.c shm/ring_geom.c \
 	common/log.c
+$(O)/fuzz/fuzz_cli: agent/addr.c common/log.c
 
 FUZZ_TARGETS := $(patsubst tests/fuzz/%.c,$(O)/fuzz/%,$(wildcard tests/fuzz/fuzz_*.c))
 test-fuzz: $(FUZZ_TARGETS)

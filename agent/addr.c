@@ -1,7 +1,11 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
-/* 16-byte addresses as the maps store them: IPv6, or IPv4-mapped. */
+/*
+ * 16-byte addresses as the maps store them (IPv6, or IPv4-mapped), and
+ * the listen address of metrics_listen.
+ */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,4 +50,48 @@ int addr_parse_prefix(const char *s, struct fivc_peer_key *k)
 	}
 	k->prefixlen = (uint32_t)(v4 ? 96 + plen : plen);
 	return 0;
+}
+
+/* "A.B.C.D:PORT" or "[V6]:PORT": 0 or -EINVAL. */
+int addr_parse_listen(const char *s, struct sockaddr_storage *ss,
+		      unsigned int *len)
+{
+	struct sockaddr_storage tmp = {};
+	char host[64], *colon, *end;
+	unsigned long port;
+
+	if (strlen(s) >= sizeof(host))
+		return -EINVAL;
+	snprintf(host, sizeof(host), "%s", s);
+	colon = strrchr(host, ':');
+	if (!colon || !colon[1])
+		return -EINVAL;
+	*colon = 0;
+	port = strtoul(colon + 1, &end, 10);
+	if (*end || port == 0 || port > 65535)
+		return -EINVAL;
+	if (!ss)
+		ss = &tmp;
+	if (host[0] == '[' && colon[-1] == ']') {
+		struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)ss;
+
+		colon[-1] = 0;
+		sin6->sin6_family = AF_INET6;
+		sin6->sin6_port = htons((uint16_t)port);
+		if (inet_pton(AF_INET6, host + 1, &sin6->sin6_addr) != 1)
+			return -EINVAL;
+		if (len)
+			*len = sizeof(*sin6);
+		return 0;
+	} else {
+		struct sockaddr_in *sin = (struct sockaddr_in *)ss;
+
+		sin->sin_family = AF_INET;
+		sin->sin_port = htons((uint16_t)port);
+		if (inet_pton(AF_INET, host, &sin->sin_addr) != 1)
+			return -EINVAL;
+		if (len)
+			*len = sizeof(*sin);
+		return 0;
+	}
 }

@@ -296,13 +296,17 @@ void control_fini(struct agent *a);
 /* agent/addr.c: printing and parsing 16-byte (IPv4-mapped) addresses */
 void addr_format(const uint8_t a[16], char *buf, size_t len);
 int addr_parse_prefix(const char *s, struct fivc_peer_key *k);
+/* A listen address, "A.B.C.D:PORT" or "[V6]:PORT"; @ss may be NULL. */
+struct sockaddr_storage;
+int addr_parse_listen(const char *s, struct sockaddr_storage *ss,
+		      unsigned int *len);
 
 /* The subcommands (agent/cmd_*.c) */
 int cmd_agent(int argc, char **argv);
 int cmd_status(int argc, char **argv);
 int cmd_peer(int argc, char **argv);
 
-/* agent/config.c: SIGHUP reload; says which keys need a restart */
+/* agent/reload.c: SIGHUP reload; says which keys need a restart */
 void agent_config_apply(struct agent *a, const struct agent_config *n);
 
 /* agent/control.c: the name of a BPF stat in status and metrics */
@@ -314,9 +318,6 @@ void agent_notify_reloading(void);
 void agent_notify_tick(struct agent *a);
 
 /* agent/metrics.c: Prometheus text on cfg.metrics_listen, if set */
-struct sockaddr_storage;
-int metrics_parse_addr(const char *s, struct sockaddr_storage *ss,
-		       unsigned int *len);
 int metrics_init(struct agent *a);
 void metrics_fini(struct agent *a);
 

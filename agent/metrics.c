@@ -20,50 +20,6 @@
 
 #define MAX_REASONS 16
 
-/* "A.B.C.D:PORT" or "[V6]:PORT"; 0 or -EINVAL. @ss may be NULL. */
-int metrics_parse_addr(const char *s, struct sockaddr_storage *ss,
-		       unsigned int *len)
-{
-	struct sockaddr_storage tmp = {};
-	char host[64], *colon, *end;
-	unsigned long port;
-
-	if (strlen(s) >= sizeof(host))
-		return -EINVAL;
-	snprintf(host, sizeof(host), "%s", s);
-	colon = strrchr(host, ':');
-	if (!colon || !colon[1])
-		return -EINVAL;
-	*colon = 0;
-	port = strtoul(colon + 1, &end, 10);
-	if (*end || port == 0 || port > 65535)
-		return -EINVAL;
-	if (!ss)
-		ss = &tmp;
-	if (host[0] == '[' && colon[-1] == ']') {
-		struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)ss;
-
-		colon[-1] = 0;
-		sin6->sin6_family = AF_INET6;
-		sin6->sin6_port = htons((uint16_t)port);
-		if (inet_pton(AF_INET6, host + 1, &sin6->sin6_addr) != 1)
-			return -EINVAL;
-		if (len)
-			*len = sizeof(*sin6);
-		return 0;
-	} else {
-		struct sockaddr_in *sin = (struct sockaddr_in *)ss;
-
-		sin->sin_family = AF_INET;
-		sin->sin_port = htons((uint16_t)port);
-		if (inet_pton(AF_INET, host, &sin->sin_addr) != 1)
-			return -EINVAL;
-		if (len)
-			*len = sizeof(*sin);
-		return 0;
-	}
-}
-
 /* A label value as the text format wants it: \\, \" and \n escaped. */
 static void put_label(FILE *o, const char *v)
 {
@@ -272,7 +228,7 @@ int metrics_init(struct agent *a)
 
 	if (!a->cfg.metrics_listen[0])
 		return 0;
-	if (metrics_parse_addr(a->cfg.metrics_listen, &ss, &len))
+	if (addr_parse_listen(a->cfg.metrics_listen, &ss, &len))
 		return -EINVAL;
 	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK,
 		    0);

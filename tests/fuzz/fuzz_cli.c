@@ -47,7 +47,7 @@ static void fuzz_listen(const char *arg)
 	struct sockaddr_storage ss;
 	unsigned int len = 0;
 
-	if (metrics_parse_addr(arg, &ss, &len))
+	if (addr_parse_listen(arg, &ss, &len))
 		return;
 	if (!((ss.ss_family == AF_INET && len == sizeof(struct sockaddr_in)) ||
 	      (ss.ss_family == AF_INET6 && len == sizeof(struct sockaddr_in6))))
