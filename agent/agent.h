@@ -35,6 +35,7 @@ struct agent_config {
 	char metrics_listen[64];   /* HOST:PORT of /metrics; "" = off */
 	char log_level[8];	   /* as given; "" = not set */
 	bool coresident_xs;	   /* peers from dom0's xenstore list */
+	uint32_t backend;	   /* enum fivc_backend_kind */
 };
 
 /*
@@ -67,6 +68,9 @@ struct peer_link {
 	/* Messages the socket did not take yet, oldest first (never block). */
 	struct fivc_tunnel_frame *out_head, *out_tail;
 	bool out_waiting; /* registered for EPOLLOUT */
+	bool carries_fds; /* a Unix socket between agents: relays possible */
+	bool keepalive;	  /* nothing else tells that the peer died (xen) */
+	uint64_t last_rx_ns, last_tx_ns;
 	struct peer_link *next;
 };
 
@@ -121,6 +125,9 @@ struct flow {
 	uint64_t rx_unread; /* last measured + injected since */
 	uint32_t y_events;  /* what Y is registered for in epoll */
 	uint64_t bytes_tx, bytes_rx;
+	/* Out of budget with more to move: run again after this batch. */
+	bool more_tx, more_rx, more_queued;
+	struct flow *more_next;
 };
 
 /* A CREATE or FALLBACK from the peer for a flow we have not seen yet. */
@@ -175,7 +182,10 @@ struct agent {
 	uint32_t *recycled; /* slot ids free for a new pair */
 	uint32_t n_recycled;
 	struct peer_link *links;
+	struct xlink *xlinks; /* xen: links being set up or up (xlink.c) */
+	struct agent_coresident *cores; /* coresident = xenstore */
 	struct parked_create *parked;
+	struct flow *more; /* flows to pump again after this batch */
 	struct agent_counters ctr;
 	struct fallback_rec fallbacks[FALLBACK_RECS]; /* the latest, a ring */
 	uint32_t n_fallbacks;
@@ -255,6 +265,8 @@ void flow_state_event(struct agent *a, const struct fivc_event *ev);
 void flow_fin_held(struct agent *a, const struct fivc_event *ev);
 void flow_expire(struct agent *a, uint64_t now);
 void flows_window_poll(struct agent *a);
+/* Flows that ran out of budget in this batch: pump them again. */
+void flows_run_more(struct agent *a);
 uint32_t flows_busy(struct agent *a);
 void flow_link_down(struct agent *a, struct peer_link *l);
 struct fivc_tunnel_msg;
@@ -285,7 +297,23 @@ int link_init(struct agent *a);
 struct peer_link *link_get(struct agent *a, uint32_t domid);
 int link_send(struct agent *a, struct peer_link *l,
 	      const struct fivc_tunnel_msg *m);
+/* A connected stream to @domid's agent (xen: from xlink.c); takes @fd. */
+struct peer_link *link_adopt(struct agent *a, int fd, uint32_t domid);
+/* Keepalives: send when idle, take down links that went silent. */
+void link_tick(struct agent *a, uint64_t now);
 void link_fini(struct agent *a);
+
+/* agent/xlink.c: links over grant pages (backend = xen) */
+struct xlink;
+/* Set a link to @peer up (no-op if there is one). */
+void xlink_want(struct agent *a, uint32_t peer);
+/* Links to exactly these domains: others are closed, missing ones set up. */
+void xlink_want_only(struct agent *a, const uint32_t *peers, uint32_t n);
+/* Both sides mapped each other's ring. */
+bool xlink_up(struct agent *a, uint32_t peer);
+/* Read peers' offers: set links up, notice restarts and destroyed peers. */
+void xlink_tick(struct agent *a, uint64_t now);
+void xlink_fini(struct agent *a);
 
 /* agent/control.c: the status socket */
 int control_path(const struct agent_config *c, char *buf, size_t len);
@@ -323,8 +351,10 @@ void metrics_fini(struct agent *a);
 
 /* agent/coresident.c: peers from dom0's list (coresident = xenstore) */
 struct agent_coresident;
-int coresident_init(struct agent *a, struct agent_coresident **out);
-void coresident_fini(struct agent *a, struct agent_coresident *c);
+int coresident_init(struct agent *a);
+/* A link went up or down (xen): redo the peers map. */
+void coresident_changed(struct agent *a);
+void coresident_fini(struct agent *a);
 
 /* agent/cmd_dom0.c: dom0's list in xenstore (coresident.h) */
 int cmd_dom0(int argc, char **argv);

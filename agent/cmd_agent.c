@@ -41,7 +41,7 @@ static void usage(FILE *o)
 		"channel_size pool max_tunnels setup_timeout_ms "
 		"drain_timeout_ms\n"
 		"window ifaces "
-		"log_level metrics_listen coresident (see fastivc(8), "
+		"log_level metrics_listen coresident backend (see fastivc(8), "
 		"docs/operations.md).\n"
 		"SIGHUP reads the file and the options again; window, "
 		"max_tunnels,\n"
@@ -180,6 +180,8 @@ static void on_tick(struct agent *a, struct agent_watch *w, uint32_t events)
 	if (read(w->fd, &n, sizeof(n)) < 0)
 		return;
 	flow_expire(a, agent_now_ns());
+	link_tick(a, agent_now_ns());
+	xlink_tick(a, agent_now_ns());
 	if (a->drain_deadline_ns) {
 		drain_check(a);
 		return;
@@ -312,13 +314,27 @@ static int add_hup_watch(struct agent *a, sigset_t *hup)
 			    on_hup);
 }
 
+/*
+ * backend = xen needs dom0's list: links are set up to the domains on it,
+ * and only those whose link is up enter the peers map.
+ */
+static int open_backend(struct agent *a)
+{
+	if (a->cfg.backend == FIVC_BACKEND_LOCAL)
+		return fivc_backend_open_local(&a->be);
+	if (!a->cfg.coresident_xs) {
+		pr_err("backend = xen needs coresident = xenstore");
+		return -EINVAL;
+	}
+	return fivc_backend_open_xen(&a->be);
+}
+
 int cmd_agent(int argc, char **argv)
 {
 	struct itimerspec tick = {{0, TICK_MS * 1000000L},
 				  {0, TICK_MS * 1000000L}};
 	struct agent *a = calloc(1, sizeof(*a));
 	struct agent_watch w_sig = {};
-	struct agent_coresident *cores = NULL;
 	sigset_t mask, hup;
 	int lock_fd = -1, err;
 
@@ -345,7 +361,7 @@ int cmd_agent(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 
 	a->epfd = epoll_create1(EPOLL_CLOEXEC);
-	err = a->epfd < 0 ? -errno : fivc_backend_open_local(&a->be);
+	err = a->epfd < 0 ? -errno : open_backend(a);
 	if (!err)
 		err = flows_init(a);
 	if (!err)
@@ -380,7 +396,7 @@ int cmd_agent(int argc, char **argv)
 		err = metrics_init(a);
 	/* Peers from dom0's list in xenstore, if so configured. */
 	if (!err)
-		err = coresident_init(a, &cores);
+		err = coresident_init(a);
 	if (err)
 		goto out;
 	slots_fill(a);
@@ -391,7 +407,7 @@ int cmd_agent(int argc, char **argv)
 	agent_notify_ready(a);
 	err = agent_loop(a);
 out:
-	coresident_fini(a, cores);
+	coresident_fini(a);
 	metrics_fini(a);
 	if (a->w_hup.live)
 		close(a->w_hup.fd);

@@ -25,6 +25,7 @@ void agent_config_defaults(struct agent_config *c)
 	snprintf(c->run_dir, sizeof(c->run_dir), "/run/fastivc");
 	snprintf(c->link_dir, sizeof(c->link_dir), "/run/fastivc/link");
 	c->domid = UINT32_MAX; /* must be set */
+	c->backend = FIVC_BACKEND_LOCAL;
 	c->n_channels = g.n_channels;
 	c->channel_size =
 		64 * 1024; /* 4 KiB (the thesis) costs a syscall per 4 KiB */
@@ -116,6 +117,14 @@ int agent_config_set(struct agent_config *c, const char *key, const char *val)
 			fivc_log_set_level(l);
 			snprintf(c->log_level, sizeof(c->log_level), "%s", val);
 		}
+	} else if (!strcmp(key, "backend")) {
+		err = 0;
+		if (!strcmp(val, "local"))
+			c->backend = FIVC_BACKEND_LOCAL;
+		else if (!strcmp(val, "xen"))
+			c->backend = FIVC_BACKEND_XEN;
+		else
+			err = -EINVAL;
 	} else if (!strcmp(key, "coresident")) {
 		err = strcmp(val, "manual") && strcmp(val, "xenstore") ? -EINVAL
 								       : 0;

@@ -94,6 +94,45 @@ static void print_fallbacks(struct agent *a, FILE *o, bool json)
 		fprintf(o, "]");
 }
 
+/* The backend and, for xen, what it holds and each link's state. */
+static void print_backend(struct agent *a, FILE *o, bool json)
+{
+	const struct fivc_backend_usage *u = &a->be->usage;
+	bool xen = a->be->kind == FIVC_BACKEND_XEN;
+	const struct peer_link *l;
+
+	if (json) {
+		fprintf(o,
+			"\"backend\":{\"kind\":\"%s\",\"pages_granted\":%llu,"
+			"\"pages_mapped\":%llu,\"event_channels\":%llu},"
+			"\"links\":[",
+			xen ? "xen" : "local",
+			(unsigned long long)u->pages_granted,
+			(unsigned long long)u->pages_mapped,
+			(unsigned long long)u->evchs);
+		for (l = a->links; l; l = l->next)
+			fprintf(o, "%s{\"domid\":%u,\"up\":%s}",
+				l == a->links ? "" : ",", l->domid,
+				!xen || xlink_up(a, l->domid) ? "true"
+							      : "false");
+		fprintf(o, "]");
+		return;
+	}
+	fprintf(o, "backend %s", xen ? "xen" : "local");
+	if (xen)
+		fprintf(o,
+			": %llu pages granted, %llu mapped, %llu event "
+			"channels",
+			(unsigned long long)u->pages_granted,
+			(unsigned long long)u->pages_mapped,
+			(unsigned long long)u->evchs);
+	fprintf(o, "; links to domains:");
+	for (l = a->links; l; l = l->next)
+		fprintf(o, " %u%s", l->domid,
+			!xen || xlink_up(a, l->domid) ? "" : " (setting up)");
+	fprintf(o, "\n");
+}
+
 static void print_status(struct agent *a, FILE *o, bool json)
 {
 	uint64_t st[FIVC_STAT__MAX];
@@ -140,7 +179,9 @@ static void print_status(struct agent *a, FILE *o, bool json)
 		for (int i = 0; i < FIVC_STAT__MAX; i++)
 			fprintf(o, "%s\"%s\":%llu", i ? "," : "", stat_names[i],
 				(unsigned long long)st[i]);
-		fprintf(o, "},\"flows\":[");
+		fprintf(o, "},");
+		print_backend(a, o, true);
+		fprintf(o, ",\"flows\":[");
 	} else {
 		fprintf(o,
 			"instance %s domid %u pid %d: %u tunnels, %u free "
@@ -162,6 +203,7 @@ static void print_status(struct agent *a, FILE *o, bool json)
 			(unsigned long long)c->flows_done,
 			(unsigned long long)c->bytes_tx,
 			(unsigned long long)c->bytes_rx);
+		print_backend(a, o, false);
 		fprintf(o, "bpf:");
 		for (int i = 0; i < FIVC_STAT__MAX; i++)
 			fprintf(o, " %s %llu", stat_names[i],

@@ -66,12 +66,42 @@ static int map_read(int fd, struct cores_set *s)
 	return err;
 }
 
+/*
+ * backend = xen: keep a link to every domain of the list, and let only the
+ * domains whose link is up into the peers map.
+ */
+static int xen_links(struct agent *a, struct cores_set *want)
+{
+	uint32_t *domids = calloc(want->n + 1, sizeof(*domids));
+	uint32_t n = 0, kept = 0;
+
+	if (!domids)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < want->n; i++) {
+		uint32_t j = 0;
+
+		while (j < n && domids[j] != want->e[i].domid)
+			j++;
+		if (j == n)
+			domids[n++] = want->e[i].domid;
+	}
+	xlink_want_only(a, domids, n);
+	free(domids);
+	for (uint32_t i = 0; i < want->n; i++)
+		if (xlink_up(a, want->e[i].domid))
+			want->e[kept++] = want->e[i];
+	want->n = kept;
+	return 0;
+}
+
 static void sync_peers(struct agent *a, struct agent_coresident *c)
 {
 	struct cores_set want = {}, have = {};
 	struct apply ap = {.fd = c->peers_fd};
 	int err = cores_xs_read(c->xs, a->cfg.domid, &want);
 
+	if (!err && a->cfg.backend == FIVC_BACKEND_XEN)
+		err = xen_links(a, &want);
 	if (!err)
 		err = map_read(c->peers_fd, &have);
 	if (err)
@@ -119,6 +149,18 @@ static int check_domid(struct xs_handle *xs, uint32_t domid)
 	return -EINVAL;
 }
 
+static void free_cores(struct agent *a, struct agent_coresident *c)
+{
+	if (!c)
+		return;
+	agent_watch_del(a, &c->w);
+	if (c->xs)
+		xs_close(c->xs);
+	if (c->peers_fd >= 0)
+		close(c->peers_fd);
+	free(c);
+}
+
 static int open_peers(struct agent *a, struct agent_coresident *c)
 {
 	char dir[256], path[300];
@@ -132,12 +174,17 @@ static int open_peers(struct agent *a, struct agent_coresident *c)
 	return -errno;
 }
 
-int coresident_init(struct agent *a, struct agent_coresident **out)
+void coresident_changed(struct agent *a)
+{
+	if (a->cores)
+		sync_peers(a, a->cores);
+}
+
+int coresident_init(struct agent *a)
 {
 	struct agent_coresident *c;
 	int err;
 
-	*out = NULL;
 	if (!a->cfg.coresident_xs)
 		return 0;
 	c = calloc(1, sizeof(*c));
@@ -160,23 +207,17 @@ int coresident_init(struct agent *a, struct agent_coresident **out)
 	if (!err)
 		err = agent_watch_add(a, &c->w, EPOLLIN);
 	if (err) {
-		coresident_fini(a, c);
+		free_cores(a, c);
 		return err;
 	}
+	a->cores = c;
 	sync_peers(a, c);
 	pr_info("coresident: following dom0's list at %s", CORES_DIR);
-	*out = c;
 	return 0;
 }
 
-void coresident_fini(struct agent *a, struct agent_coresident *c)
+void coresident_fini(struct agent *a)
 {
-	if (!c)
-		return;
-	agent_watch_del(a, &c->w);
-	if (c->xs)
-		xs_close(c->xs);
-	if (c->peers_fd >= 0)
-		close(c->peers_fd);
-	free(c);
+	free_cores(a, a->cores);
+	a->cores = NULL;
 }

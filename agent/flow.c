@@ -283,7 +283,8 @@ static void flow_give_up(struct agent *a, struct flow *f, const char *reason)
 		return;
 	}
 	clean = tx_cancel(a, f);
-	if (!f->link && !clean) {
+	if (!clean && (!f->link || !f->link->carries_fds)) {
+		/* No relay without one (xen links pass no sockets). */
 		flow_fail(a, f, reason);
 		return;
 	}
@@ -340,9 +341,32 @@ static void fallback_from_peer(struct agent *a, struct flow *f,
 	fallback_settle(a, f);
 }
 
+/*
+ * Bytes one pump call moves before it lets the loop serve the others: on
+ * a busy CPU a flow whose peer keeps up would otherwise hold the loop for
+ * seconds (no keepalives, no other flow).
+ */
+#define PUMP_BUDGET (1u << 20)
+
+/* Run this direction again after the current batch of events. */
+static void flow_more(struct agent *a, struct flow *f, bool rx)
+{
+	if (rx)
+		f->more_rx = true;
+	else
+		f->more_tx = true;
+	if (!f->more_queued) {
+		f->more_queued = true;
+		f->more_next = a->more;
+		a->more = f;
+	}
+}
+
 /* App -> Y -> our ring. */
 static void pump_tx(struct agent *a, struct flow *f)
 {
+	size_t budget = PUMP_BUDGET;
+
 	while (f->state == FLOW_TUNNEL && !f->tx_eof) {
 		void *buf;
 		size_t room;
@@ -371,7 +395,13 @@ static void pump_tx(struct agent *a, struct flow *f)
 			fivc_tx_commit(&f->tx, (size_t)n);
 			f->bytes_tx += (uint64_t)n;
 			a->ctr.bytes_tx += (uint64_t)n;
-			continue;
+			if ((size_t)n < budget) {
+				budget -= (size_t)n;
+				continue;
+			}
+			fivc_tx_flush(&f->tx);
+			flow_more(a, f, false);
+			return;
 		}
 		if (n == 0) { /* the app shut down and X was shut after it */
 			fivc_tx_close(&f->tx);
@@ -442,6 +472,8 @@ void flow_fin_release(struct agent *a, struct flow *f)
 /* Peer's ring -> Y -> (sk_msg ingress redirect) -> the app socket. */
 static void pump_rx(struct agent *a, struct flow *f)
 {
+	size_t budget = PUMP_BUDGET;
+
 	while (f->state == FLOW_TUNNEL && !f->rx_eof) {
 		const void *buf;
 		ssize_t n = fivc_rx_peek(&f->rx, &buf), s;
@@ -479,7 +511,12 @@ static void pump_rx(struct agent *a, struct flow *f)
 			fivc_rx_release(&f->rx, (size_t)s);
 			f->bytes_rx += (uint64_t)s;
 			a->ctr.bytes_rx += (uint64_t)s;
-			continue;
+			if ((size_t)s < budget) {
+				budget -= (size_t)s;
+				continue;
+			}
+			flow_more(a, f, true);
+			return;
 		}
 		if (s < 0 && errno == EAGAIN) {
 			flow_y_want(a, f, f->y_events | EPOLLOUT);
@@ -494,6 +531,29 @@ static void pump_rx(struct agent *a, struct flow *f)
 		}
 		flow_fail(a, f, "injection into the app socket failed");
 		return;
+	}
+}
+
+void flows_run_more(struct agent *a)
+{
+	struct flow *f = a->more, *next;
+
+	a->more = NULL;
+	for (; f; f = next) {
+		uint32_t slot = f->slot;
+
+		next = f->more_next;
+		f->more_queued = false;
+		if (a->flows[slot] != f) /* freed in this batch: memory kept */
+			continue;
+		if (f->more_tx) {
+			f->more_tx = false;
+			pump_tx(a, f);
+		}
+		if (a->flows[slot] == f && f->more_rx) {
+			f->more_rx = false;
+			pump_rx(a, f);
+		}
 	}
 }
 
@@ -645,8 +705,13 @@ static int flow_attach_rx(struct agent *a, struct flow *f,
 		return EALREADY;
 	if (a->n_tunnels >= a->cfg.max_tunnels)
 		return EBUSY;
-	if (!m->has_evch || m->geom.n_receivers != 1)
+	if (!m->has_evch || m->geom.n_receivers != 1 ||
+	    m->shm.kind != a->cfg.backend || m->evch.kind != a->cfg.backend)
 		return EINVAL;
+	/* Only pages and a port of the link's own domain. */
+	if (m->shm.kind == FIVC_BACKEND_XEN &&
+	    (m->shm.domid != f->peer_domid || m->evch.domid != f->peer_domid))
+		return EPERM;
 	err = ops->shm_map(a->be, &m->shm, &f->rx_shm);
 	if (!err)
 		err = ops->evch_bind(a->be, &m->evch, &f->ev_rx);
@@ -850,7 +915,10 @@ void flow_state_event(struct agent *a, const struct fivc_event *ev)
 	if (ev->new_state != TCP_CLOSE)
 		return;
 	f->app_closed = true;
-	if (ev->old_state == TCP_ESTABLISHED || ev->old_state == TCP_CLOSE_WAIT)
+	if (f->state == FLOW_FAILED) /* reset by us: nothing left to do */
+		flow_free(a, f);
+	else if (ev->old_state == TCP_ESTABLISHED ||
+		 ev->old_state == TCP_CLOSE_WAIT)
 		flow_fail(a, f, R_APP_RESET);
 	else
 		flow_maybe_done(a, f);

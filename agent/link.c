@@ -4,6 +4,10 @@
  * by every tunnel (no per-connection rendezvous). Local backend: each agent
  * listens on <link_dir>/dom<domid>.sock (root only) and a link starts with a
  * HELLO naming the connecting domain; then tunnel messages flow both ways.
+ * Xen backend: xlink.c sets the link up over grant pages and hands us one
+ * end of a socketpair (link_adopt). Nothing tells us there that the peer
+ * died, so both ends send a KEEPALIVE when idle and a link that hears
+ * nothing for LINK_DEAD_NS is taken down.
  * Sends never block: two agents blocked sending to each other (a burst of
  * connections fills both sockets) would deadlock. What the socket does not
  * take waits in the link's queue for EPOLLOUT.
@@ -23,6 +27,8 @@
 #include "fastivc/tunnel_msg.h"
 
 #define LINK_HELLO_MAGIC 0x4c564946u /* "FIVL" */
+#define LINK_KEEPALIVE_NS (1000 * 1000000ULL)
+#define LINK_DEAD_NS (10000 * 1000000ULL)
 
 struct link_hello {
 	uint32_t magic;
@@ -65,7 +71,9 @@ static void link_down(struct agent *a, struct peer_link *l, int err)
 {
 	if (l->hello_done)
 		pr_info("link to domain %u down: %s", l->domid,
-			err == -ENOTCONN ? "closed by peer" : strerror(-err));
+			err == -ENOTCONN    ? "closed by peer"
+			: err == -ETIMEDOUT ? "no keepalive from the peer"
+					    : strerror(-err));
 	flow_link_down(a, l);
 	link_free(a, l);
 }
@@ -150,6 +158,9 @@ static void link_readable(struct agent *a, struct agent_watch *w,
 		link_down(a, l, err);
 		return;
 	}
+	l->last_rx_ns = agent_now_ns();
+	if (m.type == FIVC_TMSG_KEEPALIVE)
+		return;
 	if (m.type == FIVC_TMSG_CREATE || m.type == FIVC_TMSG_FALLBACK) {
 		flow_on_offer(a, l, &m); /* takes the message's fds */
 		return;
@@ -181,10 +192,11 @@ static struct peer_link *link_new(struct agent *a, int fd)
 static void link_accept(struct agent *a, struct agent_watch *w, uint32_t events)
 {
 	int fd = accept4(w->fd, NULL, NULL, SOCK_CLOEXEC);
+	struct peer_link *l;
 
 	(void)events;
-	if (fd >= 0)
-		link_new(a, fd);
+	if (fd >= 0 && (l = link_new(a, fd)))
+		l->carries_fds = true;
 }
 
 struct peer_link *link_get(struct agent *a, uint32_t domid)
@@ -197,6 +209,10 @@ struct peer_link *link_get(struct agent *a, uint32_t domid)
 	for (l = a->links; l; l = l->next)
 		if (l->hello_done && l->domid == domid)
 			return l;
+	if (a->cfg.backend == FIVC_BACKEND_XEN) {
+		xlink_want(a, domid); /* coresident.c should have asked */
+		return NULL;
+	}
 	if (link_path(a, domid, &sun))
 		return NULL;
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -215,8 +231,40 @@ struct peer_link *link_get(struct agent *a, uint32_t domid)
 		return NULL;
 	l->domid = domid;
 	l->hello_done = true;
+	l->carries_fds = true;
 	pr_info("link to domain %u up", domid);
 	return l;
+}
+
+struct peer_link *link_adopt(struct agent *a, int fd, uint32_t domid)
+{
+	struct peer_link *l = link_new(a, fd);
+
+	if (!l)
+		return NULL;
+	l->domid = domid;
+	l->hello_done = true;
+	l->keepalive = true;
+	l->last_rx_ns = agent_now_ns();
+	return l;
+}
+
+void link_tick(struct agent *a, uint64_t now)
+{
+	struct peer_link *l, *next;
+	struct fivc_tunnel_msg m;
+
+	for (l = a->links; l; l = next) {
+		next = l->next;
+		if (!l->keepalive)
+			continue;
+		if (now - l->last_rx_ns > LINK_DEAD_NS) {
+			link_down(a, l, -ETIMEDOUT);
+		} else if (now - l->last_tx_ns >= LINK_KEEPALIVE_NS) {
+			fivc_tunnel_msg_init(&m, FIVC_TMSG_KEEPALIVE, 0);
+			link_send(a, l, &m);
+		}
+	}
 }
 
 /*
@@ -239,6 +287,7 @@ int link_send(struct agent *a, struct peer_link *l,
 	else
 		l->out_head = f;
 	l->out_tail = f;
+	l->last_tx_ns = agent_now_ns();
 	err = link_flush(a, l);
 	if (err) {
 		pr_warn("Failed to send to domain %u: %s", l->domid,
@@ -253,6 +302,8 @@ int link_init(struct agent *a)
 	struct sockaddr_un sun;
 	int fd, err;
 
+	if (a->cfg.backend == FIVC_BACKEND_XEN)
+		return 0; /* xlink.c sets links up as coresident.c asks */
 	if (mkdir(a->cfg.link_dir, 0700) && errno != EEXIST) {
 		err = -errno;
 		pr_err("Failed to create %s: %s", a->cfg.link_dir,
@@ -285,6 +336,7 @@ void link_fini(struct agent *a)
 
 	while (a->links)
 		link_down(a, a->links, -ESHUTDOWN);
+	xlink_fini(a);
 	if (a->w_link_listen.fn) {
 		agent_watch_del(a, &a->w_link_listen);
 		close(a->w_link_listen.fd);

@@ -74,7 +74,7 @@ int agent_loop(struct agent *a)
 	struct epoll_event evs[64];
 
 	while (!a->stop) {
-		int n = epoll_wait(a->epfd, evs, 64, -1);
+		int n = epoll_wait(a->epfd, evs, 64, a->more ? 0 : -1);
 
 		if (n < 0) {
 			if (errno == EINTR)
@@ -88,6 +88,7 @@ int agent_loop(struct agent *a)
 			if (w->live)
 				w->fn(a, w, evs[i].events);
 		}
+		flows_run_more(a);
 		if (a->poke_pending)
 			agent_bpf_poke_run(a);
 		agent_reap(a);

@@ -411,6 +411,7 @@ int fivc_backend_open_local(struct fivc_backend **out)
 	if (!be)
 		return -ENOMEM;
 	be->ops = &local_ops;
+	be->kind = FIVC_BACKEND_LOCAL;
 	be->self_domid = 0;
 	*out = be;
 	return 0;

@@ -123,6 +123,11 @@ static struct xentoollog_logger xen_logger = {
 
 /* --- regions -------------------------------------------------------------- */
 
+static void usage_add(uint64_t *v, int64_t n)
+{
+	__atomic_add_fetch(v, (uint64_t)n, __ATOMIC_RELAXED);
+}
+
 static void xen_shm_destroy(struct fivc_shm *shm)
 {
 	struct xen_shm *xs = to_xshm(shm);
@@ -140,6 +145,9 @@ static void xen_shm_destroy(struct fivc_shm *shm)
 			xengntshr_unshare(xb->gntshr, shm->addr, xs->n_refs);
 		else
 			xengnttab_unmap(xb->gnttab, shm->addr, xs->n_refs);
+		usage_add(xs->granted ? &xb->be.usage.pages_granted
+				      : &xb->be.usage.pages_mapped,
+			  -(int64_t)xs->n_refs);
 	}
 	free(xs);
 }
@@ -191,6 +199,7 @@ static int xen_shm_offer(struct fivc_backend *be, size_t size, uint32_t peer,
 	}
 	xs->shm.addr = addr;
 	xs->shm.size = size;
+	usage_add(&xb->be.usage.pages_granted, n);
 	/*
 	 * Linux's gntalloc hands out zeroed pages, but the interface does not
 	 * promise it and the contract of shm_offer does.
@@ -265,6 +274,7 @@ static int xen_shm_map(struct fivc_backend *be, const struct fivc_shm_desc *d,
 	}
 	xs->shm.addr = addr;
 	xs->shm.size = d->size;
+	usage_add(&xb->be.usage.pages_mapped, d->n_refs);
 	*out = &xs->shm;
 	return 0;
 
@@ -282,8 +292,10 @@ static void xen_evch_destroy(struct fivc_evch *ev)
 	if (!ev)
 		return;
 	if (xe->xce) {
-		if (xe->bound)
+		if (xe->bound) {
 			xenevtchn_unbind(xe->xce, xe->port);
+			usage_add(&ev->be->usage.evchs, -1);
+		}
 		xenevtchn_close(xe->xce);
 	}
 	free(xe);
@@ -314,6 +326,7 @@ static int xen_evch_finish(struct xen_evch *xe, xenevtchn_port_or_error_t port)
 {
 	xe->port = (evtchn_port_t)port;
 	xe->bound = true;
+	usage_add(&xe->ev.be->usage.evchs, 1);
 	if (xenevtchn_unmask(xe->xce, xe->port) < 0)
 		return neg_errno(EIO);
 	return 0;
@@ -572,6 +585,7 @@ int fivc_backend_open_xen(struct fivc_backend **out)
 	if (!xb)
 		return -ENOMEM;
 	xb->be.ops = &xen_ops;
+	xb->be.kind = FIVC_BACKEND_XEN;
 	xb->be.priv = xb;
 
 	/* Try everything, so the one warning names all that is missing. */

@@ -150,6 +150,9 @@ static int check_msg(const struct fivc_tunnel_msg *m, const char **why)
 		return err;
 	case FIVC_TMSG_ACCEPT:
 		return 0;
+	case FIVC_TMSG_KEEPALIVE:
+		return m->tunnel_id ? fail(why, "keepalive with a tunnel id")
+				    : 0;
 	case FIVC_TMSG_REJECT:
 		if (!m->reason || m->reason > 4095)
 			return fail(why, "bad reject reason");
@@ -288,7 +291,7 @@ static int check_hdr(const uint8_t *p, size_t len, const char **why)
 	if (p[2] != FIVC_TMSG_VERSION)
 		return fail(why, "unsupported version");
 	type = p[3];
-	if (type < FIVC_TMSG_CREATE || type > FIVC_TMSG_FALLBACK)
+	if (type < FIVC_TMSG_CREATE || type > FIVC_TMSG_KEEPALIVE)
 		return fail(why, "bad message type");
 	if (get_le32(p + 4) > max_body_len(type))
 		return fail(why, "body too long");
@@ -375,6 +378,9 @@ int fivc_tunnel_msg_decode(const void *buf, size_t len,
 		break;
 	case FIVC_TMSG_ACCEPT:
 		err = 0;
+		break;
+	case FIVC_TMSG_KEEPALIVE:
+		err = check_msg(m, why);
 		break;
 	case FIVC_TMSG_FALLBACK:
 		if (len != FIVC_TMSG_FALLBACK_SIZE) {

@@ -87,9 +87,18 @@ struct fivc_backend_ops {
 	void (*close)(struct fivc_backend *be);
 };
 
+/* What a backend holds now (xen; the local backend leaves them 0). */
+struct fivc_backend_usage {
+	uint64_t pages_granted; /* offered to peers */
+	uint64_t pages_mapped;	/* of peers' offers */
+	uint64_t evchs;		/* event channel ends, offered or bound */
+};
+
 struct fivc_backend {
 	const struct fivc_backend_ops *ops;
-	uint32_t self_domid; /* xen: our domid; local: 0 */
+	uint32_t kind;			 /* enum fivc_backend_kind */
+	uint32_t self_domid;		 /* xen: our domid; local: 0 */
+	struct fivc_backend_usage usage; /* updated atomically */
 	void *priv;
 };
 

@@ -12,6 +12,8 @@
  *   FALLBACK       either way, once the tunnel will not come up (our
  *                  extension, docs/steering.md "Fallback"): where this
  *                  side's bytes go instead
+ *   KEEPALIVE      either way on a link whose transport cannot tell that
+ *                  the peer died (Xen): "still here", tunnel_id 0
  *
  * Wire format, all fields little-endian, no implicit padding:
  *
@@ -28,7 +30,7 @@
  *    20  u32 shm.kind, 24 u32 shm.size, 28 u32 shm.domid, 32 u32 shm.n_refs
  *    36  u32 evch.kind, 40 u32 evch.domid, 44 u32 evch.port  (0 if no evch)
  *    48  u32 refs[n_refs]                  (xen grant references)
- *   ACCEPT body: empty
+ *   ACCEPT and KEEPALIVE bodies: empty
  *   REJECT body (8)
  *     0  u32 reason      a positive errno, 1..4095
  *     4  u32 reserved    0
@@ -75,6 +77,7 @@ enum fivc_tmsg_type {
 	FIVC_TMSG_ACCEPT = 2,
 	FIVC_TMSG_REJECT = 3,
 	FIVC_TMSG_FALLBACK = 4,
+	FIVC_TMSG_KEEPALIVE = 5,
 };
 
 enum fivc_fallback_mode {

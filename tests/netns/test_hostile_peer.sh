@@ -98,6 +98,11 @@ grep 'peer broke the tunnel protocol' "$LOGS/agent-A.log" | sed 's/^/# /'
 
 check "victim agent still runs" kill -0 "$VICTIM"
 check "victim's status answers" sh -c "$FASTIVC status -i $TAG-a --run-dir $RUN >/dev/null"
+# Each reset flow is freed once its app closed: rings unmapped, slot back.
+flows_left() { [ "$($FASTIVC status -i $TAG-a --run-dir $RUN --json |
+	python3 -c 'import json,sys; print(len(json.load(sys.stdin)["flows"]))')" = 0 ]; }
+for _ in $(seq 50); do flows_left && break; sleep 0.1; done
+check "no reset flow is left behind" flows_left
 got=$(in_ns A python3 -c "$CLIENT" $IP_B $PORT echo 2>&1)
 check "a new connection afterwards carries its bytes ($got)" [ "$got" = echoed ]
 check "... on plain TCP: the fake peer's link is gone" \

@@ -18,7 +18,7 @@
 #include "fastivc/log.h"
 #include "fastivc/tunnel_msg.h"
 
-#define N_SAMPLES 8
+#define N_SAMPLES 9
 
 /* Offsets into an encoded message, from the wire format in the header. */
 #define OFF_BODY_LEN 4
@@ -85,6 +85,9 @@ static void sample(int i, struct fivc_tunnel_msg *m)
 		fivc_tunnel_msg_init(m, FIVC_TMSG_FALLBACK, 78);
 		m->fb_mode = FIVC_FB_RELAY;
 		m->has_socket = true;
+		break;
+	case 7:
+		fivc_tunnel_msg_init(m, FIVC_TMSG_KEEPALIVE, 0);
 		break;
 	default:
 		fivc_tunnel_msg_init(m, FIVC_TMSG_REJECT, 5);
@@ -226,6 +229,9 @@ static void test_encode_refuses(void)
 	m.fb_bytes = 5;
 	CHECK_EQ(fivc_tunnel_msg_encode(&m, buf, sizeof(buf)), -EINVAL,
 		 "TCP fallback with a length");
+	fivc_tunnel_msg_init(&m, FIVC_TMSG_KEEPALIVE, 3);
+	CHECK_EQ(fivc_tunnel_msg_encode(&m, buf, sizeof(buf)), -EINVAL,
+		 "keepalive with a tunnel id");
 }
 
 /* Every proper prefix, and one byte too many, of every sample. */
@@ -326,6 +332,9 @@ static const struct corruption corruptions[] = {
 	{"type 0", 4, 3, 0, 1},
 	{"type 4", 4, 3, 4, 1},
 	{"type 255", 4, 3, 255, 1},
+	{"type 6", 7, 3, 6, 1},
+	{"keepalive with a tunnel id", 7, 8, 1, 1},
+	{"keepalive with a body length", 7, OFF_BODY_LEN, 8, 4},
 	{"accept with a body length", 4, OFF_BODY_LEN, 8, 4},
 	{"body length huge", 0, OFF_BODY_LEN, 0xffffffffu, 4},
 	{"body length short", 0, OFF_BODY_LEN, 47, 4},
@@ -358,10 +367,10 @@ static const struct corruption corruptions[] = {
 	{"xen domid reserved", 2, OFF_CREATE(28), 0x7ff0, 4},
 	{"xen evch domid reserved", 2, OFF_CREATE(40), 0xffff, 4},
 	{"xen evch port 0", 2, OFF_CREATE(44), 0, 4},
-	{"reject reason 0", 7, FIVC_TMSG_HDR_SIZE, 0, 4},
-	{"reject reason 4096", 7, FIVC_TMSG_HDR_SIZE, 4096, 4},
-	{"reject reserved", 7, FIVC_TMSG_HDR_SIZE + 4, 1, 4},
-	{"reject body length 4", 7, OFF_BODY_LEN, 4, 4},
+	{"reject reason 0", 8, FIVC_TMSG_HDR_SIZE, 0, 4},
+	{"reject reason 4096", 8, FIVC_TMSG_HDR_SIZE, 4096, 4},
+	{"reject reserved", 8, FIVC_TMSG_HDR_SIZE + 4, 1, 4},
+	{"reject body length 4", 8, OFF_BODY_LEN, 4, 4},
 	{"fallback mode 0", 5, FIVC_TMSG_HDR_SIZE, 0, 4},
 	{"fallback mode 4", 5, FIVC_TMSG_HDR_SIZE, 4, 4},
 	{"fallback unknown flag", 5, FIVC_TMSG_HDR_SIZE + 4, 2, 4},

@@ -140,6 +140,7 @@ build_domU() {
 	base_image "$img" xen-evtchn xen-gntdev xen-gntalloc xen-netfront \
 		sch_ingress cls_bpf inet_diag tcp_diag
 	install -m 755 "$HERE/init-domU.sh" "$img/init"
+	install -m 644 "$HERE/scenario-domU.sh" "$img/etc/scenario.sh"
 	for f in "$O/fastivc" "$O"/tests/* "$O"/tools/*; do
 		[ -f "$f" ] && [ -x "$f" ] || continue
 		add_bin "$img" "$f" "opt/fastivc/${f#"$O"/}"

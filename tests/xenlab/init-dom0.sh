@@ -2,9 +2,11 @@
 # SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 # dom0's /init: start the Xen toolstack, boot the server and client domUs,
 # copy their consoles to ours, then print every guest's results and
-# reboot (QEMU runs with -no-reboot, so it exits).
+# reboot (QEMU runs with -no-reboot, so it exits). On the client's word it
+# reads the client's vif counters, destroys the server mid-transfer and
+# creates a third domU, "late" (tests/xenlab/scenario-domU.sh).
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin
-GUEST_LIMIT=600 # seconds the domUs get to finish
+GUEST_LIMIT=780 # seconds the domUs get to finish
 CONS=/var/log/xen/console
 
 mount -t proc proc /proc
@@ -30,9 +32,8 @@ brctl addbr xenbr0
 ip link set xenbr0 up
 phase "toolstack up"
 
-n=0
-for role in server client; do
-	n=$((n + 1))
+create() { # create ROLE N PEER_N: domU 10.0.0.N, its peer 10.0.0.PEER_N
+	role=$1 n=$2
 	cat >/tmp/$role.cfg <<CFG
 name="$role"
 type="pv"
@@ -40,7 +41,7 @@ kernel="/boot/vmlinuz"
 ramdisk="/boot/domU.img"
 memory=256
 vcpus=1
-extra="console=hvc0 quiet role=$role lab_ip=10.0.0.$n lab_peer_ip=10.0.0.$((3 - n))"
+extra="console=hvc0 quiet role=$role lab_ip=10.0.0.$n lab_peer_ip=10.0.0.$3"
 vif=['bridge=xenbr0,mac=00:16:3e:00:00:0$n,script=/etc/vif-hotplug']
 on_poweroff="destroy"
 on_reboot="destroy"
@@ -54,7 +55,9 @@ CFG
 	# Live view of the guest, prefixed; the results are printed again below.
 	tail -n +1 -F $CONS/guest-$role.log 2>/dev/null |
 		while read -r l; do echo "[$role] $l"; done &
-done
+}
+create server 1 2
+create client 2 1
 
 # dom0's list of co-resident domains (fastivc dom0), before the domUs
 # learn their peer: server 10.0.0.1 fd00::1, client 10.0.0.2 fd00::2. Once
@@ -92,22 +95,63 @@ grow() {
 	phase "coresident list grown"
 }
 
+# The client's word, a key under its data/xlab/: wait for it (or give up).
+await() {
+	t=0
+	until xenstore-exists /local/domain/$client/data/xlab/$1; do
+		t=$((t + 1))
+		[ $t -lt $GUEST_LIMIT ] || return 1
+		sleep 1
+	done
+}
+vif_bytes() {
+	v=/sys/class/net/vif$client.0/statistics
+	echo $(($(cat $v/rx_bytes) + $(cat $v/tx_bytes)))
+}
+conduct() {
+	await vif-start || return
+	v0=$(vif_bytes)
+	xenstore-write /local/domain/$client/data/xlab-vif-start 1
+	await vif-end || return
+	d=$(($(vif_bytes) - v0))
+	xenstore-write /local/domain/$client/data/xlab-vif-end 1
+	[ $d -lt $((16 << 20)) ] &&
+		pass "dom0: the client's vif carried $d bytes while 512 MiB and more went through fastivc" ||
+		fail "dom0: the client's vif carried $d bytes (>= 16 MiB) while fastivc was to carry the traffic"
+	await destroy-peer || return
+	xl destroy server && pass "dom0: xl destroy server mid-transfer" ||
+		fail "dom0: xl destroy server"
+	fastivc dom0 remove "$server" # what the toolstack's hook does
+	phase "server destroyed; creating late"
+	create late 3 2
+	late=$(xl domid late)
+	fastivc dom0 publish "$late" 10.0.0.3
+	xenstore-write /local/domain/$late/data/xenlab-peer "$client"
+	xenstore-write /local/domain/$client/data/xenlab-late "$late"
+}
+
 # Each domU learns the other's domid from its own data/ area.
 server=$(xl domid server 2>/dev/null)
 client=$(xl domid client 2>/dev/null)
 if [ -n "$server" ] && [ -n "$client" ]; then
 	coresident
 	grow &
+	conduct &
 	xenstore-write /local/domain/$server/data/xenlab-peer "$client"
 	xenstore-write /local/domain/$client/data/xenlab-peer "$server"
 fi
 
 t0=$(date +%s)
-while xl domid server >/dev/null 2>&1 || xl domid client >/dev/null 2>&1; do
+running() {
+	for r in server client late; do
+		xl domid $r >/dev/null 2>&1 && return 0
+	done
+	return 1
+}
+while running; do
 	if [ $(($(date +%s) - t0)) -ge $GUEST_LIMIT ]; then
 		fail "domUs finished within $GUEST_LIMIT s"
-		xl destroy server 2>/dev/null
-		xl destroy client 2>/dev/null
+		for r in server client late; do xl destroy $r 2>/dev/null; done
 		break
 	fi
 	sleep 1
@@ -115,7 +159,7 @@ done
 phase "domUs gone after $(($(date +%s) - t0)) s"
 sleep 1
 
-for role in server client; do
+for role in server client late; do
 	tr -d '\r' <$CONS/guest-$role.log | grep '^XENLAB-RESULT '
 	grep -q '^XENLAB-GUEST-DONE' $CONS/guest-$role.log ||
 		fail "$role ran to the end"

@@ -1,13 +1,15 @@
 #!/bin/sh
 # SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
-# A domU's /init. The kernel command line says role=server|client,
+# A domU's /init. The kernel command line says role=server|client|late,
 # lab_ip= and lab_peer_ip= (not ip=: the kernel may take that one); dom0
 # writes the peer's domid to our data/xenlab-peer.
 #   server: iperf3, rr and blast servers, then the xen ring's receiving side
 #   client: netfront ping, iperf3, rr latency, blast, then the xen ring's
 #           sender (tests/xenlab/xen_ring_xfer.c)
 #   both:   first dom0's co-resident list (fastivc dom0 list) and a
-#           `fastivc agent` with coresident = xenstore filling its peers map
+#           `fastivc agent` (backend = xen, coresident = xenstore) filling
+#           its peers map; after the measurements, scenario-domU.sh
+#   late:   created by dom0 after it destroyed the server: scenario-domU.sh
 # Results are "XENLAB-RESULT ok - NAME" / "XENLAB-RESULT not ok - NAME"
 # ("skip - NAME: why" where this kernel cannot run the agent).
 export PATH=/opt/fastivc:/opt/fastivc/tools:/opt/fastivc/tests:/usr/sbin:/usr/bin:/sbin:/bin
@@ -33,6 +35,7 @@ result() { # result RC NAME
 	else
 		echo "XENLAB-RESULT not ok - $*"
 	fi
+	return $rc
 }
 # Centiseconds since boot (busybox date has no %N).
 uptime_cs() { awk '{printf "%d", $1 * 100}' /proc/uptime; }
@@ -67,6 +70,26 @@ results_of() {
 for m in $(cat /etc/modules); do
 	insmod "/lib/modules/$m" || result 1 "$role insmod $m"
 done
+# gntalloc shares 1024 pages in all by default: 200 tunnels need more.
+echo 16384 >/sys/module/xen_gntalloc/parameters/limit
+. /etc/scenario.sh
+mkdir -p /sys/fs/cgroup /sys/fs/bpf
+mount -t cgroup2 none /sys/fs/cgroup
+mount -t bpf bpf /sys/fs/bpf
+# The apps the agent steers; the lab's own TCP tests stay outside.
+mkdir -p /sys/fs/cgroup/lab-apps
+agent_start() { # above the apps: under TCG 200 busy threads starve it
+	fastivc agent --domid "$self" -g /sys/fs/cgroup/lab-apps \
+		--set ifaces=eth0 --set coresident=xenstore --set backend=xen \
+		--set channel_size=32768 --set setup_timeout_ms=10000 \
+		--set drain_timeout_ms=2000 >>/tmp/agent.log 2>&1 &
+	agent=$!
+	renice -n -10 -p $agent >/dev/null
+}
+agent_log() { # what the agent said about links and failures
+	grep -E "link|err:|warn:|ready" /tmp/agent.log | tail -40 |
+		sed "s/^/xenlab: $role agent: /"
+}
 ip link set lo up
 retry 30 ip addr add "$lab_ip/24" dev eth0 # netfront probes asynchronously
 ip link set eth0 up
@@ -74,14 +97,20 @@ ip link set eth0 up
 retry 60 xenstore-exists data/xenlab-peer
 peer=$(xenstore-read data/xenlab-peer)
 result $? "$role learns its peer's domid ($peer)"
-phase "up, domid $(xenstore-read domid), peer $peer"
+self=$(xenstore-read domid)
+phase "up, domid $self, peer $peer"
+if [ "$role" = late ]; then
+	late_scenario
+	agent_log
+	echo XENLAB-GUEST-DONE
+	poweroff -f
+fi
 
 # --- co-residency from dom0's list (fastivc dom0, coresident = xenstore) ----
 # dom0 published 10.0.0.N and fd00::N for each domU; once both agents are
 # up it adds 10.0.0.10N. Our own data/ area holds a list of our making
 # (10.9.9.9 for the peer) that nothing may read as dom0's.
 CORES=/local/domain/0/data/fastivc/coresident
-self=$(xenstore-read domid)
 n_peer=${lab_peer_ip##*.} n_self=${lab_ip##*.}
 # has "LIST COMMAND" ADDR DOMID: a line "ADDR[/len] DOMID" in its output.
 has() {
@@ -98,15 +127,8 @@ result $? "$role reads dom0's list: $lab_peer_ip and fd00::$n_peer are domain $p
 ! fastivc dom0 list | grep -q 10.9.9.9
 result $? "$role ignores the list in its own xenstore area"
 
-phase "fastivc agent, coresident = xenstore"
-mkdir -p /sys/fs/cgroup /sys/fs/bpf
-mount -t cgroup2 none /sys/fs/cgroup
-mount -t bpf bpf /sys/fs/bpf
-# An empty cgroup: the lab's own TCP tests below stay on plain TCP.
-mkdir -p /sys/fs/cgroup/lab-apps
-fastivc agent --domid "$self" -g /sys/fs/cgroup/lab-apps --set ifaces=eth0 \
-	--set coresident=xenstore >/tmp/agent.log 2>&1 &
-agent=$!
+phase "fastivc agent, backend = xen, coresident = xenstore"
+agent_start
 agent_has() { # ... or the agent is gone: no use waiting
 	kill -0 $agent 2>/dev/null || return 0
 	has "fastivc peer list" "$1" "$2"
@@ -140,18 +162,18 @@ else
 fi
 retry 120 has "fastivc dom0 list" "10.0.0.10$n_peer" "$peer"
 result $? "$role reads dom0's list again after it changed (10.0.0.10$n_peer -> $peer)"
-kill $agent 2>/dev/null
-wait $agent
 grep coresident /tmp/agent.log
 
 if [ "$role" = server ]; then
 	iperf3 -s -D >/dev/null
 	rr server "$lab_ip" 5300 >/dev/null &
 	blast server "$lab_ip" 5400 --bytes $STREAM >/dev/null &
+	say servers-up 1
 	results_of xen_ring_xfer server "$peer"
 else
 	retry 60 ping -c 1 -W 1 "$lab_peer_ip" >/dev/null 2>&1
 	result $? "netfront ping $lab_peer_ip"
+	hear "$peer" servers-up 120 >/dev/null
 	phase "iperf3"
 	mbit=$(iperf3 -c "$lab_peer_ip" -t 5 -f m |
 		awk '/receiver/ {print $7}')
@@ -168,5 +190,11 @@ else
 	phase "xen ring"
 	results_of xen_ring_xfer client "$peer" $((STREAM >> 20))
 fi
+if kill -0 $agent 2>/dev/null; then
+	${role}_scenario
+else
+	echo "XENLAB-RESULT not ok - $role fastivc agent is running for the scenario"
+fi
+agent_log
 echo XENLAB-GUEST-DONE
 poweroff -f

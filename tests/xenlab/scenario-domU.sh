@@ -1,0 +1,211 @@
+# SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+# Sourced by init-domU.sh: fastivc on the xen backend between the domUs.
+#   client: integrity (256 MiB each way, iperf3 -P 8, 200 connections) with
+#           the agent's counters and dom0's vif counters; kill -9 of its own
+#           agent mid-transfer and a restart; xl destroy of the server
+#           mid-transfer (dom0 does it when asked); then a domain created
+#           afterwards ("late"): plain TCP while it has no agent, a tunnel
+#           once it starts one.
+#   server: the servers for all that, then waits to be destroyed.
+#   late:   no agent at first, then one when the client asks.
+# The domains talk through xenstore: `say` writes a key of ours that one
+# other domain may read, `hear` waits for a key of another domain.
+# Needs from init-domU.sh: self, peer, role, lab_ip, lab_peer_ip, result,
+# phase, retry, uptime_cs, agent_start, agent.
+
+XL=data/xlab
+APPS=/sys/fs/cgroup/lab-apps
+MIB=1048576
+
+say() { # say NAME VALUE [READER]
+	xenstore-write "$XL/$1" "$2" &&
+		xenstore-chmod "$XL/$1" "n$self" "r${3:-$peer}"
+}
+hear() { # hear DOMID NAME [SECONDS]: print its value once it is there
+	n=${3:-300}
+	until xenstore-read "/local/domain/$1/$XL/$2" 2>/dev/null; do
+		n=$((n - 1))
+		[ $n -gt 0 ] || return 1
+		sleep 1
+	done
+}
+in_apps() { # run a command in the cgroup the agent steers
+	sh -c 'echo $$ >'"$APPS"'/cgroup.procs && exec "$@"' in_apps "$@"
+}
+ctr() { # ctr NAME: a number from the agent's status
+	fastivc status --json 2>/dev/null | grep -o "\"$1\":[0-9]*" |
+		head -1 | cut -d: -f2
+}
+unmapped() { [ "$(ctr pages_mapped)" = 0 ]; }
+link_up() { fastivc status --json 2>/dev/null | grep -q "\"domid\":$1,\"up\":true"; }
+# "SENT RECEIVED" digests of a blast log, one line per connection, as one
+# hash; $1 = 1: in the peer's order (its received is our sent).
+digests() {
+	if [ "$2" = 1 ]; then
+		awk '/^conn/ {print $8, $5}' "$1"
+	else
+		awk '/^conn/ {print $5, $8}' "$1"
+	fi | sort | sha256sum | cut -c1-64
+}
+# blast_serve NAME PORT CONNS BYTES: in the background; when it exits, say
+# NAME = "RC DIGESTS" for the client to check.
+blast_serve() {
+	(
+		in_apps blast server "$lab_ip" "$2" --conns "$3" --bytes "$4" \
+			>/tmp/$1.out 2>&1
+		say "$1" "$? $(digests /tmp/$1.out 1)" "${5:-$peer}"
+	) &
+}
+# blast_check NAME RC PEER: our blast against the server's report.
+blast_check() {
+	srv=$(hear "$3" "$1" 120)
+	[ "$2" = 0 ] && [ "${srv%% *}" = 0 ] &&
+		[ "${srv#* }" = "$(digests /tmp/$1.out)" ] && return
+	echo "xenlab: $1: client rc $2, $(grep -c '^conn' /tmp/$1.out) connections done, server said '$srv'"
+	grep -v '^conn' /tmp/$1.out | head -3
+	fastivc status | head -12
+	return 1
+}
+wait_tunnel() { # wait_tunnel BYTES: until we sent that much through tunnels
+	n=600
+	while [ "$(ctr tunnel_bytes_tx)" -lt "$1" ] 2>/dev/null; do
+		n=$((n - 1))
+		[ $n -gt 0 ] || return 1
+		sleep 0.1
+	done
+}
+vif_mark() { # dom0 reads our vif's counters when we ask and says so
+	xenstore-write "$XL/vif-$1" 1
+	retry 60 xenstore-exists "data/xlab-vif-$1"
+}
+
+server_scenario() {
+	blast_serve integrity 6001 1 $((256 * MIB))
+	in_apps iperf3 -s -p 5202 -D >/dev/null
+	blast_serve many 6002 200 $((64 * 1024))
+	blast_serve kill 6003 1 $((512 * MIB))
+	blast_serve restarted 6005 1 $((16 * MIB))
+	in_apps blast server "$lab_ip" 6004 --bytes $((1024 * MIB)) \
+		>/dev/null 2>&1 &
+	say server-ready 1
+	# The client's checks need the reports above; dom0 destroys us later.
+	hear "$peer" done 600 >/dev/null
+	agent_log
+	echo XENLAB-GUEST-DONE
+	sleep 600
+}
+
+client_integrity() {
+	phase "fastivc: integrity over grant pages"
+	vif_mark start
+	tb0=$(ctr tunnel_bytes_tx) rb0=$(ctr tunnel_bytes_rx)
+	in_apps timeout 300 blast client "$lab_peer_ip" 6001 \
+		--bytes $((256 * MIB)) >/tmp/integrity.out 2>&1
+	blast_check integrity $? "$peer"
+	result $? "fastivc: 256 MiB each way, SHA-256 equal at both ends"
+	in_apps timeout 120 iperf3 -c "$lab_peer_ip" -p 5202 -P 8 -t 5 \
+		>/tmp/iperf8.out 2>&1
+	rc=$?
+	result $rc "fastivc: iperf3 -P 8 ($(awk '/SUM.*receiver/ {print $6, $7}' /tmp/iperf8.out))"
+	in_apps timeout 300 blast client "$lab_peer_ip" 6002 --conns 200 \
+		--bytes $((64 * 1024)) >/tmp/many.out 2>&1
+	blast_check many $? "$peer" && [ "$(grep -c '^conn' /tmp/many.out)" = 200 ]
+	result $? "fastivc: 200 concurrent connections, 64 KiB each way, SHA-256 equal"
+	tb=$(($(ctr tunnel_bytes_tx) - tb0)) rb=$(($(ctr tunnel_bytes_rx) - rb0))
+	[ $tb -ge $((256 * MIB)) ] && [ $rb -ge $((256 * MIB)) ]
+	result $? "fastivc: the agent's tunnels carried $tb bytes out, $rb in (grant pages)"
+	[ "$(ctr flows_failed)" = 0 ]
+	result $? "fastivc: no flow failed"
+	vif_mark end
+}
+
+client_kill() {
+	phase "fastivc: kill -9 of our agent mid-transfer"
+	in_apps timeout 120 blast client "$lab_peer_ip" 6003 \
+		--bytes $((512 * MIB)) >/tmp/kill.out 2>&1 &
+	app=$!
+	wait_tunnel $(($(ctr tunnel_bytes_tx) + 32 * MIB))
+	kill -9 $agent
+	wait $app
+	rc=$?
+	srv=$(hear "$peer" kill 120)
+	# Each side either failed or got exactly what the other sent.
+	ok=1
+	[ -n "$srv" ] || ok=0
+	# busybox timeout exits 143 (SIGTERM), coreutils 124: a hang
+	case "$rc ${srv%% *}" in *124* | *143*) ok=0 ;; esac
+	if [ $rc = 0 ] && [ "${srv%% *}" = 0 ]; then
+		[ "${srv#* }" = "$(digests /tmp/kill.out)" ] || ok=0
+	fi
+	[ $ok = 1 ]
+	result $? "fastivc: kill -9 mid-transfer: client rc $rc, server rc ${srv%% *}, no hang, no short transfer taken as whole"
+	agent_start
+	retry 60 link_up "$peer"
+	result $? "fastivc: the restarted agent links up with the peer again"
+	in_apps timeout 120 blast client "$lab_peer_ip" 6005 \
+		--bytes $((16 * MIB)) >/tmp/restarted.out 2>&1
+	blast_check restarted $? "$peer" && [ "$(ctr tunnel_bytes_tx)" -ge $((16 * MIB)) ]
+	result $? "fastivc: after the restart, 16 MiB each way through a tunnel, SHA-256 equal"
+}
+
+client_destroy() {
+	phase "fastivc: xl destroy of the peer mid-transfer"
+	in_apps timeout 120 blast client "$lab_peer_ip" 6004 \
+		--bytes $((1024 * MIB)) >/tmp/destroy.out 2>&1 &
+	app=$!
+	wait_tunnel $(($(ctr tunnel_bytes_tx) + 32 * MIB))
+	t0=$(uptime_cs)
+	xenstore-write "$XL/destroy-peer" 1
+	wait $app
+	rc=$?
+	s=$((($(uptime_cs) - t0) / 100))
+	[ $rc != 0 ] && [ $rc != 124 ] && [ $rc != 143 ] && [ $s -le 20 ]
+	result $? "fastivc: peer destroyed: our app got an error (rc $rc) after $s s"
+	retry 30 unmapped
+	result $? "fastivc: the agent unmapped every grant of the destroyed domain" ||
+		fastivc status
+	[ "$(ctr tunnels)" = 0 ] && kill -0 $agent
+	result $? "fastivc: no tunnel left, the agent keeps running"
+}
+
+client_late() {
+	retry 180 xenstore-exists data/xenlab-late
+	late=$(xenstore-read data/xenlab-late)
+	phase "fastivc: domain $late, first without an agent"
+	hear "$late" late-ready 300 >/dev/null
+	st0=$(ctr flows_steered)
+	in_apps timeout 120 blast client 10.0.0.3 6006 --bytes $((16 * MIB)) \
+		>/tmp/noagent.out 2>&1
+	blast_check noagent $? "$late" && [ "$(ctr flows_steered)" = "$st0" ] &&
+		! fastivc peer list | grep -q '^10.0.0.3/'
+	result $? "fastivc: peer without an agent: plain TCP, SHA-256 equal, nothing steered"
+	say late-agent 1 "$late"
+	retry 120 link_up "$late"
+	result $? "fastivc: link up with domain $late once its agent runs"
+	tb0=$(ctr tunnel_bytes_tx)
+	in_apps timeout 120 blast client 10.0.0.3 6007 --bytes $((64 * MIB)) \
+		>/tmp/late.out 2>&1
+	blast_check late $? "$late" &&
+		[ $(($(ctr tunnel_bytes_tx) - tb0)) -ge $((64 * MIB)) ]
+	result $? "fastivc: after the destroy, the agent tunnels to a new domain: 64 MiB each way, SHA-256 equal"
+}
+
+client_scenario() {
+	hear "$peer" server-ready 300 >/dev/null
+	retry 60 link_up "$peer"
+	result $? "fastivc: link up with domain $peer (grant pages, event channels)"
+	client_integrity
+	client_kill
+	say done 1
+	client_destroy
+	client_late
+}
+
+late_scenario() {
+	blast_serve noagent 6006 1 $((16 * MIB)) "$peer"
+	blast_serve late 6007 1 $((64 * MIB)) "$peer"
+	say late-ready 1
+	hear "$peer" late-agent 600 >/dev/null
+	agent_start
+	wait
+}
