@@ -42,9 +42,9 @@ FIGURES = [
         ("aggregate Gbit/s", [
             ("veth TCP", "scale_throughput", "baseline"),
             ("fastivc", "scale_throughput", "fastivc")]),
-        ("agent CPU (% of a core)", [
-            ("veth TCP", "scale_agent_cpu", "baseline"),
-            ("fastivc", "scale_agent_cpu", "fastivc")]),
+        ("machine CPU per Gbit/s (% of a core)", [
+            ("veth TCP", "scale_cpu_per_gbit", "baseline"),
+            ("fastivc", "scale_cpu_per_gbit", "fastivc")]),
         ("KiB per flow (kernel + agent)", [
             ("veth TCP", "scale_mem_per_flow", "baseline"),
             ("fastivc", "scale_mem_per_flow", "fastivc")])]),

@@ -86,9 +86,11 @@ agent_start() { # above the apps: under TCG 200 busy threads starve it
 	agent=$!
 	renice -n -10 -p $agent >/dev/null
 }
-agent_log() { # what the agent said about links and failures
+agent_log() { # what the agent said about links and failures, its CPU
 	grep -E "link|err:|warn:|ready" /tmp/agent.log | tail -40 |
 		sed "s/^/xenlab: $role agent: /"
+	awk -v u="$(awk '{print $1}' /proc/uptime)" '{printf "xenlab: '"$role"' agent: %.1f s of CPU in %.0f s\n", ($14 + $15) / 100, u}' \
+		/proc/$agent/stat 2>/dev/null
 }
 ip link set lo up
 retry 30 ip addr add "$lab_ip/24" dev eth0 # netfront probes asynchronously

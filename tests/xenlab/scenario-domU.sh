@@ -63,6 +63,7 @@ blast_check() {
 		[ "${srv#* }" = "$(digests /tmp/$1.out)" ] && return
 	echo "xenlab: $1: client rc $2, $(grep -c '^conn' /tmp/$1.out) connections done, server said '$srv'"
 	grep -v '^conn' /tmp/$1.out | head -3
+	grep -m3 ' error ' /tmp/$1.out
 	fastivc status | head -12
 	return 1
 }
@@ -182,6 +183,7 @@ client_late() {
 	say late-agent 1 "$late"
 	retry 120 link_up "$late"
 	result $? "fastivc: link up with domain $late once its agent runs"
+	hear "$late" late-serving 120 >/dev/null
 	tb0=$(ctr tunnel_bytes_tx)
 	in_apps timeout 120 blast client 10.0.0.3 6007 --bytes $((64 * MIB)) \
 		>/tmp/late.out 2>&1
@@ -203,9 +205,13 @@ client_scenario() {
 
 late_scenario() {
 	blast_serve noagent 6006 1 $((16 * MIB)) "$peer"
-	blast_serve late 6007 1 $((64 * MIB)) "$peer"
 	say late-ready 1
 	hear "$peer" late-agent 600 >/dev/null
 	agent_start
+	retry 60 grep -q "agent ready" /tmp/agent.log
+	# A listener opened before the agent is never steered (its SYN-ACKs
+	# carry no option): this one comes after.
+	blast_serve late 6007 1 $((64 * MIB)) "$peer"
+	say late-serving 1
 	wait
 }
