@@ -53,8 +53,11 @@ blast_serve() {
 	(
 		in_apps blast server "$lab_ip" "$2" --conns "$3" --bytes "$4" \
 			>/tmp/$1.out 2>&1
-		say "$1" "$? $(digests /tmp/$1.out 1)" "${5:-$peer}"
+		rc=$?
+		say "$1" "$rc $(digests /tmp/$1.out 1)" "${5:-$peer}"
+		[ $rc = 0 ] || grep -m3 -v '^conn.*[0-9a-f]$' /tmp/$1.out | sed "s/^/xenlab: $1 server: /"
 	) &
+	served="$served $!"
 }
 # blast_check NAME RC PEER: our blast against the server's report.
 blast_check() {
@@ -213,5 +216,5 @@ late_scenario() {
 	# carry no option): this one comes after.
 	blast_serve late 6007 1 $((64 * MIB)) "$peer"
 	say late-serving 1
-	wait
+	wait $served
 }
