@@ -131,14 +131,12 @@ static int on_event(void *ctx, void *data, size_t len)
 	return 0;
 }
 
-#define TC_HANDLE 0xf1c0
-
 static int tc_attach_point(int ifindex, enum bpf_tc_attach_point where,
 			   struct bpf_program *prog)
 {
 	DECLARE_LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindex,
 			    .attach_point = where);
-	DECLARE_LIBBPF_OPTS(bpf_tc_opts, opts, .handle = TC_HANDLE,
+	DECLARE_LIBBPF_OPTS(bpf_tc_opts, opts, .handle = AGENT_TC_HANDLE,
 			    .priority = 1, .flags = BPF_TC_F_REPLACE);
 
 	opts.prog_fd = bpf_program__fd(prog);
@@ -178,7 +176,8 @@ static void tc_detach_all(struct agent_bpf *b)
 					    .ifindex = b->tc_ifindex[i],
 					    .attach_point = points[p]);
 			DECLARE_LIBBPF_OPTS(bpf_tc_opts, opts,
-					    .handle = TC_HANDLE, .priority = 1);
+					    .handle = AGENT_TC_HANDLE,
+					    .priority = 1);
 
 			bpf_tc_detach(&hook, &opts);
 		}
@@ -262,6 +261,9 @@ int agent_bpf_open(struct agent *a)
 	err = agent_pin_dir(&a->cfg, b->pin_dir, sizeof(b->pin_dir));
 	if (err)
 		return err;
+	/* Before the maps are made anew: they hold its flows. */
+	leftover_flows_reset(a, b->pin_dir);
+	leftover_tc_remove();
 
 	b->skel = fastivc_bpf__open();
 	if (!b->skel) {

@@ -344,6 +344,11 @@ int cmd_agent(int argc, char **argv)
 	block_hup(&hup);
 	signal(SIGPIPE, SIG_IGN);
 
+	err = guard_start(a);
+	if (err) {
+		pr_err("Failed to start the guard process: %s", strerror(-err));
+		goto out;
+	}
 	a->epfd = epoll_create1(EPOLL_CLOEXEC);
 	err = a->epfd < 0 ? -errno : fivc_backend_open_local(&a->be);
 	if (!err)
@@ -403,6 +408,7 @@ out:
 		agent_bpf_close(a);
 	slots_fini(a);
 	fivc_backend_close(a->be);
+	guard_stop(a);
 	agent_reap(a);
 	free(a->dead);
 	if (w_sig.live)

@@ -32,6 +32,8 @@ static const char *const stat_names[FIVC_STAT__MAX] = {
 	[FIVC_STAT_FIN_DATA] = "fin_data",
 	[FIVC_STAT_ACK_HELD] = "ack_held",
 	[FIVC_STAT_CANCELLED] = "cancelled",
+	[FIVC_STAT_ORPHAN_RST] = "orphan_rst",
+	[FIVC_STAT_ORPHAN_DROP] = "orphan_drop",
 };
 
 const char *agent_stat_name(unsigned int i)
@@ -119,7 +121,7 @@ static void print_status(struct agent *a, FILE *o, bool json)
 			"\"relay_bytes_tx\":%llu,\"relay_bytes_rx\":%llu,"
 			"\"ring_full\":%llu,\"ring_waits\":%llu,"
 			"\"inject_nomem\":%llu,"
-			"\"pokes\":%llu},\"bpf\":{",
+			"\"pokes\":%llu,\"flows_leftover\":%llu},\"bpf\":{",
 			(unsigned long long)c->flows_steered,
 			(unsigned long long)c->flows_tunneled,
 			(unsigned long long)c->flows_failed,
@@ -136,7 +138,8 @@ static void print_status(struct agent *a, FILE *o, bool json)
 			(unsigned long long)c->ring_full,
 			(unsigned long long)c->ring_waits,
 			(unsigned long long)c->inject_nomem,
-			(unsigned long long)c->pokes);
+			(unsigned long long)c->pokes,
+			(unsigned long long)c->flows_leftover);
 		for (int i = 0; i < FIVC_STAT__MAX; i++)
 			fprintf(o, "%s\"%s\":%llu", i ? "," : "", stat_names[i],
 				(unsigned long long)st[i]);

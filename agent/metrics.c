@@ -100,6 +100,7 @@ static void write_metrics(struct agent *a, FILE *o)
 	one(o, "flows_total", "event", "failed", c->flows_failed);
 	one(o, "flows_total", "event", "done", c->flows_done);
 	one(o, "flows_total", "event", "reset", c->flows_reset);
+	one(o, "flows_total", "event", "leftover_reset", c->flows_leftover);
 	head(o, "tunnel_bytes_total", "counter",
 	     "Bytes carried through tunnels, by direction.");
 	one(o, "tunnel_bytes_total", "direction", "tx", c->bytes_tx);

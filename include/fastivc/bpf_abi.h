@@ -163,6 +163,8 @@ enum fivc_stat {
 	FIVC_STAT_FIN_DATA,	 /* FINs with payload on a steered flow */
 	FIVC_STAT_ACK_HELD,	 /* ACKs of our FIN dropped (see fin_hold) */
 	FIVC_STAT_CANCELLED,	 /* sends passed: the flow fell back to TCP */
+	FIVC_STAT_ORPHAN_RST,	 /* agent gone: peer segments made RSTs */
+	FIVC_STAT_ORPHAN_DROP,	 /* agent gone: app payload dropped */
 	FIVC_STAT__MAX,
 };
 
