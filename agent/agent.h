@@ -32,9 +32,11 @@ struct agent_config {
 	uint32_t setup_timeout_ms; /* wait for the peer's CREATE */
 	uint32_t drain_timeout_ms; /* SIGTERM: let flows finish this long */
 	uint32_t window;	   /* bytes queued per flow and direction */
-	char metrics_listen[64];   /* HOST:PORT of /metrics; "" = off */
-	char log_level[8];	   /* as given; "" = not set */
-	bool coresident_xs;	   /* peers from dom0's xenstore list */
+	uint32_t max_flows;	   /* size of the flow maps (BPF) */
+	uint32_t max_shm_bytes; /* local backend: ring bytes offered; 0 = any */
+	char metrics_listen[64]; /* HOST:PORT of /metrics; "" = off */
+	char log_level[8];	 /* as given; "" = not set */
+	bool coresident_xs;	 /* peers from dom0's xenstore list */
 };
 
 /*
@@ -152,6 +154,7 @@ struct agent_counters {
 	uint64_t inject_nomem;	 /* injections retried: TCP memory pressure */
 	uint64_t pokes;		 /* runs of the write-space poke iterator */
 	uint64_t flows_leftover; /* a killed previous agent's, reset */
+	uint64_t flows_no_shm;	 /* no room to offer a ring: not tunneled */
 };
 
 struct agent_bpf; /* agent/bpf.c */

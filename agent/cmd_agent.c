@@ -40,7 +40,7 @@ static void usage(FILE *o)
 		"channels\n"
 		"channel_size pool max_tunnels setup_timeout_ms "
 		"drain_timeout_ms\n"
-		"window ifaces "
+		"window max_flows max_shm_bytes ifaces "
 		"log_level metrics_listen coresident (see fastivc(8), "
 		"docs/operations.md).\n"
 		"SIGHUP reads the file and the options again; window, "
@@ -186,9 +186,12 @@ static void on_tick(struct agent *a, struct agent_watch *w, uint32_t events)
 	}
 	slots_fill(a);
 	agent_notify_tick(a);
-	/* Once every 10 s: a SYN-ACK's hold outlives any real handshake. */
+	/*
+	 * Once every 10 s: a reservation older than 3 minutes outlives any
+	 * handshake (SYN retries give up after 127 s, SYN-ACK ones after 63).
+	 */
 	if (!(++a->ticks % 100))
-		agent_bpf_reap_holds(a, 60ull * 1000000000ull);
+		agent_bpf_reap_holds(a, 180ull * 1000000000ull);
 }
 
 static void on_window(struct agent *a, struct agent_watch *w, uint32_t events)
@@ -351,6 +354,8 @@ int cmd_agent(int argc, char **argv)
 	}
 	a->epfd = epoll_create1(EPOLL_CLOEXEC);
 	err = a->epfd < 0 ? -errno : fivc_backend_open_local(&a->be);
+	if (!err)
+		err = fivc_backend_local_limit(a->be, a->cfg.max_shm_bytes);
 	if (!err)
 		err = flows_init(a);
 	if (!err)

@@ -822,10 +822,15 @@ void flow_established(struct agent *a, const struct fivc_event *ev)
 		flow_give_up(a, f, "no link to the peer agent");
 	} else {
 		err = flow_offer(a, f);
-		if (err)
+		/* No room for our ring (a full grant table, max_shm_bytes). */
+		if (!f->tx_shm && (err == -ENOSPC || err == -ENOMEM)) {
+			a->ctr.flows_no_shm++;
+			flow_give_up(a, f, "no shared memory");
+		} else if (err) {
 			flow_give_up(a, f, "cannot offer a tunnel");
-		else
+		} else {
 			unpark(a, f);
+		}
 	}
 	slots_fill(a);
 }

@@ -61,7 +61,7 @@ static void reset_flows(struct agent *a, int flows_fd, uint32_t *reset,
 
 		k = next;
 		prev = &k;
-		if (bpf_map_lookup_elem(flows_fd, &k, &v))
+		if (bpf_map_lookup_elem(flows_fd, &k, &v) || v.hold_ns)
 			continue;
 		if (agent_sock_destroy(a, &k, v.cookie)) {
 			(*closed)++;

@@ -170,7 +170,7 @@ int fivc_fin_hold(struct __sk_buff *skb)
 	k.lport = bpf_ntohs(th->dest);
 	k.rport = bpf_ntohs(th->source);
 	flow = bpf_map_lookup_elem(&flows, &k);
-	if (!flow || orphan_syn(flow, th, &k))
+	if (!flow || flow->hold_ns || orphan_syn(flow, th, &k))
 		return TC_ACT_OK;
 	if (flow_orphaned(flow))
 		return orphan_ingress(skb, off, bpf_ntohl(th->seq), &k);
@@ -238,7 +238,7 @@ int fivc_fin_seen(struct __sk_buff *skb)
 	k.lport = bpf_ntohs(th->source);
 	k.rport = bpf_ntohs(th->dest);
 	flow = bpf_map_lookup_elem(&flows, &k);
-	if (!flow || orphan_syn(flow, th, &k))
+	if (!flow || flow->hold_ns || orphan_syn(flow, th, &k))
 		return TC_ACT_OK;
 	/* Payload of a flow whose agent is gone: see orphan.bpf.h */
 	if (ip_len > (__u32)(off - ETH_HLEN) + th->doff * 4 &&
