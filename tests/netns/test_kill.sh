@@ -15,6 +15,7 @@ FAILED=0
 BYTES=$((4 << 30)) # per connection and direction: still moving at the kill
 BOUND=20           # seconds from the kill for every app to have exited
 ORPHAN=tests/netns/orphan.py
+COUNTERS=tests/netns/counters.py
 netns_setup
 agents_up || { fail "agents start"; exit 1; }
 command -v iperf3 >/dev/null || skip "iperf3: not installed (blast only)"
@@ -221,7 +222,7 @@ orphan_round() {
 	b_pid=$(agent_pid B)
 	in_ns B timeout 60 python3 "$ORPHAN" fin-writer $IP_B 7401 65536 "$go" \
 		>"$LOGS/orphan-writer.out" 2>&1 &
-	in_ns B timeout 60 python3 "$ORPHAN" counter-receiver $IP_B 7402 \
+	in_ns B timeout 60 python3 "$COUNTERS" receive $IP_B 7402 \
 		>"$LOGS/orphan-receiver.out" 2>&1 &
 	recv_pid=$!
 	for _ in $(seq 50); do
@@ -231,7 +232,7 @@ orphan_round() {
 	done
 	in_ns A timeout 60 python3 "$ORPHAN" reader $IP_B 7401 >"$LOGS/orphan-reader.out" 2>&1 &
 	rpid=$!
-	in_ns A timeout 60 python3 "$ORPHAN" counter-sender $IP_B 7402 4 \
+	in_ns A timeout 60 python3 "$COUNTERS" send $IP_B 7402 4 \
 		>"$LOGS/orphan-sender.out" 2>&1 &
 	spid=$!
 	for _ in $(seq 100); do
@@ -255,7 +256,7 @@ orphan_round() {
 	wait $spid
 	kill -CONT "$b_pid"
 	wait $recv_pid
-	say "A killed, B frozen: $(cat "$LOGS/orphan-sender.out"); B's app: $(cat "$LOGS/orphan-receiver.out")"
+	say "A killed, B frozen: A's app $(cat "$LOGS/orphan-sender.out"); B's app $(tail -n1 "$LOGS/orphan-receiver.out")"
 	check "A killed, B frozen: B's app read no byte behind a gap" \
 		grep -q 'contiguous' "$LOGS/orphan-receiver.out"
 	mv "$LOGS/agent-A.log" "$LOGS/agent-A.orphan.log"

@@ -3,9 +3,10 @@
 # Limits: at each one, new connections stay on (or go back to) plain TCP
 # with a reason in `fastivc status --json`, and the flows already tunneled
 # go on untouched (docs/steering.md, "Limits"). Each round: two long
-# transfers take the tunnel, then a burst of connections from several
-# processes at once meets the limit; every byte is checked (SHA-256 at
-# both ends) and no connection is reset or left to one side's tunnel.
+# streams take the tunnel, one each way, and keep moving until a burst of
+# connections from several processes at once has met the limit; every byte
+# is checked (SHA-256 at both ends of the burst, counters in the streams)
+# and no connection is reset or left to one side's tunnel.
 #  1. max_tunnels (B): B does not answer the handshake option (no_slot);
 #  2. an empty slot pool (A, pool = 1): A does not offer it (no_slot);
 #  3. a full flow map (B, max_flows = 3): B does not answer (flows_full);
@@ -13,8 +14,8 @@
 #     come up and the flow falls back, reason "no shared memory".
 . "$(dirname "$0")/lib.sh"
 FAILED=0
-LONG=$((1 << 30)) # per connection and direction: still moving meanwhile
-PROCS=4           # client processes in the burst
+COUNTERS=tests/netns/counters.py
+PROCS=4 # client processes in the burst
 CONNS=4           # connections each
 netns_setup
 
@@ -27,30 +28,48 @@ digests_match() { # digests_match SERVER_OUT CLIENT_OUT...
 		[ "$(grep -c '^conn' "$srv")" = "$(cat "$@" | grep -c '^conn')" ]
 }
 
+# A long stream from SIDE to the other one, through a new tunnel.
+long_stream() { # long_stream NAME SIDE PORT
+	local name=$1 from=$2 port=$3 to=B ip=$IP_B tun
+	[ "$from" = B ] && to=A ip=$IP_A
+	tun=$(json_get A 'd["tunnels"]')
+	in_ns $to timeout 90 python3 "$COUNTERS" receive $ip $port \
+		>"$LOGS/$name-receiver.out" 2>&1 &
+	LONG_PIDS+=($!)
+	for _ in $(seq 50); do grep -qs listening "$LOGS/$name-receiver.out" && break; sleep 0.1; done
+	in_ns $from timeout 90 python3 "$COUNTERS" send $ip $port 60 "$LOGS/$name-stop" \
+		>"$LOGS/$name-sender.out" 2>&1 &
+	LONG_PIDS+=($!)
+	for _ in $(seq 100); do
+		[ "$(json_get A 'd["tunnels"]')" -gt "$tun" ] && return
+		sleep 0.05
+	done
+}
+
+# The stream NAME arrived whole: every byte sent, in order, then EOF.
+stream_whole() { # stream_whole NAME
+	local sent
+	sent=$(awk '/^sent/{print $2}' "$LOGS/$1-sender.out" | tr -d ,)
+	grep -q "^received $sent, contiguous, then eof" "$LOGS/$1-receiver.out"
+}
+
 bpf() { json_get "$1" "d['bpf']['$2']"; }
 ctr() { json_get "$1" "d['counters']['$2']"; }
 
 # round NAME PORT SETTINGS_A SETTINGS_B: agents with these settings, two
-# long transfers through the tunnel, a burst meanwhile; checks the common
+# long streams through the tunnel, a burst meanwhile; checks the common
 # outcome and leaves the agents up for the round's own checks.
 round() {
-	local name=$1 port=$2 long_c long_s bad=0 p pids=() burst_s running
+	local name=$1 port=$2 bad=0 p pids=() burst_s running=1
 	agents_down
 	start_agent A $3 && start_agent B $4 || { fail "$name: agents start"; return 1; }
 	fivc A peer add $IP_B/32 $DOM_B && fivc B peer add $IP_A/32 $DOM_A
 	sleep 0.3 # the pools fill
-	in_ns B timeout 120 "$BLAST" server $IP_B $port --conns 2 --bytes $LONG \
-		>"$LOGS/$name-long-server.out" 2>&1 &
-	long_s=$!
-	for _ in $(seq 50); do grep -qs listening "$LOGS/$name-long-server.out" && break; sleep 0.1; done
-	in_ns A timeout 120 "$BLAST" client $IP_B $port --conns 2 --bytes $LONG \
-		>"$LOGS/$name-long-client.out" 2>&1 &
-	long_c=$!
-	for _ in $(seq 100); do
-		[ "$(json_get A 'd["tunnels"]')" = 2 ] && [ "$(ctr A tunnel_bytes_tx)" -gt 0 ] && break
-		sleep 0.05
-	done
-	check "$name: two long transfers take the tunnel" [ "$(json_get A 'd["tunnels"]')" = 2 ]
+	LONG_PIDS=()
+	long_stream "$name-long-ab" A $port
+	long_stream "$name-long-ba" B $((port + 2))
+	check "$name: two long streams take the tunnel, one each way" \
+		[ "$(json_get A 'd["tunnels"]')" = 2 ]
 
 	in_ns B timeout 60 "$BLAST" server $IP_B $((port + 1)) --conns $((PROCS * CONNS)) \
 		--bytes $((4 << 20)) >"$LOGS/$name-burst-server.out" 2>&1 &
@@ -62,17 +81,17 @@ round() {
 		pids+=($!)
 	done
 	for p in "${pids[@]}" $burst_s; do wait "$p" || bad=$((bad + 1)); done
-	kill -0 $long_c 2>/dev/null && running=1 || running=0
+	for p in "${LONG_PIDS[@]}"; do kill -0 "$p" 2>/dev/null || running=0; done
 	check "$name: $((PROCS * CONNS)) new connections meanwhile complete, digests match" \
 		sh -c "[ $bad = 0 ] && $(declare -f digests_match); digests_match \
 			$LOGS/$name-burst-server.out $LOGS/$name-burst-client*.out"
-	check "$name: ... while the long transfers were still moving" [ $running = 1 ]
-	bad=0
-	wait $long_c || bad=1
-	wait $long_s || bad=1
-	check "$name: the long transfers are unaffected (complete, digests match)" \
-		sh -c "[ $bad = 0 ] && $(declare -f digests_match); digests_match \
-			$LOGS/$name-long-server.out $LOGS/$name-long-client.out"
+	check "$name: ... while the long streams were still moving" [ $running = 1 ]
+	touch "$LOGS/$name-long-ab-stop" "$LOGS/$name-long-ba-stop"
+	for p in "${LONG_PIDS[@]}"; do wait "$p"; done
+	say "$name: long stream: $(cat "$LOGS/$name-long-ab-sender.out") / $(tail -n1 "$LOGS/$name-long-ab-receiver.out")"
+	check "$name: the long streams are unaffected (every byte, in order)" \
+		sh -c "$(declare -f stream_whole); LOGS=$LOGS; stream_whole $name-long-ab &&
+		       stream_whole $name-long-ba"
 	check "$name: every connection took the tunnel on both sides or on neither" \
 		[ "$(bpf A steered)" = "$(bpf B steered)" ]
 	check "$name: no flow failed or was reset" \
@@ -83,6 +102,7 @@ round() {
 }
 
 total=$((2 + PROCS * CONNS))
+LONG_PIDS=()
 
 round max_tunnels 7501 "" "--set max_tunnels=2 --set pool=2"
 check "max_tunnels: B tunneled 2, and counted no_slot for every other connection" \
