@@ -354,8 +354,12 @@ int cmd_agent(int argc, char **argv)
 	}
 	a->epfd = epoll_create1(EPOLL_CLOEXEC);
 	err = a->epfd < 0 ? -errno : fivc_backend_open_local(&a->be);
-	if (!err)
-		err = fivc_backend_local_limit(a->be, a->cfg.max_shm_bytes);
+	/* The xen backend's limit is its grant table. */
+	if (!err && a->cfg.max_shm_bytes &&
+	    fivc_backend_local_limit(a->be, a->cfg.max_shm_bytes)) {
+		pr_err("max_shm_bytes applies to the local backend only");
+		err = -EINVAL;
+	}
 	if (!err)
 		err = flows_init(a);
 	if (!err)
