@@ -116,7 +116,7 @@ $(O)/vmlinux.h: $(VMLINUX_BTF)
 	$(Q)mkdir -p $(@D)
 	$(Q)$(BPFTOOL) btf dump file $< format c > $@
 
-$(O)/bpf/%.bpf.o: bpf/%.bpf.c bpf/fastivc.bpf.h include/fastivc/bpf_abi.h \
+$(O)/bpf/%.bpf.o: bpf/%.bpf.c $(wildcard bpf/*.h) include/fastivc/bpf_abi.h \
 	$(O)/vmlinux.h
 	$(call msg,CLANG-BPF,$@)
 	$(Q)mkdir -p $(@D)

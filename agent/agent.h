@@ -32,10 +32,12 @@ struct agent_config {
 	uint32_t setup_timeout_ms; /* wait for the peer's CREATE */
 	uint32_t drain_timeout_ms; /* SIGTERM: let flows finish this long */
 	uint32_t window;	   /* bytes queued per flow and direction */
-	char metrics_listen[64];   /* HOST:PORT of /metrics; "" = off */
-	char log_level[8];	   /* as given; "" = not set */
-	bool coresident_xs;	   /* peers from dom0's xenstore list */
-	uint32_t backend;	   /* enum fivc_backend_kind */
+	uint32_t max_flows;	   /* size of the flow maps (BPF) */
+	uint32_t max_shm_bytes; /* local backend: ring bytes offered; 0 = any */
+	char metrics_listen[64]; /* HOST:PORT of /metrics; "" = off */
+	char log_level[8];	 /* as given; "" = not set */
+	bool coresident_xs;	 /* peers from dom0's xenstore list */
+	uint32_t backend;	 /* enum fivc_backend_kind */
 };
 
 /*
@@ -156,8 +158,10 @@ struct agent_counters {
 	uint64_t bytes_tx, bytes_rx;		 /* through tunnels */
 	uint64_t relay_bytes_tx, relay_bytes_rx; /* through relays */
 	uint64_t ring_full, ring_waits;
-	uint64_t inject_nomem; /* injections retried: TCP memory pressure */
-	uint64_t pokes;	       /* runs of the write-space poke iterator */
+	uint64_t inject_nomem;	 /* injections retried: TCP memory pressure */
+	uint64_t pokes;		 /* runs of the write-space poke iterator */
+	uint64_t flows_leftover; /* a killed previous agent's, reset */
+	uint64_t flows_no_shm;	 /* no room to offer a ring: not tunneled */
 };
 
 struct agent_bpf; /* agent/bpf.c */
@@ -199,6 +203,8 @@ struct agent {
 	struct agent_watch w_metrics;
 	struct agent_watch w_hup; /* SIGHUP: reload the configuration */
 	uint64_t notify_ns;	  /* last STATUS= sent */
+	int guard_fd;		  /* to the guard process (guard.c) */
+	int guard_pid;
 };
 
 /* agent/main.c: log level from the command line */
@@ -241,6 +247,13 @@ int agent_bpf_fin_ok(struct agent *a, const struct fivc_flow_key *key, bool ok);
 int agent_bpf_held_fin_take(struct agent *a, const struct fivc_flow_key *key,
 			    struct fivc_held_fin *out);
 
+/* Our tc filters' handle (priority 1), ingress and egress. */
+#define AGENT_TC_HANDLE 0xf1c0
+
+/* agent/leftover.c: what a killed previous agent left, cleared at start */
+void leftover_flows_reset(struct agent *a, const char *pin_dir);
+void leftover_tc_remove(void);
+
 /* agent/fin.c */
 int agent_fin_resend(struct agent *a, const struct fivc_flow_key *k);
 
@@ -251,6 +264,11 @@ void slots_release(struct agent *a, uint32_t slot, int fd_x, int fd_y);
 int slots_take(struct agent *a, uint32_t slot, int *fd_x, int *fd_y);
 void slots_fini(struct agent *a);
 void slots_drain(struct agent *a);
+
+/* agent/guard.c: a child that holds every X, for apps of a killed agent */
+int guard_start(struct agent *a);
+int guard_add(struct agent *a, int fd_x);
+void guard_stop(struct agent *a);
 
 /* agent/sockdiag.c: the app socket, seen through sock_diag */
 int agent_sock_destroy(struct agent *a, const struct fivc_flow_key *k,

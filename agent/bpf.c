@@ -114,6 +114,25 @@ static int pin_maps(struct agent_bpf *b)
 	return 0;
 }
 
+/*
+ * The maps with one entry per flow get max_flows entries (a small value
+ * shows what a full map does: docs/steering.md, "Limits"). The sockhash
+ * also holds every slot's two ends, so it cannot fill before them.
+ */
+static int size_maps(struct fastivc_bpf *s, uint32_t max_flows)
+{
+	struct bpf_map *per_flow[] = {s->maps.flows,	    s->maps.held_fins,
+				      s->maps.fin_ok,	    s->maps.fin_sent,
+				      s->maps.peer_fin_end, s->maps.poke};
+	int err = bpf_map__set_max_entries(s->maps.socks,
+					   max_flows + 2 * FIVC_MAX_SLOTS);
+
+	for (size_t i = 0; !err && i < sizeof(per_flow) / sizeof(*per_flow);
+	     i++)
+		err = bpf_map__set_max_entries(per_flow[i], max_flows);
+	return err;
+}
+
 static int on_event(void *ctx, void *data, size_t len)
 {
 	struct agent *a = ctx;
@@ -131,14 +150,12 @@ static int on_event(void *ctx, void *data, size_t len)
 	return 0;
 }
 
-#define TC_HANDLE 0xf1c0
-
 static int tc_attach_point(int ifindex, enum bpf_tc_attach_point where,
 			   struct bpf_program *prog)
 {
 	DECLARE_LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindex,
 			    .attach_point = where);
-	DECLARE_LIBBPF_OPTS(bpf_tc_opts, opts, .handle = TC_HANDLE,
+	DECLARE_LIBBPF_OPTS(bpf_tc_opts, opts, .handle = AGENT_TC_HANDLE,
 			    .priority = 1, .flags = BPF_TC_F_REPLACE);
 
 	opts.prog_fd = bpf_program__fd(prog);
@@ -178,7 +195,8 @@ static void tc_detach_all(struct agent_bpf *b)
 					    .ifindex = b->tc_ifindex[i],
 					    .attach_point = points[p]);
 			DECLARE_LIBBPF_OPTS(bpf_tc_opts, opts,
-					    .handle = TC_HANDLE, .priority = 1);
+					    .handle = AGENT_TC_HANDLE,
+					    .priority = 1);
 
 			bpf_tc_detach(&hook, &opts);
 		}
@@ -262,6 +280,9 @@ int agent_bpf_open(struct agent *a)
 	err = agent_pin_dir(&a->cfg, b->pin_dir, sizeof(b->pin_dir));
 	if (err)
 		return err;
+	/* Before the maps are made anew: they hold its flows. */
+	leftover_flows_reset(a, b->pin_dir);
+	leftover_tc_remove();
 
 	b->skel = fastivc_bpf__open();
 	if (!b->skel) {
@@ -269,7 +290,9 @@ int agent_bpf_open(struct agent *a)
 		return -errno;
 	}
 	b->skel->rodata->self_domid = a->cfg.domid;
-	err = pin_maps(b);
+	err = size_maps(b->skel, a->cfg.max_flows);
+	if (!err)
+		err = pin_maps(b);
 	if (!err)
 		err = fastivc_bpf__load(b->skel);
 	if (err) {
@@ -515,24 +538,23 @@ void agent_bpf_poke_run(struct agent *a)
 		pr_warn("Failed to ring the poke thread: %s", strerror(errno));
 }
 
-/* Slots held by SYN-ACKs whose handshake never completed go back. */
+/* Reservations of handshakes that never completed give their slots back. */
 void agent_bpf_reap_holds(struct agent *a, uint64_t older_than_ns)
 {
 	struct fastivc_bpf *s = a->bpf->skel;
 	struct fivc_flow_key k, next, *prev = NULL;
-	struct fivc_slot_hold hold;
+	struct fivc_flow hold;
 	uint64_t now = agent_now_ns();
 
-	while (!bpf_map__get_next_key(s->maps.synack_slots, prev, &next,
+	while (!bpf_map__get_next_key(s->maps.flows, prev, &next,
 				      sizeof(next))) {
 		k = next;
 		prev = &k;
-		if (bpf_map__lookup_elem(s->maps.synack_slots, &k, sizeof(k),
-					 &hold, sizeof(hold), 0) ||
-		    now - hold.ts_ns < older_than_ns)
+		if (bpf_map__lookup_elem(s->maps.flows, &k, sizeof(k), &hold,
+					 sizeof(hold), 0) ||
+		    !hold.hold_ns || now - hold.hold_ns < older_than_ns)
 			continue;
-		if (!bpf_map__delete_elem(s->maps.synack_slots, &k, sizeof(k),
-					  0))
+		if (!bpf_map__delete_elem(s->maps.flows, &k, sizeof(k), 0))
 			bpf_map__update_elem(s->maps.free_slots, NULL, 0,
 					     &hold.slot, sizeof(hold.slot),
 					     BPF_ANY);

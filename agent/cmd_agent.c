@@ -40,7 +40,7 @@ static void usage(FILE *o)
 		"channels\n"
 		"channel_size pool max_tunnels setup_timeout_ms "
 		"drain_timeout_ms\n"
-		"window ifaces "
+		"window max_flows max_shm_bytes ifaces "
 		"log_level metrics_listen coresident backend (see fastivc(8), "
 		"docs/operations.md).\n"
 		"SIGHUP reads the file and the options again; window, "
@@ -188,9 +188,12 @@ static void on_tick(struct agent *a, struct agent_watch *w, uint32_t events)
 	}
 	slots_fill(a);
 	agent_notify_tick(a);
-	/* Once every 10 s: a SYN-ACK's hold outlives any real handshake. */
+	/*
+	 * Once every 10 s: a reservation older than 3 minutes outlives any
+	 * handshake (SYN retries give up after 127 s, SYN-ACK ones after 63).
+	 */
 	if (!(++a->ticks % 100))
-		agent_bpf_reap_holds(a, 60ull * 1000000000ull);
+		agent_bpf_reap_holds(a, 180ull * 1000000000ull);
 }
 
 static void on_window(struct agent *a, struct agent_watch *w, uint32_t events)
@@ -360,8 +363,19 @@ int cmd_agent(int argc, char **argv)
 	block_hup(&hup);
 	signal(SIGPIPE, SIG_IGN);
 
+	err = guard_start(a);
+	if (err) {
+		pr_err("Failed to start the guard process: %s", strerror(-err));
+		goto out;
+	}
 	a->epfd = epoll_create1(EPOLL_CLOEXEC);
 	err = a->epfd < 0 ? -errno : open_backend(a);
+	/* The xen backend's limit is its grant table. */
+	if (!err && a->cfg.max_shm_bytes &&
+	    fivc_backend_local_limit(a->be, a->cfg.max_shm_bytes)) {
+		pr_err("max_shm_bytes applies to the local backend only");
+		err = -EINVAL;
+	}
 	if (!err)
 		err = flows_init(a);
 	if (!err)
@@ -419,6 +433,7 @@ out:
 		agent_bpf_close(a);
 	slots_fini(a);
 	fivc_backend_close(a->be);
+	guard_stop(a);
 	agent_reap(a);
 	free(a->dead);
 	if (w_sig.live)

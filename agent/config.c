@@ -34,6 +34,7 @@ void agent_config_defaults(struct agent_config *c)
 	c->setup_timeout_ms = 2000;
 	c->drain_timeout_ms = 30000;
 	c->window = 4u << 20;
+	c->max_flows = FIVC_MAX_FLOWS;
 }
 
 static int parse_u32(const char *s, uint32_t lo, uint32_t hi, uint32_t *out)
@@ -109,6 +110,10 @@ int agent_config_set(struct agent_config *c, const char *key, const char *val)
 		err = parse_u32(val, 0, 600000, &c->drain_timeout_ms);
 	} else if (!strcmp(key, "window")) {
 		err = parse_u32(val, 256u << 10, 256u << 20, &c->window);
+	} else if (!strcmp(key, "max_flows")) {
+		err = parse_u32(val, 1, FIVC_MAX_FLOWS, &c->max_flows);
+	} else if (!strcmp(key, "max_shm_bytes")) {
+		err = parse_u32(val, 0, UINT32_MAX, &c->max_shm_bytes);
 	} else if (!strcmp(key, "log_level")) {
 		enum fivc_log_level l;
 

@@ -887,10 +887,15 @@ void flow_established(struct agent *a, const struct fivc_event *ev)
 		flow_give_up(a, f, "no link to the peer agent");
 	} else {
 		err = flow_offer(a, f);
-		if (err)
+		/* No room for our ring (a full grant table, max_shm_bytes). */
+		if (!f->tx_shm && (err == -ENOSPC || err == -ENOMEM)) {
+			a->ctr.flows_no_shm++;
+			flow_give_up(a, f, "no shared memory");
+		} else if (err) {
 			flow_give_up(a, f, "cannot offer a tunnel");
-		else
+		} else {
 			unpark(a, f);
+		}
 	}
 	slots_fill(a);
 }
@@ -915,7 +920,8 @@ void flow_state_event(struct agent *a, const struct fivc_event *ev)
 	if (ev->new_state != TCP_CLOSE)
 		return;
 	f->app_closed = true;
-	if (f->state == FLOW_FAILED) /* reset by us: nothing left to do */
+	/* Reset by us (flow_fail): nothing waits for the socket any more. */
+	if (f->state == FLOW_FAILED)
 		flow_free(a, f);
 	else if (ev->old_state == TCP_ESTABLISHED ||
 		 ev->old_state == TCP_CLOSE_WAIT)
@@ -1034,13 +1040,14 @@ void flow_link_down(struct agent *a, struct peer_link *l)
 	for (uint32_t s = 0; s < a->next_slot; s++) {
 		struct flow *f = a->flows[s];
 
+		/*
+		 * Even a flow still setting up: the peer's slot may have
+		 * taken bytes of its app that died with its agent, and no
+		 * FALLBACK said otherwise.
+		 */
 		if (f && f->link == l) {
 			f->link = NULL;
-			if (f->state == FLOW_PENDING || f->state == FLOW_TUNNEL)
-				flow_give_up(a, f, "peer agent gone");
-			else if (f->state == FLOW_FALLBACK ||
-				 f->state == FLOW_RELAY)
-				flow_fail(a, f, "peer agent gone");
+			flow_fail(a, f, "peer agent gone");
 		}
 	}
 }

@@ -100,6 +100,7 @@ static void write_metrics(struct agent *a, FILE *o)
 	one(o, "flows_total", "event", "failed", c->flows_failed);
 	one(o, "flows_total", "event", "done", c->flows_done);
 	one(o, "flows_total", "event", "reset", c->flows_reset);
+	one(o, "flows_total", "event", "leftover_reset", c->flows_leftover);
 	head(o, "tunnel_bytes_total", "counter",
 	     "Bytes carried through tunnels, by direction.");
 	one(o, "tunnel_bytes_total", "direction", "tx", c->bytes_tx);
@@ -116,8 +117,12 @@ static void write_metrics(struct agent *a, FILE *o)
 	one(o, "fallbacks_total", "reason", "bad_option",
 	    st[FIVC_STAT_BAD_OPTION]);
 	one(o, "fallbacks_total", "reason", "no_slot", st[FIVC_STAT_NO_SLOT]);
+	one(o, "fallbacks_total", "reason", "flows_full",
+	    st[FIVC_STAT_FLOWS_FULL]);
 	one(o, "fallbacks_total", "reason", "sockhash_full",
 	    st[FIVC_STAT_SOCKHASH_FULL]);
+	one(o, "fallbacks_total", "reason", "no_shared_memory",
+	    c->flows_no_shm);
 	one(o, "fallbacks_total", "reason", "no_tunnel_tcp", c->flows_tcp);
 	one(o, "fallbacks_total", "reason", "no_tunnel_relayed",
 	    c->flows_relayed);

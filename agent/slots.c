@@ -125,8 +125,11 @@ void slots_fill(struct agent *a)
 			return;
 		err = pair_make(a->slot_listen_fd, a->cfg.window, &x, &y,
 				&port);
+		/* Guarded before sockops can hand it to a flow (guard.c). */
 		if (!err) {
-			err = agent_bpf_slot_add(a, slot, x, y, port);
+			err = guard_add(a, x);
+			if (!err)
+				err = agent_bpf_slot_add(a, slot, x, y, port);
 			if (err) {
 				close(x);
 				close(y);

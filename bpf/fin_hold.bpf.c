@@ -18,9 +18,12 @@
  * - Egress: records in fin_sent that our app sent its FIN (FIN_OURS) and
  *   that our stack acknowledged the peer's FIN (FIN_PEER_ACKED).
  *
- * RSTs always pass.
+ * RSTs always pass. A flow whose agent is gone is ended instead (see
+ * orphan.bpf.h); a SYN for its 4-tuple starts a new connection, so the
+ * stale entry goes.
  */
 #include "fastivc.bpf.h"
+#include "orphan.bpf.h"
 
 #define ETH_HLEN 14
 #define ETH_P_IP 0x0800
@@ -114,6 +117,39 @@ static __always_inline int parse(struct __sk_buff *skb, struct fivc_flow_key *k,
 	return -1;
 }
 
+/*
+ * A SYN for the 4-tuple of a flow whose agent is gone: a new connection,
+ * the entry is stale. True for any SYN (nothing else to do with it).
+ */
+static __always_inline bool orphan_syn(const struct fivc_flow *flow,
+				       const struct tcphdr *th,
+				       const struct fivc_flow_key *k)
+{
+	if (!th->syn)
+		return false;
+	if (flow_orphaned(flow))
+		bpf_map_delete_elem(&flows, k);
+	return true;
+}
+
+/*
+ * The peer's segment for a flow whose agent is gone becomes an RST. The app
+ * socket expects @seq, unless it never took the peer's FIN (held): then it
+ * expects that FIN's sequence number.
+ */
+static __always_inline int orphan_ingress(struct __sk_buff *skb, int off,
+					  __u32 seq,
+					  const struct fivc_flow_key *k)
+{
+	__u32 *end = bpf_map_lookup_elem(&peer_fin_end, k);
+
+	if (end && !bpf_map_lookup_elem(&fin_ok, k))
+		seq = *end - 1;
+	if (!tcp_make_rst(skb, off, seq))
+		stat_inc(FIVC_STAT_ORPHAN_RST);
+	return TC_ACT_OK;
+}
+
 SEC("tc")
 int fivc_fin_hold(struct __sk_buff *skb)
 {
@@ -129,14 +165,15 @@ int fivc_fin_hold(struct __sk_buff *skb)
 	if (off < 0)
 		return TC_ACT_OK;
 	th = (void *)(long)skb->data + off;
-	if ((void *)(th + 1) > (void *)(long)skb->data_end || th->rst ||
-	    th->syn)
+	if ((void *)(th + 1) > (void *)(long)skb->data_end || th->rst)
 		return TC_ACT_OK;
 	k.lport = bpf_ntohs(th->dest);
 	k.rport = bpf_ntohs(th->source);
 	flow = bpf_map_lookup_elem(&flows, &k);
-	if (!flow)
+	if (!flow || flow->hold_ns || orphan_syn(flow, th, &k))
 		return TC_ACT_OK;
+	if (flow_orphaned(flow))
+		return orphan_ingress(skb, off, bpf_ntohl(th->seq), &k);
 	hlen = (off - ETH_HLEN) + th->doff * 4;
 	if (!th->fin) {
 		__u32 *fs = bpf_map_lookup_elem(&fin_sent, &k);
@@ -188,6 +225,7 @@ int fivc_fin_seen(struct __sk_buff *skb)
 {
 	struct fivc_flow_key k = {};
 	__u32 ip_len = 0, flags, old, *fs, *end;
+	struct fivc_flow *flow;
 	struct tcphdr *th;
 	int off;
 
@@ -195,13 +233,19 @@ int fivc_fin_seen(struct __sk_buff *skb)
 	if (off < 0)
 		return TC_ACT_OK;
 	th = (void *)(long)skb->data + off;
-	if ((void *)(th + 1) > (void *)(long)skb->data_end || th->syn ||
-	    th->rst)
+	if ((void *)(th + 1) > (void *)(long)skb->data_end || th->rst)
 		return TC_ACT_OK;
 	k.lport = bpf_ntohs(th->source);
 	k.rport = bpf_ntohs(th->dest);
-	if (!bpf_map_lookup_elem(&flows, &k))
+	flow = bpf_map_lookup_elem(&flows, &k);
+	if (!flow || flow->hold_ns || orphan_syn(flow, th, &k))
 		return TC_ACT_OK;
+	/* Payload of a flow whose agent is gone: see orphan.bpf.h */
+	if (ip_len > (__u32)(off - ETH_HLEN) + th->doff * 4 &&
+	    flow_orphaned(flow)) {
+		stat_inc(FIVC_STAT_ORPHAN_DROP);
+		return TC_ACT_SHOT;
+	}
 	fs = bpf_map_lookup_elem(&fin_sent, &k);
 	old = flags = fs ? *fs : 0;
 	if (th->fin)

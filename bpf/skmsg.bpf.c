@@ -113,7 +113,7 @@ static __always_inline int app_send(struct sk_msg_md *msg, __u32 family)
 	if (msg_flow_key(msg, family, &k))
 		goto pass;
 	flow = bpf_map_lookup_elem(&flows, &k);
-	if (!flow)
+	if (!flow || flow->hold_ns)
 		goto pass;
 	sw = bpf_map_lookup_elem(&slot_sw, &flow->slot);
 	if (!sw)

@@ -4,14 +4,16 @@
  * handshake and steers the socket at ESTABLISHED (docs/steering.md,
  * "Negotiation").
  *
- * Active side: TCP_CONNECT_CB keeps a nonce in sk storage and turns on the
- * header-option callbacks; the SYN carries {self_domid, nonce}; at
- * ACTIVE_ESTABLISHED the SYN-ACK must carry {peer's domid, same nonce}.
- * Passive side: TCP_LISTEN_CB makes the listener save SYNs and write options;
- * each SYN-ACK answers only a valid SYN from a peer; at PASSIVE_ESTABLISHED
- * the saved SYN is checked again. Then the socket gets a slot, a flows entry,
- * a place in socks and an ESTABLISHED event; the option callbacks go off and
- * the state callback stays on for the agent's STATE events.
+ * Active side: TCP_CONNECT_CB reserves a slot and a flows entry, keeps a
+ * nonce in sk storage and turns on the header-option callbacks; the SYN
+ * carries {self_domid, nonce}; at ACTIVE_ESTABLISHED the SYN-ACK must carry
+ * {peer's domid, same nonce}. Passive side: TCP_LISTEN_CB makes the listener
+ * save SYNs and write options; a SYN-ACK answers only a valid SYN from a
+ * peer, and only once it has reserved the same; at PASSIVE_ESTABLISHED the
+ * saved SYN is checked again. Then the reservation becomes the flow: the
+ * socket takes its place in socks and an ESTABLISHED event goes out; the
+ * option callbacks go off and the state callback stays on for the agent's
+ * STATE events. A connection that is not steered gives its reservation back.
  */
 #define FIVC_MAPS_DEFINE
 #include "fastivc.bpf.h"
@@ -28,14 +30,6 @@ struct {
 } nonces SEC(".maps");
 
 /* The socket's 4-tuple from its own point of view; -1 if not IP. */
-/* Slots set aside by SYN-ACKs that answered, until PASSIVE_ESTABLISHED. */
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__type(key, struct fivc_flow_key);
-	__type(value, struct fivc_slot_hold);
-	__uint(max_entries, FIVC_MAX_SLOTS);
-} synack_slots SEC(".maps");
-
 static __always_inline int skops_flow_key(const struct bpf_sock_ops *skops,
 					  struct fivc_flow_key *k)
 {
@@ -71,13 +65,6 @@ static __always_inline struct fivc_peer_val *peer_lookup(const __u8 *raddr)
 	return bpf_map_lookup_elem(&peers, &pk);
 }
 
-static __always_inline bool slot_available(void)
-{
-	__u32 slot;
-
-	return bpf_map_peek_elem(&free_slots, &slot) == 0;
-}
-
 /*
  * Our option in the SYN (the saved one, or the one being answered when
  * flags is BPF_LOAD_HDR_OPT_TCP_SYN) or in the segment at hand. The search
@@ -109,6 +96,47 @@ static __always_inline void set_cb_flags(struct bpf_sock_ops *skops, __u32 on,
 	bpf_sock_ops_cb_flags_set(skops, (flags & ~off) | on);
 }
 
+/*
+ * Set a slot and the flows entry aside for this 4-tuple before the option
+ * is offered or answered (see struct fivc_flow): true if they are, now or
+ * from an earlier call (a SYN-ACK's length and write callbacks and its
+ * retransmits come here again). @count: say why not in the stats.
+ */
+static __always_inline bool reserve(const struct fivc_flow_key *k, __u64 cookie,
+				    __u32 dir, bool count)
+{
+	struct fivc_flow hold = {.cookie = cookie, .dir = dir};
+	struct fivc_flow *old = bpf_map_lookup_elem(&flows, k);
+
+	if (old && old->hold_ns)
+		return true;
+	if (bpf_map_pop_elem(&free_slots, &hold.slot)) {
+		if (count)
+			stat_inc(FIVC_STAT_NO_SLOT);
+		return false;
+	}
+	hold.hold_ns = bpf_ktime_get_ns();
+	/* BPF_ANY: an entry that is no reservation belongs to a dead socket. */
+	if (bpf_map_update_elem(&flows, k, &hold, BPF_ANY)) {
+		bpf_map_push_elem(&free_slots, &hold.slot, 0);
+		if (count)
+			stat_inc(FIVC_STAT_FLOWS_FULL);
+		return false;
+	}
+	return true;
+}
+
+/* Not steered after all: the reservation's slot and entry go back. */
+static __always_inline void unreserve(const struct fivc_flow_key *k)
+{
+	struct fivc_flow *hold = bpf_map_lookup_elem(&flows, k);
+
+	if (!hold || !hold->hold_ns)
+		return;
+	bpf_map_push_elem(&free_slots, &hold->slot, 0);
+	bpf_map_delete_elem(&flows, k);
+}
+
 static void on_connect(struct bpf_sock_ops *skops)
 {
 	struct fivc_flow_key k;
@@ -121,22 +149,25 @@ static void on_connect(struct bpf_sock_ops *skops)
 		stat_inc(FIVC_STAT_NOT_PEER);
 		return;
 	}
-	/* Without a slot we could not steer: do not even ask. */
-	if (!slot_available()) {
-		stat_inc(FIVC_STAT_NO_SLOT);
-		return;
-	}
 	sk = skops->sk;
 	if (!sk)
+		return;
+	/* What we could not steer we do not offer. */
+	if (!reserve(&k, bpf_get_socket_cookie(skops), FIVC_FLOW_ACTIVE, true))
 		return;
 	nonce = bpf_sk_storage_get(&nonces, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
 	if (!nonce) {
 		/* The ABI has one counter for "an insert failed". */
 		stat_inc(FIVC_STAT_SOCKHASH_FULL);
+		unreserve(&k);
 		return;
 	}
 	*nonce = bpf_get_prandom_u32();
-	set_cb_flags(skops, BPF_SOCK_OPS_WRITE_HDR_OPT_CB_FLAG, 0);
+	/* STATE: a connect that fails gives its reservation back. */
+	set_cb_flags(skops,
+		     BPF_SOCK_OPS_WRITE_HDR_OPT_CB_FLAG |
+			     BPF_SOCK_OPS_STATE_CB_FLAG,
+		     0);
 }
 
 static void on_listen(struct bpf_sock_ops *skops)
@@ -159,35 +190,14 @@ static void on_listen(struct bpf_sock_ops *skops)
 }
 
 /*
- * Set a slot aside for this 4-tuple (once: the SYN-ACK's length and write
- * callbacks and its retransmits come here again). Answering while a slot is
- * merely free would let concurrent handshakes answer more SYNs than there
- * are slots, and the active side would then steer alone.
- */
-static __always_inline bool slot_hold(const struct fivc_flow_key *k)
-{
-	struct fivc_slot_hold hold = {};
-
-	if (bpf_map_lookup_elem(&synack_slots, k))
-		return true;
-	if (bpf_map_pop_elem(&free_slots, &hold.slot))
-		return false;
-	hold.ts_ns = bpf_ktime_get_ns();
-	if (bpf_map_update_elem(&synack_slots, k, &hold, BPF_NOEXIST)) {
-		bpf_map_push_elem(&free_slots, &hold.slot, 0);
-		return false;
-	}
-	return true;
-}
-
-/*
  * Passive side, for a SYN-ACK: answer (fill *opt) only a SYN that carried
  * our option from an address peers maps to the domid it claims, and only
- * while a slot is free (else the active side would steer alone). Not in
- * SYN cookie mode: no SYN would be saved for PASSIVE_ESTABLISHED.
+ * with a reservation (else the active side would steer alone). Not in SYN
+ * cookie mode: no SYN would be saved for PASSIVE_ESTABLISHED. @count: the
+ * length callback counts a refusal, the write callback does not again.
  */
 static __always_inline bool synack_answer(struct bpf_sock_ops *skops,
-					  struct fivc_tcpopt *opt)
+					  struct fivc_tcpopt *opt, bool count)
 {
 	struct fivc_peer_val *peer;
 	struct fivc_flow_key k;
@@ -203,7 +213,7 @@ static __always_inline bool synack_answer(struct bpf_sock_ops *skops,
 		return false;
 	if (bpf_ntohl(opt->domid) != peer->domid)
 		return false;
-	if (!slot_hold(&k))
+	if (!reserve(&k, 0, FIVC_FLOW_PASSIVE, count))
 		return false;
 	opt->domid = bpf_htonl(self_domid); /* the nonce is echoed */
 	return true;
@@ -241,7 +251,7 @@ static void on_hdr_opt(struct bpf_sock_ops *skops, bool write)
 	if (!(tcp_flags & TCPHDR_SYN))
 		return;
 	if (tcp_flags & TCPHDR_ACK)
-		ok = synack_answer(skops, &opt);
+		ok = synack_answer(skops, &opt, !write);
 	else
 		ok = syn_offer(skops, &opt);
 	if (!ok)
@@ -253,56 +263,54 @@ static void on_hdr_opt(struct bpf_sock_ops *skops, bool write)
 }
 
 /*
- * Put the socket on the fast path. The event is reserved first, so that a
- * full ring buffer leaves the socket alone instead of steering it behind
- * the agent's back; every later failure undoes what came before it.
+ * Put the socket on the fast path, with the reservation the handshake made
+ * (none: the passive side did not answer, counted then). The event is
+ * reserved first, so that a full ring buffer leaves the socket alone
+ * instead of steering it behind the agent's back; a later failure gives
+ * the reservation back.
  */
 static bool steer(struct bpf_sock_ops *skops, const struct fivc_flow_key *k,
 		  __u32 peer_domid, __u32 nonce, __u32 dir)
 {
 	struct fivc_sock_key skey = {.role = FIVC_SOCK_APP};
 	struct fivc_slot slotv = {.mode = FIVC_SLOT_IDLE};
-	struct fivc_flow flow = {};
-	struct fivc_slot_hold *hold;
+	struct fivc_flow flow = {}, *hold;
 	struct fivc_event *ev;
 	__u32 slot;
 
+	hold = bpf_map_lookup_elem(&flows, k);
+	if (!hold || !hold->hold_ns)
+		return false;
+	slot = hold->slot;
 	ev = bpf_ringbuf_reserve(&events, sizeof(*ev), 0);
 	if (!ev) {
 		stat_inc(FIVC_STAT_EVENT_LOST);
-		return false;
-	}
-	hold = dir == FIVC_FLOW_PASSIVE ? bpf_map_lookup_elem(&synack_slots, k)
-					: NULL;
-	if (hold) {
-		slot = hold->slot;
-		bpf_map_delete_elem(&synack_slots, k);
-	} else if (bpf_map_pop_elem(&free_slots, &slot)) {
-		stat_inc(FIVC_STAT_NO_SLOT);
-		goto discard;
+		goto unreserve;
 	}
 	if (slot >= FIVC_MAX_SLOTS)
 		goto discard;
 	slotv.flow = *k;
 	if (bpf_map_update_elem(&slots, &slot, &slotv, BPF_ANY)) {
 		stat_inc(FIVC_STAT_NO_SLOT);
-		goto push_back;
+		goto discard;
 	}
 	flow.cookie = bpf_get_socket_cookie(skops);
 	flow.slot = slot;
 	flow.peer_domid = peer_domid;
 	flow.nonce = nonce;
 	flow.dir = dir;
-	/* BPF_ANY: a stale entry for this 4-tuple belongs to a dead socket. */
-	if (bpf_map_update_elem(&flows, k, &flow, BPF_ANY)) {
-		stat_inc(FIVC_STAT_SOCKHASH_FULL);
-		goto push_back;
+	/* The entry exists (the reservation): this cannot fail for room. */
+	if (bpf_map_update_elem(&flows, k, &flow, BPF_EXIST)) {
+		stat_inc(FIVC_STAT_FLOWS_FULL);
+		goto discard;
 	}
 	skey.flow = *k;
 	if (bpf_sock_hash_update(skops, &socks, &skey, BPF_NOEXIST)) {
 		stat_inc(FIVC_STAT_SOCKHASH_FULL);
 		bpf_map_delete_elem(&flows, k);
-		goto push_back;
+		bpf_map_push_elem(&free_slots, &slot, 0);
+		bpf_ringbuf_discard(ev, 0);
+		return false;
 	}
 
 	__builtin_memset(ev, 0, sizeof(*ev));
@@ -317,10 +325,10 @@ static bool steer(struct bpf_sock_ops *skops, const struct fivc_flow_key *k,
 	stat_inc(FIVC_STAT_STEERED);
 	return true;
 
-push_back:
-	bpf_map_push_elem(&free_slots, &slot, 0);
 discard:
 	bpf_ringbuf_discard(ev, 0);
+unreserve:
+	unreserve(k);
 	return false;
 }
 
@@ -356,19 +364,22 @@ static void on_active_established(struct bpf_sock_ops *skops)
 	peer = peer_lookup(k.raddr);
 	if (!peer) {
 		stat_inc(FIVC_STAT_NOT_PEER);
-		goto out;
+		goto give_back;
 	}
 	ret = load_opt(skops, &opt, 0);
 	if (ret) {
 		stat_inc(ret < 0 ? FIVC_STAT_NO_OPTION : FIVC_STAT_BAD_OPTION);
-		goto out;
+		goto give_back;
 	}
 	if (bpf_ntohl(opt.domid) != peer->domid ||
 	    bpf_ntohl(opt.nonce) != nonce) {
 		stat_inc(FIVC_STAT_BAD_OPTION);
-		goto out;
+		goto give_back;
 	}
 	steered = steer(skops, &k, peer->domid, nonce, FIVC_FLOW_ACTIVE);
+	goto out;
+give_back:
+	unreserve(&k);
 out:
 	established_done(skops, steered);
 }
@@ -392,19 +403,25 @@ static void on_passive_established(struct bpf_sock_ops *skops)
 	ret = load_opt(skops, &opt, BPF_LOAD_HDR_OPT_TCP_SYN);
 	if (ret) {
 		stat_inc(ret < 0 ? FIVC_STAT_NO_OPTION : FIVC_STAT_BAD_OPTION);
-		goto out;
+		goto give_back;
 	}
 	if (bpf_ntohl(opt.domid) != peer->domid) {
 		stat_inc(FIVC_STAT_BAD_OPTION);
-		goto out;
+		goto give_back;
 	}
 	steered = steer(skops, &k, peer->domid, bpf_ntohl(opt.nonce),
 			FIVC_FLOW_PASSIVE);
+	goto out;
+give_back:
+	unreserve(&k);
 out:
 	established_done(skops, steered);
 }
 
-/* A steered socket changed state (args: old, new): tell the agent. */
+/*
+ * A steered socket changed state (args: old, new): tell the agent. An
+ * active connect that failed gives its reservation back.
+ */
 static void on_state(struct bpf_sock_ops *skops)
 {
 	struct fivc_flow_key k;
@@ -420,6 +437,11 @@ static void on_state(struct bpf_sock_ops *skops)
 	cookie = bpf_get_socket_cookie(skops);
 	if (flow->cookie != cookie)
 		return;
+	if (flow->hold_ns) {
+		if (skops->args[1] == BPF_TCP_CLOSE)
+			unreserve(&k);
+		return;
+	}
 	/*
 	 * The passive side is steered in SYN_RECV, just before the kernel
 	 * moves it to ESTABLISHED: the ESTABLISHED event already said that.

@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,9 +22,17 @@
 #define LOCAL_PAGE_SIZE 4096u
 #define LOCAL_MAX_SIZE ((size_t)FIVC_SHM_MAX_PAGES * LOCAL_PAGE_SIZE)
 
+/* The backend, with what it has offered against its limit. */
+struct local_backend {
+	struct fivc_backend be; /* first: the ops get a struct fivc_backend * */
+	size_t limit;		/* bytes offered at once at most; 0: any */
+	size_t offered;
+};
+
 struct local_shm {
 	struct fivc_shm shm; /* first: the ops get a struct fivc_shm * */
 	int fd;
+	bool offered; /* counted in its backend's offered bytes */
 };
 
 struct local_evch {
@@ -32,6 +41,11 @@ struct local_evch {
 	int fd_kick;	     /* we write this to wake the other end */
 	int offered;	     /* 1 on the offering side */
 };
+
+static struct local_backend *to_lb(struct fivc_backend *be)
+{
+	return (struct local_backend *)be;
+}
 
 static struct local_shm *to_local_shm(struct fivc_shm *shm)
 {
@@ -61,6 +75,8 @@ static void local_shm_destroy(struct fivc_shm *shm)
 
 	if (!ls)
 		return;
+	if (ls->offered)
+		to_lb(ls->shm.be)->offered -= ls->shm.size;
 	if (ls->shm.addr && ls->shm.addr != MAP_FAILED)
 		munmap(ls->shm.addr, ls->shm.size);
 	close_fd(&ls->fd);
@@ -99,6 +115,9 @@ static int local_shm_offer(struct fivc_backend *be, size_t size, uint32_t peer,
 	(void)peer;
 	if (!local_size_ok(size))
 		return -EINVAL;
+	/* Like a full grant table on Xen. */
+	if (to_lb(be)->limit && to_lb(be)->offered + size > to_lb(be)->limit)
+		return -ENOSPC;
 	ls = local_shm_alloc(be);
 	if (!ls)
 		return -ENOMEM;
@@ -122,6 +141,8 @@ static int local_shm_offer(struct fivc_backend *be, size_t size, uint32_t peer,
 	err = local_shm_mmap(ls, size);
 	if (err)
 		goto err_free;
+	ls->offered = true;
+	to_lb(be)->offered += size;
 	*out = &ls->shm;
 	return 0;
 
@@ -406,13 +427,21 @@ static const struct fivc_backend_ops local_ops = {
 
 int fivc_backend_open_local(struct fivc_backend **out)
 {
-	struct fivc_backend *be = calloc(1, sizeof(*be));
+	struct local_backend *lb = calloc(1, sizeof(*lb));
 
-	if (!be)
+	if (!lb)
 		return -ENOMEM;
-	be->ops = &local_ops;
-	be->kind = FIVC_BACKEND_LOCAL;
-	be->self_domid = 0;
-	*out = be;
+	lb->be.ops = &local_ops;
+	lb->be.kind = FIVC_BACKEND_LOCAL;
+	lb->be.self_domid = 0;
+	*out = &lb->be;
+	return 0;
+}
+
+int fivc_backend_local_limit(struct fivc_backend *be, size_t bytes)
+{
+	if (!be || be->ops != &local_ops)
+		return -EINVAL;
+	to_lb(be)->limit = bytes;
 	return 0;
 }

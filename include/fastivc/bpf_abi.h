@@ -61,15 +61,24 @@ enum fivc_flow_dir {
 	FIVC_FLOW_PASSIVE = 2, /* this side accepted */
 };
 
-/* flows: hash, app 4-tuple -> what sockops decided. */
+/*
+ * flows: hash, app 4-tuple -> what sockops decided. An entry starts as a
+ * reservation (hold_ns set), made before the handshake offers (active) or
+ * answers (passive) the option: a slot and this entry are set aside, so a
+ * connection both sides agreed on can surely be steered on both, and a
+ * side at a limit (no slot, a full map) does not agree at all. Nothing but
+ * sockops acts on a reservation; the agent returns those older than any
+ * handshake (SYN retries last ~2 minutes) to free_slots.
+ */
 struct fivc_flow {
-	__u64 cookie; /* socket cookie of the app socket */
+	__u64 cookie; /* socket cookie of the app socket; passive hold: 0 */
 	__u32 slot;
 	__u32 peer_domid;
 	__u32 nonce;
 	__u32 dir;     /* enum fivc_flow_dir */
 	__u64 tx_msgs; /* sk_msg redirects of app sends (counter) */
 	__u64 tx_bytes;
+	__u64 hold_ns; /* bpf_ktime_get_ns() of the reservation; 0: steered */
 };
 
 /*
@@ -100,18 +109,6 @@ struct fivc_slot {
 };
 
 /* slot_ports: hash, Y's local port (host order) -> slot. */
-
-/*
- * synack_slots: hash, app 4-tuple -> the slot the passive side set aside
- * when it answered the option in its SYN-ACK, so that the flow the active
- * side will steer surely has one here too. The agent returns holds older
- * than a minute (a handshake that never completed) to free_slots.
- */
-struct fivc_slot_hold {
-	__u32 slot;
-	__u32 pad;
-	__u64 ts_ns; /* bpf_ktime_get_ns() when set aside */
-};
 
 enum fivc_event_type {
 	FIVC_EV_ESTABLISHED = 1, /* a socket was steered; slot popped */
@@ -153,6 +150,7 @@ enum fivc_stat {
 	FIVC_STAT_NO_OPTION,	 /* peer did not answer the option */
 	FIVC_STAT_BAD_OPTION,	 /* wrong domid or nonce in the option */
 	FIVC_STAT_NO_SLOT,	 /* no free slot: plain TCP */
+	FIVC_STAT_FLOWS_FULL,	 /* flows map full: plain TCP */
 	FIVC_STAT_SOCKHASH_FULL, /* insert failed: plain TCP */
 	FIVC_STAT_EVENT_LOST,	 /* ring buffer full */
 	FIVC_STAT_MSG_REDIRECT,	 /* app sends redirected to a slot */
@@ -163,6 +161,8 @@ enum fivc_stat {
 	FIVC_STAT_FIN_DATA,	 /* FINs with payload on a steered flow */
 	FIVC_STAT_ACK_HELD,	 /* ACKs of our FIN dropped (see fin_hold) */
 	FIVC_STAT_CANCELLED,	 /* sends passed: the flow fell back to TCP */
+	FIVC_STAT_ORPHAN_RST,	 /* agent gone: peer segments made RSTs */
+	FIVC_STAT_ORPHAN_DROP,	 /* agent gone: app payload dropped */
 	FIVC_STAT__MAX,
 };
 

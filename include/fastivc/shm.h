@@ -116,6 +116,12 @@ struct fivc_evch {
 /* Open a backend. -ENOSYS if this build or this machine lacks it. */
 int fivc_backend_open_local(struct fivc_backend **out);
 int fivc_backend_open_xen(struct fivc_backend **out);
+/*
+ * Local backend: offer at most @bytes of regions at once (0: no limit). An
+ * offer beyond it fails with -ENOSPC, as a full grant table does on Xen.
+ * -EINVAL for another backend.
+ */
+int fivc_backend_local_limit(struct fivc_backend *be, size_t bytes);
 void fivc_backend_close(struct fivc_backend *be);
 
 /* Adapter for struct fivc_kick: @arg is a struct fivc_evch *. */

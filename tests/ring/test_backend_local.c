@@ -333,6 +333,28 @@ out:
 	fivc_backend_close(be);
 }
 
+/* A limit on what is offered at once: -ENOSPC past it, room again after. */
+static void test_offer_limit(void)
+{
+	struct fivc_backend *be;
+	struct fivc_shm *a = NULL, *b = NULL, *c = NULL;
+
+	if (!CHECK_EQ(fivc_backend_open_local(&be), 0, "open local backend"))
+		return;
+	CHECK_EQ(fivc_backend_local_limit(be, 2 * REGION_SIZE), 0, "set limit");
+	CHECK_EQ(be->ops->shm_offer(be, REGION_SIZE, 0, &a), 0, "offer 1 of 2");
+	CHECK_EQ(be->ops->shm_offer(be, REGION_SIZE, 0, &b), 0, "offer 2 of 2");
+	CHECK_EQ(be->ops->shm_offer(be, REGION_SIZE, 0, &c), -ENOSPC,
+		 "offer past the limit");
+	be->ops->shm_destroy(a);
+	CHECK_EQ(be->ops->shm_offer(be, REGION_SIZE, 0, &c), 0,
+		 "offer again once one is gone");
+	CHECK_EQ(fivc_backend_local_limit(NULL, 1), -EINVAL, "no backend");
+	be->ops->shm_destroy(b);
+	be->ops->shm_destroy(c);
+	fivc_backend_close(be);
+}
+
 static int make_memfd(unsigned int flags, size_t size, int seals)
 {
 	int fd = memfd_create("test", MFD_CLOEXEC | flags);
@@ -523,6 +545,7 @@ int main(void)
 	run("backend_local/kick_wait", test_kick_wait);
 	run("backend_local/bind_blocking_eventfd", test_bind_blocking_eventfd);
 	run("backend_local/offer", test_offer);
+	run("backend_local/offer_limit", test_offer_limit);
 	run("backend_local/map_refuses", test_map_refuses);
 	run("backend_local/bind_refuses", test_bind_refuses);
 	run("backend_local/null_and_half_built", test_null_and_half_built);
