@@ -168,5 +168,6 @@ else
 	phase "xen ring"
 	results_of xen_ring_xfer client "$peer" $((STREAM >> 20))
 fi
+. /etc/xenlab/bench-domU.sh # netfront, fastivc, libxenvchan side by side
 echo XENLAB-GUEST-DONE
 poweroff -f
