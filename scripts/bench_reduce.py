@@ -20,7 +20,8 @@ HEADER = "env,benchmark,param,baseline,baseline_value,fastivc_value,unit,ratio"
 
 
 def fmt(x):
-    return "%.4g" % x
+    """Four significant digits, without an exponent for big values."""
+    return "%.4g" % x if abs(x) < 1e4 else "%.0f" % x
 
 
 def ratio(base, fivc, better):

@@ -140,7 +140,7 @@ build_domU() {
 	base_image "$img" xen-evtchn xen-gntdev xen-gntalloc xen-netfront \
 		sch_ingress cls_bpf inet_diag tcp_diag
 	install -m 755 "$HERE/init-domU.sh" "$img/init"
-	# The side-by-side benchmark (make bench: BENCH_ROUNDS=5 and longer).
+	# The side-by-side benchmark; make bench asks for more rounds.
 	mkdir -p "$img/etc/xenlab"
 	install -m 644 "$HERE/bench-domU.sh" "$img/etc/xenlab/bench-domU.sh"
 	echo "BENCH_ROUNDS=${BENCH_ROUNDS:-3} BENCH_SECS=${BENCH_SECS:-3}" \
