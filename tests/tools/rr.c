@@ -4,11 +4,14 @@
  * fastivc code inside), for the benchmarks.
  *
  *   rr server ADDR PORT                  echo whatever arrives, per connection
- *   rr latency ADDR PORT SIZE COUNT      one connection, COUNT round trips of
- *                                        SIZE bytes: prints p50 p99 mean (us)
+ *   rr latency ADDR PORT SIZE COUNT [SECONDS]
+ *                                        one connection, COUNT round trips of
+ *                                        SIZE bytes, or fewer if SECONDS pass
+ *                                        first: prints p50 p99 mean (us)
  *   rr connrate ADDR PORT SECONDS        connect, 1-byte exchange, close, in a
  *                                        loop: prints connections per second
  */
+#include <math.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -99,20 +102,14 @@ static int dial(struct addrinfo *ai)
 	return fd;
 }
 
-static int cmp_double(const void *a, const void *b)
+static int latency(struct addrinfo *ai, size_t size, long count, double seconds)
 {
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return x < y ? -1 : x > y;
-}
-
-static int latency(struct addrinfo *ai, size_t size, long count)
-{
-	double *t = calloc((size_t)count, sizeof(*t)), sum = 0;
+	double *t = calloc((size_t)count, sizeof(*t)), start = now_sec();
 	char *buf = calloc(1, size);
 	int fd = dial(ai);
+	long i;
 
-	for (long i = 0; i < count; i++) {
+	for (i = 0; i < count && now_sec() - start < seconds; i++) {
 		double t0 = now_sec();
 
 		if (full(fd, buf, size, true) || full(fd, buf, size, false)) {
@@ -120,11 +117,8 @@ static int latency(struct addrinfo *ai, size_t size, long count)
 			return 1;
 		}
 		t[i] = (now_sec() - t0) * 1e6;
-		sum += t[i];
 	}
-	qsort(t, (size_t)count, sizeof(*t), cmp_double);
-	printf("p50 %.1f p99 %.1f mean %.1f\n", t[count / 2],
-	       t[count * 99 / 100], sum / (double)count);
+	print_latency(t, (size_t)i);
 	close(fd);
 	return 0;
 }
@@ -155,7 +149,8 @@ int main(int argc, char **argv)
 		return serve(resolve(argv[2], argv[3], true));
 	if (argc >= 6 && !strcmp(argv[1], "latency"))
 		return latency(resolve(argv[2], argv[3], false),
-			       strtoul(argv[4], NULL, 0), atol(argv[5]));
+			       strtoul(argv[4], NULL, 0), atol(argv[5]),
+			       argc >= 7 ? atof(argv[6]) : HUGE_VAL);
 	if (argc >= 5 && !strcmp(argv[1], "connrate"))
 		return connrate(resolve(argv[2], argv[3], false),
 				atof(argv[4]));

@@ -53,4 +53,7 @@ void sha256_hex(const uint8_t d[32], char out[65]);
 /* Monotonic time in seconds. */
 double now_sec(void);
 
+/* Sorts n latencies (us) and prints "p50 X p99 Y mean Z" on stdout. */
+void print_latency(double *us, size_t n);
+
 #endif /* FASTIVC_TESTUTIL_H */

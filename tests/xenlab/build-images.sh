@@ -141,6 +141,11 @@ build_domU() {
 		sch_ingress cls_bpf inet_diag tcp_diag
 	install -m 755 "$HERE/init-domU.sh" "$img/init"
 	install -m 644 "$HERE/scenario-domU.sh" "$img/etc/scenario.sh"
+	# The side-by-side benchmark; make bench asks for more rounds.
+	mkdir -p "$img/etc/xenlab"
+	install -m 644 "$HERE/bench-domU.sh" "$img/etc/xenlab/bench-domU.sh"
+	echo "BENCH_ROUNDS=${BENCH_ROUNDS:-3} BENCH_SECS=${BENCH_SECS:-3}" \
+		>"$img/etc/xenlab/bench.conf"
 	for f in "$O/fastivc" "$O"/tests/* "$O"/tools/*; do
 		[ -f "$f" ] && [ -x "$f" ] || continue
 		add_bin "$img" "$f" "opt/fastivc/${f#"$O"/}"

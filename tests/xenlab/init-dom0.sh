@@ -164,5 +164,6 @@ for role in server client late; do
 	grep -q '^XENLAB-GUEST-DONE' $CONS/guest-$role.log ||
 		fail "$role ran to the end"
 done
+tr -d '\r' <$CONS/guest-client.log | grep '^XENLAB-SAMPLE ' # bench-domU.sh
 echo XENLAB-DONE
 reboot -f

@@ -4,8 +4,11 @@
 # on this kind of machine), dom0 from its initramfs, two PV domUs that run
 # the scenario. Follows the serial log, prints one line per phase with the
 # elapsed seconds, then each guest result as "ok - xen: NAME" or
-# "not ok - xen: NAME". Exits non-zero on any failure; prints
-# "skip - xen lab: why" and exits 0 if QEMU cannot run here.
+# "not ok - xen: NAME", then the benchmark's tables. Exits non-zero on any
+# failure; prints "skip - xen lab: why" and exits 0 if QEMU cannot run here.
+# The benchmark (bench-domU.sh) prints samples; scripts/bench_reduce.py makes
+# them rows of the bench contract: $OUT/bench.csv (this run), appended to
+# $O/bench/results.csv, tables in $O/bench/xen.md, spread in $OUT/spread.md.
 set -u
 cd "$(dirname "$0")/../.."
 O=${O:-build}
@@ -65,6 +68,29 @@ tr -d '\r' <"$LOG" | sed -n 's/^XENLAB-RESULT //p' | sed 's/ - / - xen: /' \
 	>"$OUT/results"
 grep -q '^XENLAB-DONE' "$LOG" ||
 	echo "not ok - xen: scenario ran to the end (see $LOG)" >>"$OUT/results"
+
+bench_rows() {
+	samples=$OUT/samples.csv
+	echo "benchmark,param,series,value,unit,better" >"$samples"
+	tr -d '\r' <"$LOG" | sed -n 's/^XENLAB-SAMPLE //p' >>"$samples"
+	[ "$(wc -l <"$samples")" -gt 1 ] || return 1
+	rm -f "$OUT/bench.csv"
+	python3 scripts/bench_reduce.py --env xen --baseline netfront_tcp \
+		--baseline libxenvchan --csv "$OUT/bench.csv" \
+		--spread "$OUT/spread.md" "$samples" || return 1
+	mkdir -p "$O/bench"
+	[ -s "$O/bench/results.csv" ] ||
+		head -1 "$OUT/bench.csv" >"$O/bench/results.csv"
+	tail -n +2 "$OUT/bench.csv" >>"$O/bench/results.csv"
+}
+bench_rows && bench=yes ||
+	echo "not ok - xen: benchmark rows from the guests' samples" >>"$OUT/results"
 cat "$OUT/results"
+if [ -n "${bench:-}" ]; then
+	echo "xenlab: benchmark, medians of the rounds ($OUT/bench.csv):"
+	python3 scripts/bench_table.py --csv "$OUT/bench.csv" --out "$O/bench/xen.md"
+	echo "xenlab: spread, median [min..max] n=rounds ($OUT/spread.md):"
+	cat "$OUT/spread.md"
+fi
 echo "xenlab: done in $(elapsed) s"
 ! grep -q '^not ok' "$OUT/results" && grep -q '^ok' "$OUT/results"

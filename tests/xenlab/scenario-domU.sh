@@ -6,6 +6,8 @@
 #           mid-transfer (dom0 does it when asked); then a domain created
 #           afterwards ("late"): plain TCP while it has no agent, a tunnel
 #           once it starts one.
+#   both:   after the integrity checks, the side-by-side benchmark
+#           (bench-domU.sh)
 #   server: the servers for all that, then waits to be destroyed.
 #   late:   no agent at first, then one when the client asks.
 # The domains talk through xenstore: `say` writes a key of ours that one
@@ -92,6 +94,7 @@ server_scenario() {
 	in_apps blast server "$lab_ip" 6004 --bytes $((1024 * MIB)) \
 		>/dev/null 2>&1 &
 	say server-ready 1
+	. /etc/xenlab/bench-domU.sh # netfront, fastivc, libxenvchan
 	# The client's checks need the reports above; dom0 destroys us later.
 	hear "$peer" done 600 >/dev/null
 	agent_log
@@ -200,6 +203,7 @@ client_scenario() {
 	retry 60 link_up "$peer"
 	result $? "fastivc: link up with domain $peer (grant pages, event channels)"
 	client_integrity
+	. /etc/xenlab/bench-domU.sh # netfront, fastivc, libxenvchan
 	client_kill
 	say done 1
 	client_destroy

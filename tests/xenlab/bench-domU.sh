@@ -1,0 +1,160 @@
+# SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+# shellcheck shell=sh
+# The Xen lab's side-by-side benchmark (busybox sh), sourced by both domUs'
+# /init at the end of the scenario: it uses role, lab_ip, lab_peer_ip and
+# the phase, result and retry helpers of init-domU.sh. Three paths between
+# the domUs, measured in the same boot over BENCH_ROUNDS rounds
+# (/etc/xenlab/bench.conf), their order reversed every other round:
+#   netfront_tcp  plain TCP over netfront, clients and servers outside the
+#                 agent's cgroup
+#   fastivc       the same programs inside /sys/fs/cgroup/lab-apps, the
+#                 cgroup the agent steers
+#   libxenvchan   tests/xenlab/vchan_bench: libxenvchan, 64 KiB rings
+# Each: one-way throughput for BENCH_SECS (iperf3; vchan_bench stream, as
+# iperf3 needs sockets), 64-byte request/response p50/p99 over 1000 round
+# trips or 2 x BENCH_SECS, whichever ends first (rr latency; vchan_bench rr)
+# and, over TCP, the connection rate (rr connrate: connect, 1-byte exchange,
+# close) for BENCH_SECS.
+# The client prints every value as "XENLAB-SAMPLE benchmark,param,series,
+# value,unit,better" (tests/xenlab/run.sh reduces them) and one result per
+# path and round. A fastivc measurement whose bytes did not go through the
+# tunnels (tunnel_bytes_tx + _rx of the client agent's `fastivc status
+# --json`, before and after) is series fastivc_untunneled, never fastivc.
+# The fastivc path needs the agent that the scenario leaves running in both
+# domUs, steering lab-apps (the listeners here open after it attached). None
+# is started here: an agent that cannot reach its peer's agent resets the
+# steered connections that sent bytes before the tunnel, which measures
+# nothing. Without an agent, the fastivc path is plain TCP in the cgroup.
+
+BENCH_ROUNDS=3 BENCH_SECS=3
+[ -f /etc/xenlab/bench.conf ] && . /etc/xenlab/bench.conf
+RR_SECS=$((2 * BENCH_SECS))
+BENCH_LIMIT=60 # seconds for one measurement before it is killed
+APPS=/sys/fs/cgroup/lab-apps
+# sh -c "$IN_CG" CGROUP CMD...: CMD in CGROUP.
+IN_CG='echo $$ >"$0/cgroup.procs" && exec "$@"'
+self=$(xenstore-read domid)
+peer=$(xenstore-read data/xenlab-peer)
+FLAGS=/local/domain/$peer/data/xenlab-bench # the peer's flags, for us
+VCHAN=data/xenlab-bench/vchan               # under the server's area
+
+bench_cg() { # PATH: the cgroup PATH's programs run in
+	if [ "$1" = fastivc ]; then echo $APPS; else echo /sys/fs/cgroup; fi
+}
+bench_flag() { # NAME: data/xenlab-bench/NAME, for the peer to read
+	xenstore-write "data/xenlab-bench/$1" 1 &&
+		xenstore-chmod "data/xenlab-bench/$1" "n$self" "r$peer"
+}
+bench_tunneled() { # tunnel bytes of this domU's agent so far, 0 without one
+	set -- $(fastivc status --json 2>/dev/null | sed -n \
+		's/.*"tunnel_bytes_tx":\([0-9]*\),"tunnel_bytes_rx":\([0-9]*\).*/\1 \2/p')
+	echo $((${1:-0} + ${2:-0}))
+}
+
+bench_server() {
+	pids=""
+	for p in netfront_tcp fastivc; do
+		n=1
+		[ $p = fastivc ] && n=2
+		sh -c "$IN_CG" "$(bench_cg $p)" iperf3 -s -p 521$n >/dev/null 2>&1 &
+		pids="$pids $!"
+		sh -c "$IN_CG" "$(bench_cg $p)" rr server "$lab_ip" 531$n >/dev/null &
+		pids="$pids $!"
+	done
+	vchan_bench server "$peer" "/local/domain/$self/$VCHAN" &
+	pids="$pids $!"
+	sleep 1
+	bench_flag ready
+	retry $((BENCH_ROUNDS * 120)) xenstore-exists $FLAGS/done
+	result $? "bench: server ran until the client was done"
+	kill $pids
+}
+
+# bench_measure PATH CMD...: $out is CMD's output, run on PATH under a time
+# limit; $moved the tunnel bytes it moved.
+bench_measure() {
+	cg=$(bench_cg "$1")
+	shift
+	before=$(bench_tunneled)
+	out=$(timeout -s KILL $BENCH_LIMIT sh -c "$IN_CG" "$cg" "$@" \
+		2>/tmp/bench.err) ||
+		echo "bench: $1 $2 failed: $(tail -1 /tmp/bench.err)"
+	moved=$(($(bench_tunneled) - before))
+}
+
+# bench_sample BENCHMARK PARAM PATH VALUE UNIT higher|lower
+bench_sample() {
+	s=$3
+	if [ -z "$4" ]; then
+		ok=1 sum="$sum $1 failed;"
+		return
+	fi
+	if [ "$s" = fastivc ] && [ "$moved" = 0 ]; then
+		s=fastivc_untunneled untunneled=$((untunneled + 1))
+		echo "bench: WARNING: fastivc $1 moved no bytes through the" \
+			"agent's tunnels: recorded as $s, not as fastivc"
+	fi
+	echo "XENLAB-SAMPLE $1,$2,$s,$4,$5,$6"
+	sum="$sum $1 $4 $5;"
+}
+
+bench_tcp() { # PATH PORT_DIGIT
+	bench_measure $1 iperf3 -c "$lab_peer_ip" -p 521$2 -t $BENCH_SECS -f m
+	bench_sample iperf3_throughput P=1 $1 \
+		"$(echo "$out" | awk '/receiver/ {print $7}')" Mbit/s higher
+	bench_measure $1 rr latency "$lab_peer_ip" 531$2 64 1000 $RR_SECS
+	bench_sample rr_latency_p50 64 $1 "$(echo "$out" | awk '{print $2}')" us lower
+	bench_sample rr_latency_p99 64 $1 "$(echo "$out" | awk '{print $4}')" us lower
+	bench_measure $1 rr connrate "$lab_peer_ip" 531$2 $BENCH_SECS
+	bench_sample connection_rate 1 $1 "$(echo "$out" | awk '{print $4}')" conn/s higher
+}
+
+# Sessions are numbered in the order the server serves them.
+bench_vchan() {
+	at=/local/domain/$peer/$VCHAN
+	bench_measure libxenvchan vchan_bench stream "$peer" $at/$session $BENCH_SECS
+	bench_sample iperf3_throughput P=1 libxenvchan \
+		"$(echo "$out" | awk '{print $6}')" Mbit/s higher
+	bench_measure libxenvchan vchan_bench rr "$peer" $at/$((session + 1)) \
+		64 1000 $RR_SECS
+	bench_sample rr_latency_p50 64 libxenvchan "$(echo "$out" | awk '{print $2}')" us lower
+	bench_sample rr_latency_p99 64 libxenvchan "$(echo "$out" | awk '{print $4}')" us lower
+	session=$((session + 2))
+}
+
+bench_client() {
+	session=0 untunneled=0
+	retry 120 xenstore-exists $FLAGS/ready
+	result $? "bench: the server is ready"
+	r=1
+	while [ $r -le "$BENCH_ROUNDS" ]; do
+		order="netfront_tcp fastivc libxenvchan"
+		[ $((r % 2)) = 0 ] && order="libxenvchan fastivc netfront_tcp"
+		for p in $order; do
+			phase "bench round $r/$BENCH_ROUNDS: $p"
+			ok=0 sum=""
+			case $p in
+			netfront_tcp) bench_tcp $p 1 ;;
+			fastivc) bench_tcp $p 2 ;;
+			libxenvchan) bench_vchan ;;
+			esac
+			result $ok "bench round $r $p:$sum"
+		done
+		r=$((r + 1))
+	done
+	if [ $untunneled != 0 ]; then
+		echo "XENLAB-RESULT skip - bench: fastivc through the agent's" \
+			"tunnels: $untunneled fastivc values moved no tunnel" \
+			"bytes (fastivc_untunneled; no agent on xen running?)"
+		fastivc status 2>&1 | head -20 | sed 's/^/bench: agent: /'
+	else
+		result 0 "bench: every fastivc value went through the agent's tunnels"
+	fi
+	bench_flag done
+}
+
+phase "bench: $BENCH_ROUNDS rounds of netfront_tcp, fastivc, libxenvchan"
+fastivc status >/dev/null 2>&1 ||
+	echo "bench: WARNING: no fastivc agent runs here: the fastivc path is" \
+		"plain TCP in $APPS"
+if [ "$role" = server ]; then bench_server; else bench_client; fi
