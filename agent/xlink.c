@@ -111,13 +111,11 @@ static void xlink_free(struct agent *a, struct xlink *x, bool orderly)
 	}
 	agent_watch_del(a, &x->w_tx_ev);
 	agent_watch_del(a, &x->w_rx_ev);
-	if (x->tx_ready) {
-		if (orderly)
-			fivc_tx_close(
-				&x->tx); /* the peer reads end of stream */
-		else
-			fivc_tx_reset(&x->tx);
-	}
+	/* Orderly: the peer reads end of stream; else it sees a reset. */
+	if (x->tx_ready && orderly)
+		fivc_tx_close(&x->tx);
+	else if (x->tx_ready)
+		fivc_tx_reset(&x->tx);
 	if (x->rx_ready && orderly)
 		fivc_rx_close(&x->rx);
 	else if (x->rx_ready)
