@@ -233,6 +233,7 @@ client_late() {
 	blast_check late $? "$late" &&
 		[ $(($(ctr tunnel_bytes_tx) - tb0)) -ge $((64 * MIB)) ]
 	result $? "fastivc: after the destroy, the agent tunnels to a new domain: 64 MiB each way, SHA-256 equal"
+	say late-checked 1 "$late"
 }
 
 client_scenario() {
@@ -259,4 +260,6 @@ late_scenario() {
 	serving=$!
 	say late-serving 1
 	wait $serving # (busybox: not a list of pids, one may be gone)
+	# Our xenstore area goes with us: stay until the client read it.
+	hear "$peer" late-checked 120 >/dev/null
 }
