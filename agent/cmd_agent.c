@@ -174,14 +174,15 @@ static void drain_check(struct agent *a)
 
 static void on_tick(struct agent *a, struct agent_watch *w, uint32_t events)
 {
-	uint64_t n;
+	uint64_t n, now;
 
 	(void)events;
 	if (read(w->fd, &n, sizeof(n)) < 0)
 		return;
-	flow_expire(a, agent_now_ns());
-	link_tick(a, agent_now_ns());
-	xlink_tick(a, agent_now_ns());
+	now = agent_now_ns();
+	flow_expire(a, now);
+	link_tick(a, now);
+	xlink_tick(a, now);
 	if (a->drain_deadline_ns) {
 		drain_check(a);
 		return;

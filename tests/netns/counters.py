@@ -11,12 +11,13 @@ have passed or the file STOP exists, then shut down and close. Going on
 after errors, as a careless app would; print "sent N, E send errors
 (first ERRNO)".
 """
-import errno
 import os
 import socket
 import struct
 import sys
 import time
+
+from one_conn import accept_one, ending
 
 CHUNK = 1 << 16
 
@@ -25,18 +26,9 @@ def counters(start, n):
     return b"".join(struct.pack(">I", (start + i) & 0xFFFFFFFF) for i in range(n))
 
 
-def ending(e):
-    return "eof" if e is None else errno.errorcode.get(e.errno, str(e.errno))
-
 
 def receive(host, port):
-    fam = socket.AF_INET6 if ":" in host else socket.AF_INET
-    lst = socket.socket(fam, socket.SOCK_STREAM)
-    lst.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    lst.bind((host, port))
-    lst.listen(1)
-    print("listening", flush=True)
-    c, _ = lst.accept()
+    c = accept_one(host, port)
     got, err, contiguous, pending = 0, None, True, b""
     while True:
         try:

@@ -14,6 +14,8 @@ import socket
 import sys
 import time
 
+from one_conn import accept_one
+
 
 def payload(n, seed):
     return random.Random(seed).randbytes(n)
@@ -29,13 +31,7 @@ def read_all(s):
 
 
 def server(host, port, n):
-    fam = socket.AF_INET6 if ":" in host else socket.AF_INET
-    lst = socket.socket(fam, socket.SOCK_STREAM)
-    lst.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    lst.bind((host, port))
-    lst.listen(1)
-    print("listening", flush=True)
-    c, _ = lst.accept()
+    c = accept_one(host, port)
     got = read_all(c)
     c.sendall(hashlib.sha256(got).digest() + payload(n, 2))
     c.close()

@@ -8,32 +8,20 @@ reader HOST PORT: connect, read until EOF or an error; print how much and
 how it ended ("eof" or the errno name). EAGAIN is read past (a blocking
 reader gets one before a reset, see docs/steering.md).
 """
-import errno
 import os
 import socket
 import sys
 import time
 
+from one_conn import accept_one, ending
+
 CHUNK = 1 << 16
 
 
-def listen(host, port):
-    fam = socket.AF_INET6 if ":" in host else socket.AF_INET
-    lst = socket.socket(fam, socket.SOCK_STREAM)
-    lst.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    lst.bind((host, port))
-    lst.listen(1)
-    print("listening", flush=True)
-    c, _ = lst.accept()
-    return c
-
-
-def ending(e):
-    return "eof" if e is None else errno.errorcode.get(e.errno, str(e.errno))
 
 
 def fin_writer(host, port, n, go):
-    c = listen(host, port)
+    c = accept_one(host, port)
     while not os.path.exists(go):
         time.sleep(0.01)
     c.sendall(b"f" * n)

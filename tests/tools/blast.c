@@ -141,15 +141,6 @@ static void *run_conn(void *arg)
 	return NULL;
 }
 
-static int resolve(const char *host, const char *port, struct addrinfo **ai,
-		   bool passive)
-{
-	struct addrinfo hints = {.ai_socktype = SOCK_STREAM,
-				 .ai_flags = passive ? AI_PASSIVE : 0};
-
-	return getaddrinfo(host, port, &hints, ai);
-}
-
 int main(int argc, char **argv)
 {
 	struct addrinfo *ai;
@@ -171,10 +162,7 @@ int main(int argc, char **argv)
 		else if (!strcmp(argv[i], "--bytes"))
 			bytes = strtoull(argv[i + 1], NULL, 0);
 	}
-	if (resolve(argv[2], argv[3], &ai, server)) {
-		fprintf(stderr, "blast: cannot resolve %s\n", argv[2]);
-		return 2;
-	}
+	ai = tcp_resolve("blast", argv[2], argv[3], server);
 	cs = calloc(conns, sizeof(*cs));
 	if (server) {
 		lfd = socket(ai->ai_family, SOCK_STREAM, 0);

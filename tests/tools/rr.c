@@ -24,20 +24,6 @@
 
 #include "../util/testutil.h"
 
-static struct addrinfo *resolve(const char *host, const char *port,
-				bool passive)
-{
-	struct addrinfo hints = {.ai_socktype = SOCK_STREAM,
-				 .ai_flags = passive ? AI_PASSIVE : 0};
-	struct addrinfo *ai;
-
-	if (getaddrinfo(host, port, &hints, &ai)) {
-		fprintf(stderr, "rr: cannot resolve %s\n", host);
-		exit(2);
-	}
-	return ai;
-}
-
 static int full(int fd, void *buf, size_t n, bool wr)
 {
 	char *p = buf;
@@ -146,13 +132,13 @@ static int connrate(struct addrinfo *ai, double seconds)
 int main(int argc, char **argv)
 {
 	if (argc >= 4 && !strcmp(argv[1], "server"))
-		return serve(resolve(argv[2], argv[3], true));
+		return serve(tcp_resolve("rr", argv[2], argv[3], true));
 	if (argc >= 6 && !strcmp(argv[1], "latency"))
-		return latency(resolve(argv[2], argv[3], false),
+		return latency(tcp_resolve("rr", argv[2], argv[3], false),
 			       strtoul(argv[4], NULL, 0), atol(argv[5]),
 			       argc >= 7 ? atof(argv[6]) : HUGE_VAL);
 	if (argc >= 5 && !strcmp(argv[1], "connrate"))
-		return connrate(resolve(argv[2], argv[3], false),
+		return connrate(tcp_resolve("rr", argv[2], argv[3], false),
 				atof(argv[4]));
 	fprintf(stderr, "usage: rr server|latency|connrate ...\n");
 	return 2;

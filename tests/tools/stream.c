@@ -41,20 +41,6 @@ static size_t chunk = 65536;
 static atomic_bool stop;
 static pthread_barrier_t go;
 
-static struct addrinfo *resolve(const char *host, const char *port,
-				bool passive)
-{
-	struct addrinfo hints = {.ai_socktype = SOCK_STREAM,
-				 .ai_flags = passive ? AI_PASSIVE : 0};
-	struct addrinfo *ai;
-
-	if (getaddrinfo(host, port, &hints, &ai)) {
-		fprintf(stderr, "stream: cannot resolve %s\n", host);
-		exit(2);
-	}
-	return ai;
-}
-
 static int xfer(int fd, void *buf, size_t n, bool wr)
 {
 	char *p = buf;
@@ -202,7 +188,7 @@ int main(int argc, char **argv)
 	double seconds = 2;
 
 	if (argc >= 4 && !strcmp(argv[1], "sink"))
-		return sink(resolve(argv[2], argv[3], true));
+		return sink(tcp_resolve("stream", argv[2], argv[3], true));
 	if (argc < 4 || strcmp(argv[1], "send")) {
 		fprintf(stderr, "usage: stream sink ADDR PORT | send ADDR PORT "
 				"[--chunk B] [--conns N] [--seconds S]\n");
@@ -220,5 +206,6 @@ int main(int argc, char **argv)
 		fprintf(stderr, "stream: --chunk and --conns must be >= 1\n");
 		return 2;
 	}
-	return sender(resolve(argv[2], argv[3], false), conns, seconds);
+	return sender(tcp_resolve("stream", argv[2], argv[3], false), conns,
+		      seconds);
 }

@@ -1,4 +1,5 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+#include <netdb.h>
 #include <openssl/evp.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -111,4 +112,18 @@ void print_latency(double *us, size_t n)
 	qsort(us, n, sizeof(*us), cmp_double);
 	printf("p50 %.1f p99 %.1f mean %.1f\n", us[n / 2], us[n * 99 / 100],
 	       sum / (double)n);
+}
+
+struct addrinfo *tcp_resolve(const char *prog, const char *host,
+			     const char *port, bool passive)
+{
+	struct addrinfo hints = {.ai_socktype = SOCK_STREAM,
+				 .ai_flags = passive ? AI_PASSIVE : 0};
+	struct addrinfo *ai;
+
+	if (getaddrinfo(host, port, &hints, &ai)) {
+		fprintf(stderr, "%s: cannot resolve %s\n", prog, host);
+		exit(2);
+	}
+	return ai;
 }

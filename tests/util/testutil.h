@@ -56,4 +56,12 @@ double now_sec(void);
 /* Sorts n latencies (us) and prints "p50 X p99 Y mean Z" on stdout. */
 void print_latency(double *us, size_t n);
 
+struct addrinfo;
+/*
+ * A TCP address for HOST PORT (passive: to listen on), or exit(2) after
+ * "PROG: cannot resolve HOST" on stderr. Release with freeaddrinfo().
+ */
+struct addrinfo *tcp_resolve(const char *prog, const char *host,
+			     const char *port, bool passive);
+
 #endif /* FASTIVC_TESTUTIL_H */

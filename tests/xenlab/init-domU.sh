@@ -101,15 +101,6 @@ peer=$(xenstore-read data/xenlab-peer)
 result $? "$role learns its peer's domid ($peer)"
 self=$(xenstore-read domid)
 phase "up, domid $self, peer $peer"
-# netfront before any agent runs: the reference for the same path later.
-if [ "$role" = server ]; then
-	iperf3 -s -p 5299 -D >/dev/null
-elif [ "$role" = client ]; then
-	retry 60 ping -c 1 -W 1 "$lab_peer_ip" >/dev/null 2>&1
-	sleep 2
-	mbit=$(iperf3 -c "$lab_peer_ip" -p 5299 -t 3 -f m | awk '/receiver/ {print $7}')
-	echo "xenlab: netfront before the agents: iperf3 $mbit Mbit/s"
-fi
 if [ "$role" = late ]; then
 	late_scenario
 	agent_log
