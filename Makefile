@@ -251,11 +251,13 @@ bench-ring: $(BENCH_BINS)
 bench-netns: $(FASTIVC) $(TOOLS)
 	$(Q)O=$(O) ./tests/bench/run_netns.sh
 
-# The Xen lab with more rounds of its benchmark than make test runs (3);
-# run.sh says "skip - xen lab: why" where QEMU cannot run.
+# The Xen lab's benchmark alone (no integrity and fault scenario: make test
+# runs those), with more rounds than make test runs (3); run.sh says
+# "skip - xen lab: why" where QEMU cannot run.
 BENCH_ROUNDS ?= $(if $(filter 1,$(QUICK)),2,5)
 bench-xen: all
-	$(Q)O=$(O) BENCH_ROUNDS=$(BENCH_ROUNDS) ./tests/xenlab/build-images.sh
+	$(Q)O=$(O) BENCH_ROUNDS=$(BENCH_ROUNDS) XENLAB_MODE=bench \
+		./tests/xenlab/build-images.sh
 	$(Q)O=$(O) ./tests/xenlab/run.sh
 
 # --- demo ------------------------------------------------------------------

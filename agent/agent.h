@@ -162,6 +162,7 @@ struct agent_counters {
 	uint64_t pokes;		 /* runs of the write-space poke iterator */
 	uint64_t flows_leftover; /* a killed previous agent's, reset */
 	uint64_t flows_no_shm;	 /* no room to offer a ring: not tunneled */
+	uint64_t pool_shm_short; /* times the pool stopped short of room */
 };
 
 struct agent_bpf; /* agent/bpf.c */
@@ -182,6 +183,7 @@ struct agent {
 	bool poke_pending;   /* run the poke iterator after this batch */
 	int slot_listen_fd;  /* loopback listener the slots connect to */
 	uint32_t slots_free; /* in free_slots, ready */
+	bool pool_shm_short; /* the last fill stopped for want of shm room */
 	uint32_t next_slot;
 	uint32_t *recycled; /* slot ids free for a new pair */
 	uint32_t n_recycled;
@@ -301,6 +303,7 @@ void flow_y_want(struct agent *a, struct flow *f, uint32_t events);
 bool flow_window_open(struct agent *a, struct flow *f, size_t n);
 void flow_rx_pause(struct agent *a, struct flow *f);
 void flow_fin_release(struct agent *a, struct flow *f);
+size_t flow_ring_bytes(const struct agent_config *cfg); /* one tx ring */
 
 /* agent/relay.c: captured bytes of a flow with no tunnel */
 int relay_offer(struct flow *f, int *peer_end);

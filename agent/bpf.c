@@ -554,10 +554,11 @@ void agent_bpf_reap_holds(struct agent *a, uint64_t older_than_ns)
 					 sizeof(hold), 0) ||
 		    !hold.hold_ns || now - hold.hold_ns < older_than_ns)
 			continue;
-		if (!bpf_map__delete_elem(s->maps.flows, &k, sizeof(k), 0))
-			bpf_map__update_elem(s->maps.free_slots, NULL, 0,
-					     &hold.slot, sizeof(hold.slot),
-					     BPF_ANY);
+		if (bpf_map__delete_elem(s->maps.flows, &k, sizeof(k), 0))
+			continue;
+		bpf_map__update_elem(s->maps.free_slots, NULL, 0, &hold.slot,
+				     sizeof(hold.slot), BPF_ANY);
+		bpf_map__delete_elem(s->maps.held_fins, &k, sizeof(k), 0);
 	}
 }
 

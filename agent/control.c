@@ -35,6 +35,7 @@ static const char *const stat_names[FIVC_STAT__MAX] = {
 	[FIVC_STAT_CANCELLED] = "cancelled",
 	[FIVC_STAT_ORPHAN_RST] = "orphan_rst",
 	[FIVC_STAT_ORPHAN_DROP] = "orphan_drop",
+	[FIVC_STAT_FIN_EARLY] = "fin_early",
 };
 
 const char *agent_stat_name(unsigned int i)
@@ -162,7 +163,8 @@ static void print_status(struct agent *a, FILE *o, bool json)
 			"\"ring_full\":%llu,\"ring_waits\":%llu,"
 			"\"inject_nomem\":%llu,"
 			"\"pokes\":%llu,\"flows_leftover\":%llu,"
-			"\"flows_no_shm\":%llu},\"bpf\":{",
+			"\"flows_no_shm\":%llu,\"pool_shm_short\":%llu},"
+			"\"bpf\":{",
 			(unsigned long long)c->flows_steered,
 			(unsigned long long)c->flows_tunneled,
 			(unsigned long long)c->flows_failed,
@@ -181,7 +183,8 @@ static void print_status(struct agent *a, FILE *o, bool json)
 			(unsigned long long)c->inject_nomem,
 			(unsigned long long)c->pokes,
 			(unsigned long long)c->flows_leftover,
-			(unsigned long long)c->flows_no_shm);
+			(unsigned long long)c->flows_no_shm,
+			(unsigned long long)c->pool_shm_short);
 		for (int i = 0; i < FIVC_STAT__MAX; i++)
 			fprintf(o, "%s\"%s\":%llu", i ? "," : "", stat_names[i],
 				(unsigned long long)st[i]);

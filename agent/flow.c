@@ -647,6 +647,22 @@ static void flow_maybe_up(struct agent *a, struct flow *f)
 		pump_rx(a, f);
 }
 
+static void ring_geom_of(const struct agent_config *cfg,
+			 struct fivc_ring_geom *g)
+{
+	fivc_ring_geom_default(g);
+	g->n_channels = cfg->n_channels;
+	g->channel_size = cfg->channel_size;
+}
+
+size_t flow_ring_bytes(const struct agent_config *cfg)
+{
+	struct fivc_ring_geom g;
+
+	ring_geom_of(cfg, &g);
+	return fivc_ring_region_size(&g);
+}
+
 static int flow_offer(struct agent *a, struct flow *f)
 {
 	const struct fivc_backend_ops *ops = a->be->ops;
@@ -655,9 +671,7 @@ static int flow_offer(struct agent *a, struct flow *f)
 	struct fivc_kick kick;
 	int err;
 
-	fivc_ring_geom_default(&g);
-	g.n_channels = a->cfg.n_channels;
-	g.channel_size = a->cfg.channel_size;
+	ring_geom_of(&a->cfg, &g);
 	err = ops->shm_offer(a->be, fivc_ring_region_size(&g), f->peer_domid,
 			     &f->tx_shm);
 	if (!err)
@@ -867,6 +881,8 @@ void flow_established(struct agent *a, const struct fivc_event *ev)
 	f->peer_domid = ev->peer_domid;
 	f->nonce = ev->nonce;
 	f->dir = ev->dir;
+	/* The peer's FIN completed the handshake: tc holds it already. */
+	f->fin_held = ev->flags & FIVC_EV_F_FIN_HELD;
 	f->tunnel_id = tunnel_id_of(f);
 	f->deadline_ns = agent_now_ns() + a->cfg.setup_timeout_ms * 1000000ULL;
 	f->w_x.fd = fd_x;

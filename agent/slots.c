@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -106,16 +107,57 @@ err_y:
 }
 
 /*
+ * How many more rings shared memory has room for (flows in use have
+ * offered theirs already). A slot the pool holds is a promise: sockops
+ * hands it out in the handshake and both sides steer. A ring that could
+ * not be offered then would cost a fallback, or a reset on Xen for a flow
+ * whose app already sent; so the pool holds no more slots than rings fit,
+ * and beyond them new connections stay plain TCP from the handshake
+ * (no_slot). Said once each time the pool comes short.
+ */
+static uint32_t shm_rings(struct agent *a)
+{
+	size_t room = fivc_backend_shm_room(a->be);
+	size_t n = room / flow_ring_bytes(&a->cfg);
+	bool short_now = room != SIZE_MAX && n < a->cfg.pool;
+
+	if (short_now && !a->pool_shm_short) {
+		a->ctr.pool_shm_short++;
+		pr_info("shared memory has room for %zu more rings: new "
+			"connections beyond them stay on TCP (no_slot)",
+			n);
+	}
+	a->pool_shm_short = short_now;
+	return room == SIZE_MAX || n > UINT32_MAX ? UINT32_MAX : (uint32_t)n;
+}
+
+/* Pooled slots beyond @keep go back: sockops finds none of them. */
+static void slots_trim(struct agent *a, uint32_t keep)
+{
+	uint32_t slot;
+	int x, y;
+
+	while (a->slots_free > keep && !agent_bpf_free_slot_pop(a, &slot))
+		if (!slots_take(a, slot, &x, &y))
+			slots_release(a, slot, x, y);
+}
+
+/*
  * Keep cfg.pool slots ready in free_slots, but never more slots in use and
- * ready than max_tunnels: past that, sockops finds no slot, does not
- * answer the handshake option and the connection stays plain TCP (counted
- * as no_slot), instead of being refused later.
+ * ready than max_tunnels, nor more ready than shared memory has rings for:
+ * past that, sockops finds no slot, does not answer the handshake option
+ * and the connection stays plain TCP (counted as no_slot), instead of
+ * being refused later.
  */
 void slots_fill(struct agent *a)
 {
+	uint32_t rings;
+
 	if (a->drain_deadline_ns)
 		return;
-	while (a->slots_free < a->cfg.pool &&
+	rings = shm_rings(a);
+	slots_trim(a, rings);
+	while (a->slots_free < a->cfg.pool && a->slots_free < rings &&
 	       a->n_flows + a->slots_free < a->cfg.max_tunnels) {
 		uint32_t slot;
 		uint16_t port = 0;
@@ -186,12 +228,7 @@ void slots_release(struct agent *a, uint32_t slot, int fd_x, int fd_y)
  */
 void slots_drain(struct agent *a)
 {
-	uint32_t slot;
-	int x, y;
-
-	while (!agent_bpf_free_slot_pop(a, &slot))
-		if (!slots_take(a, slot, &x, &y))
-			slots_release(a, slot, x, y);
+	slots_trim(a, 0);
 }
 
 void slots_fini(struct agent *a)

@@ -2,8 +2,8 @@
 /*
  * What the two BPF sources share: the maps of include/fastivc/bpf_abi.h,
  * the TCP option's wire format and small inline helpers. sockops.bpf.c
- * defines the maps (FIVC_MAPS_DEFINE); skmsg.bpf.c sees them extern and
- * `bpftool gen object` links both into fastivc.bpf.o.
+ * defines the maps (FIVC_MAPS_DEFINE); the other sources see them extern
+ * and `bpftool gen object` links all into fastivc.bpf.o.
  */
 #ifndef FASTIVC_BPF_H
 #define FASTIVC_BPF_H
@@ -77,6 +77,18 @@ FIVC_MAP struct {
 	__type(value, __u32);
 	__uint(max_entries, FIVC_MAX_SLOTS);
 } slot_ports SEC(".maps");
+
+/*
+ * Held FIN segments by app 4-tuple (tc keeps them; sockops clears a stale
+ * one when it reserves the 4-tuple anew and tells the agent of one held
+ * during the handshake).
+ */
+FIVC_MAP struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, struct fivc_flow_key);
+	__type(value, struct fivc_held_fin);
+	__uint(max_entries, FIVC_MAX_FLOWS);
+} held_fins SEC(".maps");
 
 /* Slots ready for a new flow; the agent pushes, sockops pops. */
 FIVC_MAP struct {

@@ -18,6 +18,12 @@
  * - Egress: records in fin_sent that our app sent its FIN (FIN_OURS) and
  *   that our stack acknowledged the peer's FIN (FIN_PEER_ACKED).
  *
+ * - Ingress FIN while the flow is still a reservation (passive side): the
+ *   handshake's last ACK was lost, or dropped by a full accept queue, and
+ *   this FIN completes the handshake. Its copy is kept as above, but the
+ *   segment goes on with its FIN bit cleared: as a pure ACK it still
+ *   completes the handshake, and sockops tells the agent a FIN is held.
+ *
  * RSTs always pass. A flow whose agent is gone is ended instead (see
  * orphan.bpf.h); a SYN for its 4-tuple starts a new connection, so the
  * stale entry goes.
@@ -33,14 +39,6 @@
 #define TC_ACT_SHOT 2
 #define TCP_FLAG_FIN 0x01
 #define TCP_FLAG_RST 0x04
-
-/* Held FIN segments by app 4-tuple. */
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__type(key, struct fivc_flow_key);
-	__type(value, struct fivc_held_fin);
-	__uint(max_entries, FIVC_MAX_FLOWS);
-} held_fins SEC(".maps");
 
 /* Flows whose tunnel delivered end of stream: their FINs pass. */
 struct {
@@ -150,15 +148,87 @@ static __always_inline int orphan_ingress(struct __sk_buff *skb, int off,
 	return TC_ACT_OK;
 }
 
+/*
+ * Keep a copy of the peer's FIN (IP header on, @ip_len bytes, no payload)
+ * in held_fins, and where its sequence space ends. 0 or -1.
+ */
+static __always_inline int fin_keep(struct __sk_buff *skb,
+				    const struct fivc_flow_key *k, __u32 ip_len,
+				    __u32 seq)
+{
+	struct fivc_held_fin *held;
+	__u32 zero = 0, end = seq + 1;
+
+	/*
+	 * The explicit lower bound is for older verifiers (Debian's 6.1):
+	 * they refuse a load whose length may be 0.
+	 */
+	if (ip_len < 20 || ip_len > FIVC_HELD_FIN_MAX)
+		return -1;
+	held = bpf_map_lookup_elem(&fin_scratch, &zero);
+	if (!held)
+		return -1;
+	held->len = ip_len;
+	if (bpf_skb_load_bytes(skb, ETH_HLEN, held->pkt, ip_len) ||
+	    bpf_map_update_elem(&held_fins, k, held, BPF_ANY))
+		return -1;
+	bpf_map_update_elem(&peer_fin_end, k, &end, BPF_ANY);
+	return 0;
+}
+
+/*
+ * The segment whose TCP header starts at @off loses its FIN bit (its
+ * checksum follows). 0 or -1.
+ */
+static __always_inline int tcp_clear_fin(struct __sk_buff *skb, int off)
+{
+	__be16 old_flags, new_flags;
+
+	if (bpf_skb_load_bytes(skb, off + TCP_FLAGS_OFF, &old_flags, 2))
+		return -1;
+	new_flags = old_flags & ~bpf_htons(TCP_FLAG_FIN);
+	/* l4_csum_replace leaves a CHECKSUM_PARTIAL sum alone, as it must. */
+	if (bpf_skb_store_bytes(skb, off + TCP_FLAGS_OFF, &new_flags, 2, 0) ||
+	    bpf_l4_csum_replace(skb, off + TCP_CSUM_OFF, old_flags, new_flags,
+				2))
+		return -1;
+	return 0;
+}
+
+/*
+ * A segment for a reservation (the handshake's last ACK has not reached
+ * the stack): a bare FIN is kept and goes on as a pure ACK (top of file).
+ * A FIN with payload means the peer's bytes are on TCP: it passes.
+ */
+static __always_inline int handshake_fin(struct __sk_buff *skb, int off,
+					 const struct tcphdr *th,
+					 const struct fivc_flow_key *k,
+					 __u32 ip_len)
+{
+	__u32 seq = bpf_ntohl(th->seq);
+
+	if (!th->fin || th->syn || !th->ack ||
+	    ip_len != (off - ETH_HLEN) + th->doff * 4u)
+		return TC_ACT_OK;
+	if (fin_keep(skb, k, ip_len, seq))
+		return TC_ACT_OK;
+	if (tcp_clear_fin(skb, off)) {
+		/* It would reach the app as an early EOF. */
+		bpf_map_delete_elem(&held_fins, k);
+		return TC_ACT_SHOT;
+	}
+	stat_inc(FIVC_STAT_FIN_EARLY);
+	return TC_ACT_OK;
+}
+
 SEC("tc")
 int fivc_fin_hold(struct __sk_buff *skb)
 {
 	struct fivc_flow_key k = {};
-	struct fivc_held_fin *held;
 	struct fivc_event *ev;
 	struct fivc_flow *flow;
 	struct tcphdr *th;
-	__u32 zero = 0, ip_len = 0, hlen, end;
+	__u32 ip_len = 0, hlen;
 	int off;
 
 	off = parse(skb, &k, &ip_len, true);
@@ -170,7 +240,11 @@ int fivc_fin_hold(struct __sk_buff *skb)
 	k.lport = bpf_ntohs(th->dest);
 	k.rport = bpf_ntohs(th->source);
 	flow = bpf_map_lookup_elem(&flows, &k);
-	if (!flow || flow->hold_ns || orphan_syn(flow, th, &k))
+	if (!flow)
+		return TC_ACT_OK;
+	if (flow->hold_ns)
+		return handshake_fin(skb, off, th, &k, ip_len);
+	if (orphan_syn(flow, th, &k))
 		return TC_ACT_OK;
 	if (flow_orphaned(flow))
 		return orphan_ingress(skb, off, bpf_ntohl(th->seq), &k);
@@ -188,23 +262,12 @@ int fivc_fin_hold(struct __sk_buff *skb)
 	}
 	if (bpf_map_lookup_elem(&fin_ok, &k))
 		return TC_ACT_OK;
-	/*
-	 * The explicit lower bound is for older verifiers (Debian's 6.1):
-	 * they refuse a load whose length may be 0.
-	 */
-	if (ip_len != hlen || ip_len < 20 || ip_len > FIVC_HELD_FIN_MAX) {
+	if (ip_len != hlen) {
 		stat_inc(FIVC_STAT_FIN_DATA);
 		return TC_ACT_OK;
 	}
-	held = bpf_map_lookup_elem(&fin_scratch, &zero);
-	if (!held)
+	if (fin_keep(skb, &k, ip_len, bpf_ntohl(th->seq)))
 		return TC_ACT_OK;
-	held->len = ip_len;
-	if (bpf_skb_load_bytes(skb, ETH_HLEN, held->pkt, ip_len) ||
-	    bpf_map_update_elem(&held_fins, &k, held, BPF_ANY))
-		return TC_ACT_OK;
-	end = bpf_ntohl(th->seq) + 1;
-	bpf_map_update_elem(&peer_fin_end, &k, &end, BPF_ANY);
 	ev = bpf_ringbuf_reserve(&events, sizeof(*ev), 0);
 	if (ev) {
 		__builtin_memset(ev, 0, sizeof(*ev));

@@ -123,6 +123,8 @@ static __always_inline bool reserve(const struct fivc_flow_key *k, __u64 cookie,
 			stat_inc(FIVC_STAT_FLOWS_FULL);
 		return false;
 	}
+	/* A FIN held for an earlier connection of this 4-tuple is stale. */
+	bpf_map_delete_elem(&held_fins, k);
 	return true;
 }
 
@@ -135,6 +137,8 @@ static __always_inline void unreserve(const struct fivc_flow_key *k)
 		return;
 	bpf_map_push_elem(&free_slots, &hold->slot, 0);
 	bpf_map_delete_elem(&flows, k);
+	/* Not steered: the FIN's retransmits will reach TCP (fin_hold). */
+	bpf_map_delete_elem(&held_fins, k);
 }
 
 static void on_connect(struct bpf_sock_ops *skops)
@@ -321,6 +325,8 @@ static bool steer(struct bpf_sock_ops *skops, const struct fivc_flow_key *k,
 	ev->peer_domid = peer_domid;
 	ev->nonce = nonce;
 	ev->dir = dir;
+	if (bpf_map_lookup_elem(&held_fins, k))
+		ev->flags = FIVC_EV_F_FIN_HELD;
 	bpf_ringbuf_submit(ev, 0);
 	stat_inc(FIVC_STAT_STEERED);
 	return true;

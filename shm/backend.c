@@ -2,6 +2,7 @@
 /* Backend-independent glue around struct fivc_backend_ops. */
 #include <errno.h>
 #include <poll.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -14,6 +15,13 @@ void fivc_backend_close(struct fivc_backend *be)
 	/* A half-built backend may not have its ops yet. */
 	if (be->ops && be->ops->close)
 		be->ops->close(be);
+}
+
+size_t fivc_backend_shm_room(struct fivc_backend *be)
+{
+	if (!be || !be->ops || !be->ops->shm_room)
+		return SIZE_MAX;
+	return be->ops->shm_room(be);
 }
 
 int fivc_evch_kick(void *arg)

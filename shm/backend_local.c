@@ -409,6 +409,15 @@ static void local_close(struct fivc_backend *be)
 	free(be);
 }
 
+static size_t local_shm_room(struct fivc_backend *be)
+{
+	const struct local_backend *lb = to_lb(be);
+
+	if (!lb->limit)
+		return SIZE_MAX;
+	return lb->limit > lb->offered ? lb->limit - lb->offered : 0;
+}
+
 static const struct fivc_backend_ops local_ops = {
 	.name = "local",
 	.shm_offer = local_shm_offer,
@@ -422,6 +431,7 @@ static const struct fivc_backend_ops local_ops = {
 	.evch_fd = local_evch_fd,
 	.evch_ack = local_evch_ack,
 	.evch_destroy = local_evch_destroy,
+	.shm_room = local_shm_room,
 	.close = local_close,
 };
 

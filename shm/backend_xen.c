@@ -497,6 +497,31 @@ static void xen_close(struct fivc_backend *be)
 	free(xb);
 }
 
+/*
+ * gntalloc's page limit (a module parameter an admin may change at any
+ * time) less what we granted: it counts every gntalloc user of this
+ * domain, we only know ours.
+ */
+#define GNTALLOC_LIMIT "/sys/module/xen_gntalloc/parameters/limit"
+
+static size_t xen_shm_room(struct fivc_backend *be)
+{
+	uint64_t granted =
+		__atomic_load_n(&be->usage.pages_granted, __ATOMIC_RELAXED);
+	unsigned long limit;
+	FILE *f = fopen(GNTALLOC_LIMIT, "re");
+	int n;
+
+	if (!f)
+		return SIZE_MAX;
+	n = fscanf(f, "%lu", &limit);
+	fclose(f);
+	if (n != 1)
+		return SIZE_MAX;
+	return limit > granted ? (size_t)(limit - granted) * FIVC_XEN_PAGE_SIZE
+			       : 0;
+}
+
 static const struct fivc_backend_ops xen_ops = {
 	.name = "xen",
 	.shm_offer = xen_shm_offer,
@@ -510,6 +535,7 @@ static const struct fivc_backend_ops xen_ops = {
 	.evch_fd = xen_evch_fd,
 	.evch_ack = xen_evch_ack,
 	.evch_destroy = xen_evch_destroy,
+	.shm_room = xen_shm_room,
 	.close = xen_close,
 };
 

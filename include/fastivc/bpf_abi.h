@@ -127,8 +127,14 @@ struct fivc_event {
 	__u32 dir;	 /* enum fivc_flow_dir */
 	__u32 old_state; /* STATE: kernel TCP_* values */
 	__u32 new_state;
-	__u32 pad;
+	__u32 flags; /* FIVC_EV_F_* */
 };
+
+/*
+ * ESTABLISHED: tc already holds the peer's FIN (it completed the handshake,
+ * its last ACK having been lost or refused by a full accept queue).
+ */
+#define FIVC_EV_F_FIN_HELD (1u << 0)
 
 /*
  * held_fins: hash, app 4-tuple -> the peer's FIN segment, held by the tc
@@ -163,6 +169,7 @@ enum fivc_stat {
 	FIVC_STAT_CANCELLED,	 /* sends passed: the flow fell back to TCP */
 	FIVC_STAT_ORPHAN_RST,	 /* agent gone: peer segments made RSTs */
 	FIVC_STAT_ORPHAN_DROP,	 /* agent gone: app payload dropped */
+	FIVC_STAT_FIN_EARLY,	 /* FINs held before the handshake ended */
 	FIVC_STAT__MAX,
 };
 

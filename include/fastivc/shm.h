@@ -84,6 +84,13 @@ struct fivc_backend_ops {
 	int (*evch_ack)(struct fivc_evch *ev);
 	void (*evch_destroy)(struct fivc_evch *ev);
 
+	/*
+	 * Bytes still to be offered before a limit refuses (SIZE_MAX: none
+	 * known). A hint, not a promise: another user of the same limit may
+	 * take them first, and shm_offer then fails with ENOSPC.
+	 */
+	size_t (*shm_room)(struct fivc_backend *be);
+
 	void (*close)(struct fivc_backend *be);
 };
 
@@ -122,6 +129,8 @@ int fivc_backend_open_xen(struct fivc_backend **out);
  * -EINVAL for another backend.
  */
 int fivc_backend_local_limit(struct fivc_backend *be, size_t bytes);
+/* ops->shm_room, SIZE_MAX for a backend without one. */
+size_t fivc_backend_shm_room(struct fivc_backend *be);
 void fivc_backend_close(struct fivc_backend *be);
 
 /* Adapter for struct fivc_kick: @arg is a struct fivc_evch *. */

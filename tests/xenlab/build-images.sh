@@ -134,6 +134,12 @@ pack() {
 	(cd "$1" && find . | cpio -o -H newc --quiet) | gzip -1 >"$2"
 }
 
+bench_conf() { # the lab's mode and the benchmark's rounds, for dom0 and domUs
+	mkdir -p "$1/etc/xenlab"
+	echo "BENCH_ROUNDS=${BENCH_ROUNDS:-3} BENCH_SECS=${BENCH_SECS:-3}" \
+		"LAB_MODE=${XENLAB_MODE:-full}" >"$1/etc/xenlab/bench.conf"
+}
+
 build_domU() {
 	img=$OUT/domU
 	# tc (the agent's FIN hold) and sock_diag for `fastivc agent`.
@@ -141,11 +147,11 @@ build_domU() {
 		sch_ingress cls_bpf inet_diag tcp_diag
 	install -m 755 "$HERE/init-domU.sh" "$img/init"
 	install -m 644 "$HERE/scenario-domU.sh" "$img/etc/scenario.sh"
-	# The side-by-side benchmark; make bench asks for more rounds.
-	mkdir -p "$img/etc/xenlab"
+	# The side-by-side benchmark; make bench asks for more rounds and
+	# for the benchmark alone (XENLAB_MODE=bench: no integrity and fault
+	# scenario around it).
 	install -m 644 "$HERE/bench-domU.sh" "$img/etc/xenlab/bench-domU.sh"
-	echo "BENCH_ROUNDS=${BENCH_ROUNDS:-3} BENCH_SECS=${BENCH_SECS:-3}" \
-		>"$img/etc/xenlab/bench.conf"
+	bench_conf "$img"
 	for f in "$O/fastivc" "$O"/tests/* "$O"/tools/*; do
 		[ -f "$f" ] && [ -x "$f" ] || continue
 		add_bin "$img" "$f" "opt/fastivc/${f#"$O"/}"
@@ -163,6 +169,7 @@ build_dom0() {
 		xenfs xen-netback bridge
 	install -m 755 "$HERE/init-dom0.sh" "$img/init"
 	install -m 755 "$HERE/vif-hotplug.sh" "$img/etc/vif-hotplug"
+	bench_conf "$img"
 	mkdir -p "$img/etc/xen"
 	: >"$img/etc/xen/xl.conf" # the defaults; xl complains when it is absent
 	for b in xl xenstored xenconsoled xen-init-dom0; do
