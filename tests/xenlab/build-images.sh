@@ -150,8 +150,8 @@ build_domU() {
 	# The side-by-side benchmark; make bench asks for more rounds and
 	# for the benchmark alone (XENLAB_MODE=bench: no integrity and fault
 	# scenario around it).
-	install -m 644 "$HERE/bench-domU.sh" "$img/etc/xenlab/bench-domU.sh"
 	bench_conf "$img"
+	install -m 644 "$HERE/bench-domU.sh" "$img/etc/xenlab/bench-domU.sh"
 	for f in "$O/fastivc" "$O"/tests/* "$O"/tools/*; do
 		[ -f "$f" ] && [ -x "$f" ] || continue
 		add_bin "$img" "$f" "opt/fastivc/${f#"$O"/}"

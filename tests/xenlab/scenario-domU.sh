@@ -266,6 +266,8 @@ client_late() {
 		[ $(($(ctr tunnel_bytes_tx) - tb0)) -ge $((64 * MIB)) ]
 	result $? "fastivc: after the destroy, the agent tunnels to a new domain: 64 MiB each way, SHA-256 equal"
 	say late-checked 1 "$late"
+	# Our area goes with us too: stay until late has read that.
+	hear "$late" late-bye 30 >/dev/null
 }
 
 client_scenario() {
@@ -301,4 +303,5 @@ late_scenario() {
 	wait $serving # (busybox: not a list of pids, one may be gone)
 	# Our xenstore area goes with us: stay until the client read it.
 	hear "$peer" late-checked 120 >/dev/null
+	say late-bye 1
 }
