@@ -9,8 +9,8 @@
 #                          median of the fetches of a round (MB/s)
 . "$(dirname "$0")/lib.sh"
 ROUNDS=3 FETCHES=10
-[ "$QUICK" = 1 ] && ROUNDS=2 FETCHES=3
 SIZES="1 16 256 4096 65536 1048576 16777216 67108864"
+[ "$QUICK" = 1 ] && ROUNDS=2 FETCHES=3 SIZES="1 4096 1048576 67108864"
 WWW=$PWD/$O/bench/www
 
 # Debian's nginx; its package starts no server where there is no init

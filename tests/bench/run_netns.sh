@@ -8,7 +8,7 @@
 #   netns_scale.sh   1..1000 flows: throughput, agent CPU, memory per flow
 # Outputs in $O/bench: results.csv (rows appended), netns.md (medians and
 # ratios), spread.md (median [min..max] per mode), *.png (one per figure).
-# QUICK=1: fewer points and rounds (about 5 minutes on 2 cores).
+# QUICK=1: fewer points and rounds (about 7 minutes on 2 cores).
 cd "$(dirname "$0")/../.." || exit 1
 export O=${O:-build}
 OUT=$O/bench
