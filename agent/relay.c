@@ -119,8 +119,11 @@ void relay_pump_rx(struct agent *a, struct flow *f)
 					  "relay from the peer agent broke");
 				return;
 			}
-			/* Its end: orderly only with a matching END. */
-			watch_want(a, &f->w_relay_rx, &b->events, 0);
+			/*
+			 * Its end: orderly only with a matching END. Nothing
+			 * more to read, and an EOF stays readable.
+			 */
+			agent_watch_del(a, &f->w_relay_rx);
 			if (!f->rx_end_known)
 				return;
 			if (b->total != f->rx_end_bytes) {
@@ -166,13 +169,26 @@ void relay_pump_rx(struct agent *a, struct flow *f)
 	}
 }
 
+/*
+ * epoll reports EPOLLHUP and EPOLLERR whatever the events asked for: a
+ * relay socket whose other end is closed leaves the epoll set, or every
+ * wait returns at once for it (seen: an agent at 100% CPU, its relay's
+ * peer end closed, the app's slot empty).
+ */
 static void relay_tx_ready(struct agent *a, struct agent_watch *w,
 			   uint32_t events)
 {
 	struct flow *f = container_of(w, struct flow, w_relay_tx);
 
-	(void)events;
-	watch_want(a, w, &f->relay_tx.events, 0);
+	/*
+	 * The peer closed its end (its flow is over): bytes our app sends
+	 * from now on fail to go there (EPIPE, a reset), as on TCP; an app
+	 * that just closes ends the relay as usual.
+	 */
+	if (events & (EPOLLHUP | EPOLLERR))
+		agent_watch_del(a, w);
+	else
+		watch_want(a, w, &f->relay_tx.events, 0);
 	relay_pump_tx(a, f);
 }
 
@@ -181,7 +197,9 @@ static void relay_rx_ready(struct agent *a, struct agent_watch *w,
 {
 	struct flow *f = container_of(w, struct flow, w_relay_rx);
 
-	(void)events;
+	/* The writer is gone: what is left is read as Y takes it. */
+	if (events & (EPOLLHUP | EPOLLERR))
+		agent_watch_del(a, w);
 	relay_pump_rx(a, f);
 }
 
