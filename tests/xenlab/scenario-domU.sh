@@ -131,7 +131,10 @@ server_scenario() {
 	. /etc/xenlab/bench-domU.sh # netfront, fastivc, libxenvchan
 	# The client's checks need the reports above; dom0 destroys us later.
 	hear "$peer" done 600 >/dev/null
-	[ "$LAB_MODE" = bench ] && return
+	if [ "$LAB_MODE" = bench ]; then
+		say bye 1 # the client waits for it: its area goes with it
+		return
+	fi
 	agent_log
 	echo XENLAB-GUEST-DONE
 	sleep 600
@@ -281,6 +284,7 @@ client_scenario() {
 	. /etc/xenlab/bench-domU.sh # netfront, fastivc, libxenvchan
 	if [ "$LAB_MODE" = bench ]; then
 		say done 1
+		hear "$peer" bye 60 >/dev/null
 		return
 	fi
 	client_kill
