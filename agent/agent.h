@@ -29,6 +29,7 @@ struct agent_config {
 	uint32_t channel_size;
 	uint32_t pool;		   /* free slots kept ready */
 	uint32_t max_tunnels;	   /* CREATE beyond this is refused */
+	uint32_t uid_share; /* % of the fast path one local uid may hold */
 	uint32_t setup_timeout_ms; /* wait for the peer's CREATE */
 	uint32_t drain_timeout_ms; /* SIGTERM: let flows finish this long */
 	uint32_t window;	   /* bytes queued per flow and direction */
@@ -163,6 +164,8 @@ struct agent_counters {
 	uint64_t flows_leftover; /* a killed previous agent's, reset */
 	uint64_t flows_no_shm;	 /* no room to offer a ring: not tunneled */
 	uint64_t pool_shm_short; /* times the pool stopped short of room */
+	uint64_t slot_impostors; /* others' connects to the slot listener */
+	uint64_t holds_reaped;	 /* handshakes past hold_timeout: slot back */
 };
 
 struct agent_bpf; /* agent/bpf.c */
@@ -181,7 +184,7 @@ struct agent {
 	uint32_t n_paused;
 	int diag_fd;
 	bool poke_pending;   /* run the poke iterator after this batch */
-	int slot_listen_fd;  /* loopback listener the slots connect to */
+	struct agent_watch w_slot_listen; /* loopback: the slots' Ys connect */
 	uint32_t slots_free; /* in free_slots, ready */
 	bool pool_shm_short; /* the last fill stopped for want of shm room */
 	uint32_t next_slot;
@@ -241,7 +244,8 @@ void agent_bpf_app_release(struct agent *a, const struct fivc_flow_key *key);
 bool agent_bpf_app_present(struct agent *a, const struct fivc_flow_key *key);
 int agent_bpf_poke_mark(struct agent *a, const struct fivc_flow_key *key);
 void agent_bpf_poke_run(struct agent *a);
-void agent_bpf_reap_holds(struct agent *a, uint64_t older_than_ns);
+uint32_t agent_bpf_reap_holds(struct agent *a, uint64_t older_than_ns);
+void agent_bpf_uid_limits(struct agent *a, uint32_t holds, uint32_t flows);
 int agent_bpf_stats(struct agent *a, uint64_t out[FIVC_STAT__MAX]);
 int agent_bpf_free_slot_pop(struct agent *a, uint32_t *slot);
 /* End of stream delivered: let later FINs pass, and clear held state. */

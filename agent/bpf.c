@@ -538,13 +538,17 @@ void agent_bpf_poke_run(struct agent *a)
 		pr_warn("Failed to ring the poke thread: %s", strerror(errno));
 }
 
-/* Reservations of handshakes that never completed give their slots back. */
-void agent_bpf_reap_holds(struct agent *a, uint64_t older_than_ns)
+/*
+ * Reservations of handshakes that did not complete in time give their
+ * slots back; returns how many.
+ */
+uint32_t agent_bpf_reap_holds(struct agent *a, uint64_t older_than_ns)
 {
 	struct fastivc_bpf *s = a->bpf->skel;
 	struct fivc_flow_key k, next, *prev = NULL;
 	struct fivc_flow hold;
 	uint64_t now = agent_now_ns();
+	uint32_t n = 0;
 
 	while (!bpf_map__get_next_key(s->maps.flows, prev, &next,
 				      sizeof(next))) {
@@ -559,7 +563,16 @@ void agent_bpf_reap_holds(struct agent *a, uint64_t older_than_ns)
 		bpf_map__update_elem(s->maps.free_slots, NULL, 0, &hold.slot,
 				     sizeof(hold.slot), BPF_ANY);
 		bpf_map__delete_elem(s->maps.held_fins, &k, sizeof(k), 0);
+		n++;
 	}
+	return n;
+}
+
+/* What one local uid may hold (bpf/uid_share.bpf.h); 0: no limit. */
+void agent_bpf_uid_limits(struct agent *a, uint32_t holds, uint32_t flows)
+{
+	a->bpf->skel->bss->uid_hold_limit = holds;
+	a->bpf->skel->bss->uid_flow_limit = flows;
 }
 
 /* Take a ready slot back from sockops' queue: 0, or -ENOENT if empty. */

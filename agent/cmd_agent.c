@@ -172,6 +172,40 @@ static void drain_check(struct agent *a)
 	a->stop = 1;
 }
 
+/*
+ * Once a second: a reservation older than HOLD_TIMEOUT_NS is a handshake
+ * that stalled (a SYN or SYN-ACK lost twice, or someone holding connects
+ * open to a port that never answers): its slot goes back to the pool, and
+ * a later SYN retransmit of it carries no option (plain TCP). Also says,
+ * at most once a minute, that a local uid reached its share.
+ */
+#define HOLD_TIMEOUT_NS (5ull * 1000000000ull)
+#define SAY_EVERY_NS (60ull * 1000000000ull)
+static void holds_check(struct agent *a)
+{
+	static uint64_t reap_said_ns, uid_said_ns, uid_limit_seen;
+	uint64_t st[FIVC_STAT__MAX], now = agent_now_ns();
+	uint32_t n = agent_bpf_reap_holds(a, HOLD_TIMEOUT_NS);
+
+	a->ctr.holds_reaped += n;
+	if (n && (!reap_said_ns || now - reap_said_ns > SAY_EVERY_NS)) {
+		reap_said_ns = now;
+		pr_warn("%u handshakes stalled past %llu s: their slots went "
+			"back (holds_reaped %llu)",
+			n, HOLD_TIMEOUT_NS / 1000000000ull,
+			(unsigned long long)a->ctr.holds_reaped);
+	}
+	if (agent_bpf_stats(a, st) || st[FIVC_STAT_UID_LIMIT] == uid_limit_seen)
+		return;
+	uid_limit_seen = st[FIVC_STAT_UID_LIMIT];
+	if (!uid_said_ns || now - uid_said_ns > SAY_EVERY_NS) {
+		uid_said_ns = now;
+		pr_warn("connections of a local user beyond its share "
+			"(uid_share %u%%) stay on plain TCP (uid_limit %llu)",
+			a->cfg.uid_share, (unsigned long long)uid_limit_seen);
+	}
+}
+
 static void on_tick(struct agent *a, struct agent_watch *w, uint32_t events)
 {
 	uint64_t n, now;
@@ -189,12 +223,8 @@ static void on_tick(struct agent *a, struct agent_watch *w, uint32_t events)
 	}
 	slots_fill(a);
 	agent_notify_tick(a);
-	/*
-	 * Once every 10 s: a reservation older than 3 minutes outlives any
-	 * handshake (SYN retries give up after 127 s, SYN-ACK ones after 63).
-	 */
-	if (!(++a->ticks % 100))
-		agent_bpf_reap_holds(a, 180ull * 1000000000ull);
+	if (!(++a->ticks % (1000 / TICK_MS)))
+		holds_check(a);
 }
 
 static void on_window(struct agent *a, struct agent_watch *w, uint32_t events)

@@ -31,6 +31,7 @@ void agent_config_defaults(struct agent_config *c)
 		64 * 1024; /* 4 KiB (the thesis) costs a syscall per 4 KiB */
 	c->pool = 32;
 	c->max_tunnels = 4096;
+	c->uid_share = 50;
 	c->setup_timeout_ms = 2000;
 	c->drain_timeout_ms = 30000;
 	c->window = 4u << 20;
@@ -102,6 +103,8 @@ int agent_config_set(struct agent_config *c, const char *key, const char *val)
 			err = fivc_ring_geom_check(&g, NULL);
 	} else if (!strcmp(key, "pool")) {
 		err = parse_u32(val, 1, 4096, &c->pool);
+	} else if (!strcmp(key, "uid_share")) {
+		err = parse_u32(val, 1, 100, &c->uid_share);
 	} else if (!strcmp(key, "max_tunnels")) {
 		err = parse_u32(val, 0, FIVC_MAX_SLOTS - 1, &c->max_tunnels);
 	} else if (!strcmp(key, "setup_timeout_ms")) {

@@ -36,6 +36,7 @@ static const char *const stat_names[FIVC_STAT__MAX] = {
 	[FIVC_STAT_ORPHAN_RST] = "orphan_rst",
 	[FIVC_STAT_ORPHAN_DROP] = "orphan_drop",
 	[FIVC_STAT_FIN_EARLY] = "fin_early",
+	[FIVC_STAT_UID_LIMIT] = "uid_limit",
 };
 
 const char *agent_stat_name(unsigned int i)
@@ -163,7 +164,8 @@ static void print_status(struct agent *a, FILE *o, bool json)
 			"\"ring_full\":%llu,\"ring_waits\":%llu,"
 			"\"inject_nomem\":%llu,"
 			"\"pokes\":%llu,\"flows_leftover\":%llu,"
-			"\"flows_no_shm\":%llu,\"pool_shm_short\":%llu},"
+			"\"flows_no_shm\":%llu,\"pool_shm_short\":%llu,"
+			"\"slot_impostors\":%llu,\"holds_reaped\":%llu},"
 			"\"bpf\":{",
 			(unsigned long long)c->flows_steered,
 			(unsigned long long)c->flows_tunneled,
@@ -184,7 +186,9 @@ static void print_status(struct agent *a, FILE *o, bool json)
 			(unsigned long long)c->pokes,
 			(unsigned long long)c->flows_leftover,
 			(unsigned long long)c->flows_no_shm,
-			(unsigned long long)c->pool_shm_short);
+			(unsigned long long)c->pool_shm_short,
+			(unsigned long long)c->slot_impostors,
+			(unsigned long long)c->holds_reaped);
 		for (int i = 0; i < FIVC_STAT__MAX; i++)
 			fprintf(o, "%s\"%s\":%llu", i ? "," : "", stat_names[i],
 				(unsigned long long)st[i]);

@@ -146,6 +146,12 @@ static void write_metrics(struct agent *a, FILE *o)
 	head(o, "pokes_total", "counter",
 	     "Runs of the write-space poke iterator.");
 	one(o, "pokes_total", NULL, NULL, c->pokes);
+	head(o, "local_abuse_total", "counter",
+	     "What local processes tried and the agent bounded, by kind.");
+	one(o, "local_abuse_total", "kind", "slot_impostor", c->slot_impostors);
+	one(o, "local_abuse_total", "kind", "hold_reaped", c->holds_reaped);
+	one(o, "local_abuse_total", "kind", "uid_limit",
+	    st[FIVC_STAT_UID_LIMIT]);
 	head(o, "bpf_stat_total", "counter",
 	     "Every counter of the BPF stats map, by name.");
 	for (unsigned int i = 0; i < FIVC_STAT__MAX; i++)

@@ -59,6 +59,7 @@ void agent_config_apply(struct agent *a, const struct agent_config *n)
 	CFG_LIVE(window, "window");
 	CFG_LIVE(max_tunnels, "max_tunnels");
 	CFG_LIVE(pool, "pool");
+	CFG_LIVE(uid_share, "uid_share");
 	CFG_LIVE(setup_timeout_ms, "setup_timeout_ms");
 	CFG_LIVE(drain_timeout_ms, "drain_timeout_ms");
 	if (strcmp(c->log_level, n->log_level)) {

@@ -5,6 +5,13 @@
  * Y connects (its ephemeral port names the slot for sk_msg), X is accepted.
  * A used slot is never reused as is: its pair is closed and a fresh one is
  * made for the next flow, so no stale byte can leak between flows.
+ *
+ * Any local process can connect to the slot listener too (it is a
+ * loopback port like any other): an accepted socket becomes X only if its
+ * peer is one of our own pending Ys, 4-tuple checked, and everything else
+ * is closed at once (docs/security.md, "Slot pairs"). Connects are
+ * non-blocking: a listener that someone keeps full delays a pair, never
+ * the event loop.
  */
 #include <errno.h>
 #include <netinet/in.h>
@@ -23,23 +30,44 @@ struct pooled {
 	int fd_x, fd_y;
 };
 
+/* A Y whose connect is under way; its X is not accepted yet. */
+struct pending_y {
+	uint32_t slot;
+	int fd_y;
+	uint16_t port; /* Y's local port: the X we accept must have it as peer */
+	uint64_t since_ns;
+};
+
+/* Ys connecting at once, and how long one may wait for its X. */
+#define PENDING_MAX 64
+#define PENDING_NS (1000ull * 1000000ull)
+/* Accepts per call: an impostor flood costs the loop a bounded batch. */
+#define ACCEPT_BATCH 256
+
 static struct pooled *pool_fds;
+static struct pending_y pending[PENDING_MAX];
+static uint32_t n_pending;
+static uint64_t impostors_logged_ns;
+
+static void slots_on_listen(struct agent *a, struct agent_watch *w,
+			    uint32_t events);
 
 int slots_init(struct agent *a)
 {
 	struct sockaddr_in sin = {.sin_family = AF_INET};
-	int fd, one = 1;
+	int fd;
 
 	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	pool_fds = calloc(FIVC_MAX_SLOTS, sizeof(*pool_fds));
 	a->recycled = calloc(FIVC_MAX_SLOTS, sizeof(*a->recycled));
 	if (!pool_fds || !a->recycled)
 		return -ENOMEM;
-	fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	/* Port 0 each time, no SO_REUSEADDR: nobody can be bound there. */
+	fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0)
 		return -errno;
-	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (bind(fd, (struct sockaddr *)&sin, sizeof(sin)) || listen(fd, 256)) {
+	if (bind(fd, (struct sockaddr *)&sin, sizeof(sin)) ||
+	    listen(fd, ACCEPT_BATCH)) {
 		int err = -errno;
 
 		pr_err("Failed to listen on loopback for slots: %s",
@@ -47,8 +75,9 @@ int slots_init(struct agent *a)
 		close(fd);
 		return err;
 	}
-	a->slot_listen_fd = fd;
-	return 0;
+	a->w_slot_listen.fd = fd;
+	a->w_slot_listen.fn = slots_on_listen;
+	return agent_watch_add(a, &a->w_slot_listen, EPOLLIN);
 }
 
 static int slot_id_take(struct agent *a, uint32_t *slot)
@@ -64,46 +93,140 @@ static int slot_id_take(struct agent *a, uint32_t *slot)
 }
 
 /*
- * One loopback pair; Y's local port is returned for slot_ports. X's send
- * and Y's receive buffers hold what the app sent and the agent has not yet
- * put in the ring: fixed at half the window each (the kernel doubles the
- * value set), which also stops their autotuning.
+ * Start one pair: Y connects, non-blocking. X's send and Y's receive
+ * buffers hold what the app sent and the agent has not yet put in the
+ * ring: fixed at half the window each (the kernel doubles the value set),
+ * which also stops their autotuning.
  */
-static int pair_make(int listen_fd, uint32_t window, int *fd_x, int *fd_y,
-		     uint16_t *y_port)
+static int pair_start(struct agent *a, uint32_t slot)
 {
-	int buf = (int)(window / 4);
+	int buf = (int)(a->cfg.window / 4);
 	struct sockaddr_in sin;
 	socklen_t len = sizeof(sin);
-	int y, x, one = 1;
+	struct pending_y *p;
+	int y;
 
-	if (getsockname(listen_fd, (struct sockaddr *)&sin, &len))
+	if (getsockname(a->w_slot_listen.fd, (struct sockaddr *)&sin, &len))
 		return -errno;
-	y = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	y = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (y < 0)
 		return -errno;
 	setsockopt(y, SOL_SOCKET, SO_RCVBUF, &buf, sizeof(buf));
-	if (connect(y, (struct sockaddr *)&sin, sizeof(sin)))
-		goto err_y;
-	x = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC);
-	if (x < 0)
-		goto err_y;
+	if (connect(y, (struct sockaddr *)&sin, sizeof(sin)) &&
+	    errno != EINPROGRESS)
+		goto err;
 	len = sizeof(sin);
 	if (getsockname(y, (struct sockaddr *)&sin, &len))
-		goto err_x;
+		goto err;
+	p = &pending[n_pending++];
+	p->slot = slot;
+	p->fd_y = y;
+	p->port = ntohs(sin.sin_port);
+	p->since_ns = agent_now_ns();
+	return 0;
+err:
+	buf = -errno;
+	close(y);
+	return buf;
+}
+
+static void pending_drop(struct agent *a, uint32_t i)
+{
+	a->recycled[a->n_recycled++] = pending[i].slot;
+	pending[i] = pending[--n_pending];
+}
+
+/* Guarded before sockops can hand it to a flow (guard.c), then pooled. */
+static int pair_finish(struct agent *a, const struct pending_y *p, int x)
+{
+	int buf = (int)(a->cfg.window / 4), one = 1, err;
+
 	/* Y carries many small writes to the app: no Nagle on either end. */
 	setsockopt(x, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	setsockopt(x, SOL_SOCKET, SO_SNDBUF, &buf, sizeof(buf));
-	setsockopt(y, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	*fd_x = x;
-	*fd_y = y;
-	*y_port = ntohs(sin.sin_port);
+	setsockopt(p->fd_y, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	err = guard_add(a, x);
+	if (!err)
+		err = agent_bpf_slot_add(a, p->slot, x, p->fd_y, p->port);
+	if (err)
+		return err;
+	pool_fds[p->slot].fd_x = x;
+	pool_fds[p->slot].fd_y = p->fd_y;
+	a->slots_free++;
 	return 0;
-err_x:
+}
+
+/* Said once a minute at most, with the count so far. */
+static void impostor(struct agent *a, int x)
+{
+	uint64_t now = agent_now_ns();
+
 	close(x);
-err_y:
-	close(y);
-	return -errno;
+	a->ctr.slot_impostors++;
+	if (!impostors_logged_ns || now - impostors_logged_ns > 60000000000ull) {
+		impostors_logged_ns = now;
+		pr_warn("a local process connected to the slot listener: "
+			"closed (slot_impostors %llu)",
+			(unsigned long long)a->ctr.slot_impostors);
+	}
+}
+
+/*
+ * Accept what the listener holds: an X whose peer is a pending Y of ours
+ * completes that pair, anything else is an impostor. Pending Ys past their
+ * deadline (their SYN met a full queue) are closed; the slot is retried.
+ */
+static void slots_accept(struct agent *a)
+{
+	uint64_t now = agent_now_ns();
+
+	for (int n = 0; n < ACCEPT_BATCH; n++) {
+		struct sockaddr_in peer;
+		socklen_t len = sizeof(peer);
+		uint32_t i;
+		int x, err;
+
+		x = accept4(a->w_slot_listen.fd, (struct sockaddr *)&peer, &len,
+			    SOCK_CLOEXEC);
+		if (x < 0)
+			break;
+		for (i = 0; i < n_pending; i++)
+			if (peer.sin_family == AF_INET &&
+			    peer.sin_addr.s_addr == htonl(INADDR_LOOPBACK) &&
+			    ntohs(peer.sin_port) == pending[i].port)
+				break;
+		if (i == n_pending) {
+			impostor(a, x);
+			continue;
+		}
+		err = pair_finish(a, &pending[i], x);
+		if (!err) {
+			pending[i] = pending[--n_pending];
+			continue;
+		}
+		/* Retried every tick: said at debug level. */
+		pr_debug("Failed to add slot %u: %s", pending[i].slot,
+			 strerror(-err));
+		close(x);
+		close(pending[i].fd_y);
+		pending_drop(a, i);
+	}
+	for (uint32_t i = 0; i < n_pending;) {
+		if (now - pending[i].since_ns < PENDING_NS) {
+			i++;
+			continue;
+		}
+		close(pending[i].fd_y);
+		pending_drop(a, i);
+	}
+}
+
+static void slots_on_listen(struct agent *a, struct agent_watch *w,
+			    uint32_t events)
+{
+	(void)w;
+	(void)events;
+	slots_accept(a);
 }
 
 /*
@@ -149,6 +272,28 @@ static void slots_trim(struct agent *a, uint32_t keep)
  * and the connection stays plain TCP (counted as no_slot), instead of
  * being refused later.
  */
+/*
+ * One local uid may hold uid_share percent of the pool in handshakes under
+ * way and of the tunnels there is room for in steered flows, so the others
+ * always find the rest (docs/operations.md, "Sharing").
+ */
+static void uid_limits_set(struct agent *a, uint32_t rings)
+{
+	uint64_t share = a->cfg.uid_share, room, holds, flows;
+
+	if (share >= 100) {
+		agent_bpf_uid_limits(a, 0, 0);
+		return;
+	}
+	room = (uint64_t)a->n_flows + a->slots_free + n_pending + rings;
+	if (room > a->cfg.max_tunnels)
+		room = a->cfg.max_tunnels;
+	holds = a->cfg.pool * share / 100;
+	flows = room * share / 100;
+	agent_bpf_uid_limits(a, holds ? (uint32_t)holds : 1,
+			     flows ? (uint32_t)flows : 1);
+}
+
 void slots_fill(struct agent *a)
 {
 	uint32_t rings;
@@ -156,43 +301,34 @@ void slots_fill(struct agent *a)
 	if (a->drain_deadline_ns)
 		return;
 	rings = shm_rings(a);
+	uid_limits_set(a, rings);
 	slots_trim(a, rings);
-	while (a->slots_free < a->cfg.pool && a->slots_free < rings &&
-	       a->n_flows + a->slots_free < a->cfg.max_tunnels) {
+	slots_accept(a);
+	while (a->slots_free + n_pending < a->cfg.pool &&
+	       a->slots_free + n_pending < rings &&
+	       a->n_flows + a->slots_free + n_pending < a->cfg.max_tunnels &&
+	       n_pending < PENDING_MAX) {
 		uint32_t slot;
-		uint16_t port = 0;
-		int x = -1, y = -1, err;
+		int err;
 
 		if (slot_id_take(a, &slot))
-			return;
-		err = pair_make(a->slot_listen_fd, a->cfg.window, &x, &y,
-				&port);
-		/* Guarded before sockops can hand it to a flow (guard.c). */
-		if (!err) {
-			err = guard_add(a, x);
-			if (!err)
-				err = agent_bpf_slot_add(a, slot, x, y, port);
-			if (err) {
-				close(x);
-				close(y);
-			}
-		}
+			break;
+		err = pair_start(a, slot);
 		if (err) {
 			/* Retried every tick: say it once per cause. */
 			static int last_err;
 
 			fivc_log(err == last_err ? FIVC_LOG_DEBUG
 						 : FIVC_LOG_WARN,
-				 "Failed to add slot %u: %s", slot,
+				 "Failed to start slot %u: %s", slot,
 				 strerror(-err));
 			last_err = err;
 			a->recycled[a->n_recycled++] = slot;
-			return;
+			break;
 		}
-		pool_fds[slot].fd_x = x;
-		pool_fds[slot].fd_y = y;
-		a->slots_free++;
 	}
+	/* Loopback handshakes are done by now, as a rule. */
+	slots_accept(a);
 }
 
 /* sockops popped @slot for a flow: hand its fds over. */
@@ -239,10 +375,14 @@ void slots_fini(struct agent *a)
 				close(pool_fds[s].fd_x);
 				close(pool_fds[s].fd_y);
 			}
+	while (n_pending)
+		close(pending[--n_pending].fd_y);
 	free(pool_fds);
 	pool_fds = NULL;
 	free(a->recycled);
 	a->recycled = NULL;
-	if (a->slot_listen_fd > 0)
-		close(a->slot_listen_fd);
+	if (a->w_slot_listen.live)
+		agent_watch_del(a, &a->w_slot_listen);
+	if (a->w_slot_listen.fd > 0)
+		close(a->w_slot_listen.fd);
 }

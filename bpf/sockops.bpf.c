@@ -17,6 +17,7 @@
  */
 #define FIVC_MAPS_DEFINE
 #include "fastivc.bpf.h"
+#include "uid_share.bpf.h"
 
 /* This domain's id, set by the loader. */
 const volatile __u32 self_domid;
@@ -157,13 +158,19 @@ static void on_connect(struct bpf_sock_ops *skops)
 	if (!sk)
 		return;
 	/* What we could not steer we do not offer. */
-	if (!reserve(&k, bpf_get_socket_cookie(skops), FIVC_FLOW_ACTIVE, true))
+	if (!uid_charge_hold(skops))
 		return;
+	if (!reserve(&k, bpf_get_socket_cookie(skops), FIVC_FLOW_ACTIVE,
+		     true)) {
+		uid_uncharge(skops);
+		return;
+	}
 	nonce = bpf_sk_storage_get(&nonces, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
 	if (!nonce) {
 		/* The ABI has one counter for "an insert failed". */
 		stat_inc(FIVC_STAT_SOCKHASH_FULL);
 		unreserve(&k);
+		uid_uncharge(skops);
 		return;
 	}
 	*nonce = bpf_get_prandom_u32();
@@ -223,10 +230,16 @@ static __always_inline bool synack_answer(struct bpf_sock_ops *skops,
 	return true;
 }
 
-/* Active side, for a SYN: our nonce if TCP_CONNECT_CB chose this socket. */
+/*
+ * Active side, for a SYN: our nonce if TCP_CONNECT_CB chose this socket and
+ * its reservation is still there (the agent reaps those of handshakes that
+ * take too long: a later SYN retransmit then goes without the option).
+ */
 static __always_inline bool syn_offer(struct bpf_sock_ops *skops,
 				      struct fivc_tcpopt *opt)
 {
+	struct fivc_flow_key k;
+	struct fivc_flow *hold;
 	struct bpf_sock *sk;
 	__u32 *nonce;
 
@@ -235,6 +248,12 @@ static __always_inline bool syn_offer(struct bpf_sock_ops *skops,
 		return false;
 	nonce = bpf_sk_storage_get(&nonces, sk, 0, 0);
 	if (!nonce)
+		return false;
+	if (skops_flow_key(skops, &k))
+		return false;
+	hold = bpf_map_lookup_elem(&flows, &k);
+	if (!hold || !hold->hold_ns ||
+	    hold->cookie != bpf_get_socket_cookie(skops))
 		return false;
 	opt->kind = FIVC_TCPOPT_KIND;
 	opt->len = FIVC_TCPOPT_LEN;
@@ -338,10 +357,17 @@ unreserve:
 	return false;
 }
 
-/* Option callbacks off in any case; the state callback only if steered. */
+/*
+ * Option callbacks off in any case; the state callback only if steered.
+ * The uid's charge follows: a flow now, or given back.
+ */
 static __always_inline void established_done(struct bpf_sock_ops *skops,
 					     bool steered)
 {
+	if (steered)
+		uid_charge_flow(skops);
+	else
+		uid_uncharge(skops);
 	set_cb_flags(skops, steered ? BPF_SOCK_OPS_STATE_CB_FLAG : 0,
 		     BPF_SOCK_OPS_WRITE_HDR_OPT_CB_FLAG);
 }
@@ -435,6 +461,9 @@ static void on_state(struct bpf_sock_ops *skops)
 	struct fivc_event *ev;
 	__u64 cookie;
 
+	/* Before the lookup: the agent may have reaped the reservation. */
+	if (skops->args[1] == BPF_TCP_CLOSE)
+		uid_uncharge(skops);
 	if (skops_flow_key(skops, &k))
 		return;
 	flow = bpf_map_lookup_elem(&flows, &k);

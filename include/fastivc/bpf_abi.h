@@ -110,6 +110,19 @@ struct fivc_slot {
 
 /* slot_ports: hash, Y's local port (host order) -> slot. */
 
+/*
+ * uid_use: LRU hash, a local uid (not root) -> what its connections hold
+ * of the fast path: reservations of handshakes under way, and steered
+ * flows whose app socket is open. sockops charges a connect to its
+ * socket's uid and refuses the option beyond uid_hold_limit or
+ * uid_flow_limit (globals the agent sets: docs/operations.md, "Sharing").
+ */
+struct fivc_uid_use {
+	__u32 holds;
+	__u32 flows;
+};
+#define FIVC_MAX_UIDS 4096
+
 enum fivc_event_type {
 	FIVC_EV_ESTABLISHED = 1, /* a socket was steered; slot popped */
 	FIVC_EV_STATE = 2,	 /* a steered socket changed TCP state */
@@ -170,6 +183,7 @@ enum fivc_stat {
 	FIVC_STAT_ORPHAN_RST,	 /* agent gone: peer segments made RSTs */
 	FIVC_STAT_ORPHAN_DROP,	 /* agent gone: app payload dropped */
 	FIVC_STAT_FIN_EARLY,	 /* FINs held before the handshake ended */
+	FIVC_STAT_UID_LIMIT,	 /* a local uid at its share: plain TCP */
 	FIVC_STAT__MAX,
 };
 
