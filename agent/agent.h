@@ -149,6 +149,13 @@ struct fallback_rec {
 
 #define FALLBACK_RECS 64
 
+/* Clients of the control socket or /metrics dropped, by cause (clients.c) */
+struct client_drops {
+	uint64_t deadline;  /* no whole request and reply within 1 s */
+	uint64_t too_many;  /* the oldest, when one more came than the bound */
+	uint64_t too_large; /* a request over the bound */
+};
+
 struct agent_counters {
 	uint64_t flows_steered, flows_tunneled, flows_failed, flows_done;
 	uint64_t flows_tcp;	/* fell back to plain TCP, every byte intact */
@@ -163,6 +170,7 @@ struct agent_counters {
 	uint64_t flows_leftover; /* a killed previous agent's, reset */
 	uint64_t flows_no_shm;	 /* no room to offer a ring: not tunneled */
 	uint64_t pool_shm_short; /* times the pool stopped short of room */
+	struct client_drops metrics_dropped, control_dropped;
 };
 
 struct agent_bpf; /* agent/bpf.c */
@@ -176,7 +184,7 @@ struct agent {
 	uint32_t n_tunnels;
 	uint32_t n_flows; /* steered, not yet freed */
 	uint64_t ticks;
-	struct agent_watch w_events, w_link_listen, w_control, w_timer;
+	struct agent_watch w_events, w_link_listen, w_timer;
 	struct agent_watch w_window; /* polls paused flows' unread bytes */
 	uint32_t n_paused;
 	int diag_fd;
@@ -202,7 +210,6 @@ struct agent {
 	/* deploy: reload, readiness and metrics (notify.c, metrics.c) */
 	int argc;
 	char **argv;
-	struct agent_watch w_metrics;
 	struct agent_watch w_hup; /* SIGHUP: reload the configuration */
 	uint64_t notify_ns;	  /* last STATUS= sent */
 	int guard_fd;		  /* to the guard process (guard.c) */
