@@ -27,9 +27,9 @@ struct agent_config {
 	uint32_t domid;	     /* our domain id */
 	uint32_t n_channels; /* ring geometry of each direction */
 	uint32_t channel_size;
-	uint32_t pool;		   /* free slots kept ready */
-	uint32_t max_tunnels;	   /* CREATE beyond this is refused */
-	uint32_t uid_share; /* % of the fast path one local uid may hold */
+	uint32_t pool;	      /* free slots kept ready */
+	uint32_t max_tunnels; /* CREATE beyond this is refused */
+	uint32_t uid_share;   /* % of the fast path one local uid may hold */
 	uint32_t setup_timeout_ms; /* wait for the peer's CREATE */
 	uint32_t drain_timeout_ms; /* SIGTERM: let flows finish this long */
 	uint32_t window;	   /* bytes queued per flow and direction */
@@ -150,6 +150,13 @@ struct fallback_rec {
 
 #define FALLBACK_RECS 64
 
+/* Clients of the control socket or /metrics dropped, by cause (clients.c) */
+struct client_drops {
+	uint64_t deadline;  /* no whole request and reply within 1 s */
+	uint64_t too_many;  /* the oldest, when one more came than the bound */
+	uint64_t too_large; /* a request over the bound */
+};
+
 struct agent_counters {
 	uint64_t flows_steered, flows_tunneled, flows_failed, flows_done;
 	uint64_t flows_tcp;	/* fell back to plain TCP, every byte intact */
@@ -165,7 +172,8 @@ struct agent_counters {
 	uint64_t flows_no_shm;	 /* no room to offer a ring: not tunneled */
 	uint64_t pool_shm_short; /* times the pool stopped short of room */
 	uint64_t slot_impostors; /* others' connects to the slot listener */
-	uint64_t holds_reaped;	 /* handshakes past hold_timeout: slot back */
+	uint64_t holds_reaped;	 /* handshakes stalled past 5 s: slot back */
+	struct client_drops metrics_dropped, control_dropped;
 };
 
 struct agent_bpf; /* agent/bpf.c */
@@ -179,13 +187,13 @@ struct agent {
 	uint32_t n_tunnels;
 	uint32_t n_flows; /* steered, not yet freed */
 	uint64_t ticks;
-	struct agent_watch w_events, w_link_listen, w_control, w_timer;
+	struct agent_watch w_events, w_link_listen, w_timer;
 	struct agent_watch w_window; /* polls paused flows' unread bytes */
 	uint32_t n_paused;
 	int diag_fd;
-	bool poke_pending;   /* run the poke iterator after this batch */
+	bool poke_pending; /* run the poke iterator after this batch */
 	struct agent_watch w_slot_listen; /* loopback: the slots' Ys connect */
-	uint32_t slots_free; /* in free_slots, ready */
+	uint32_t slots_free;		  /* in free_slots, ready */
 	bool pool_shm_short; /* the last fill stopped for want of shm room */
 	uint32_t next_slot;
 	uint32_t *recycled; /* slot ids free for a new pair */
@@ -205,7 +213,6 @@ struct agent {
 	/* deploy: reload, readiness and metrics (notify.c, metrics.c) */
 	int argc;
 	char **argv;
-	struct agent_watch w_metrics;
 	struct agent_watch w_hup; /* SIGHUP: reload the configuration */
 	uint64_t notify_ns;	  /* last STATUS= sent */
 	int guard_fd;		  /* to the guard process (guard.c) */

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "agent.h"
+#include "clients.h"
 #include "fastivc/log.h"
 
 #define TICK_MS 100
@@ -217,6 +218,7 @@ static void on_tick(struct agent *a, struct agent_watch *w, uint32_t events)
 	flow_expire(a, now);
 	link_tick(a, now);
 	xlink_tick(a, now);
+	clients_tick(a, now);
 	if (a->drain_deadline_ns) {
 		drain_check(a);
 		return;

@@ -3,8 +3,10 @@
 #include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -14,7 +16,7 @@
 static void usage(FILE *o)
 {
 	fprintf(o, "Usage: fastivc status [-i INSTANCE] [--run-dir DIR] "
-		   "[--json | --quiet]\n"
+		   "[--json | --quiet] [--timeout S]\n"
 		   "Flows (4-tuple, path, bytes each way, fallback reason), "
 		   "tunnels\n"
 		   "and counters of the running agent, asked through its "
@@ -29,6 +31,8 @@ static void usage(FILE *o)
 		   "  -q, --quiet          print nothing: exit 0 if the agent "
 		   "answers\n"
 		   "                       (health probes)\n"
+		   "  -t, --timeout S      give up after S seconds without "
+		   "a byte [10]\n"
 		   "  -h, --help           this text\n\n"
 		   "Exit status: 0 answered, 1 no agent answers, 2 usage "
 		   "error.\n");
@@ -41,10 +45,12 @@ int cmd_status(int argc, char **argv)
 		{"run-dir", required_argument, NULL, 'r'},
 		{"json", no_argument, NULL, 'j'},
 		{"quiet", no_argument, NULL, 'q'},
+		{"timeout", required_argument, NULL, 't'},
 		{"help", no_argument, NULL, 'h'},
 		{},
 	};
 	struct sockaddr_un sun = {.sun_family = AF_UNIX};
+	struct timeval tv = {.tv_sec = 10};
 	struct agent_config c;
 	bool json = false, quiet = false;
 	size_t total = 0;
@@ -53,7 +59,7 @@ int cmd_status(int argc, char **argv)
 	int opt, fd;
 
 	agent_config_defaults(&c);
-	while ((opt = getopt_long(argc, argv, "i:r:jqh", lo, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "i:r:jqt:h", lo, NULL)) != -1) {
 		int err = 0;
 
 		if (opt == 'i')
@@ -64,7 +70,14 @@ int cmd_status(int argc, char **argv)
 			json = true;
 		else if (opt == 'q')
 			quiet = true;
-		else if (opt == 'h') {
+		else if (opt == 't') {
+			char *end;
+			long t = strtol(optarg, &end, 10);
+
+			if (*end || t < 1 || t > 3600)
+				err = -EINVAL;
+			tv.tv_sec = t;
+		} else if (opt == 'h') {
 			usage(stdout);
 			return 0;
 		} else {
@@ -82,6 +95,11 @@ int cmd_status(int argc, char **argv)
 	}
 	control_path(&c, sun.sun_path, sizeof(sun.sun_path));
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	/* The agent answers within 1 s or drops us; never wait forever. */
+	if (fd >= 0) {
+		setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+		setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	}
 	if (fd < 0 || connect(fd, (struct sockaddr *)&sun, sizeof(sun))) {
 		pr_err("No agent answers for instance '%s' (%s): %s",
 		       c.instance, sun.sun_path, strerror(errno));
@@ -98,6 +116,9 @@ int cmd_status(int argc, char **argv)
 		if (!quiet)
 			fwrite(buf, 1, (size_t)n, stdout);
 	}
+	if (n < 0)
+		pr_err("Failed to read the agent's reply: %s",
+		       errno == EAGAIN ? "timed out" : strerror(errno));
 	close(fd);
 	if (!n && !total) {
 		pr_err("The agent for instance '%s' closed without a reply",

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 /*
  * The control socket, <run_dir>/<instance>.sock (root only): one request
- * line ("status" or "status json"), one reply, then close.
+ * line ("status" or "status json"), one reply, then close, all within a
+ * deadline (clients.c).
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -14,6 +15,7 @@
 #include <unistd.h>
 
 #include "agent.h"
+#include "clients.h"
 #include "fastivc/log.h"
 
 static const char *const stat_names[FIVC_STAT__MAX] = {
@@ -138,6 +140,34 @@ static void print_backend(struct agent *a, FILE *o, bool json)
 	fprintf(o, "\n");
 }
 
+/* Clients of this socket and /metrics dropped, by cause (clients.c). */
+static void print_drops(struct agent *a, FILE *o, bool json)
+{
+	const struct client_drops *d[] = {&a->ctr.metrics_dropped,
+					  &a->ctr.control_dropped};
+	static const char *const name[] = {"metrics", "control"};
+
+	for (int i = 0; i < 2; i++) {
+		unsigned long long dl = d[i]->deadline, many = d[i]->too_many,
+				   large = d[i]->too_large;
+
+		if (json)
+			fprintf(o,
+				"\"%s_clients_dropped_deadline\":%llu,"
+				"\"%s_clients_dropped_too_many\":%llu,"
+				"\"%s_clients_dropped_too_large\":%llu,",
+				name[i], dl, name[i], many, name[i], large);
+		else
+			fprintf(o,
+				"%s%s deadline %llu too_many %llu too_large "
+				"%llu",
+				i ? "; " : "clients dropped: ", name[i], dl,
+				many, large);
+	}
+	if (!json)
+		fprintf(o, "\n");
+}
+
 static void print_status(struct agent *a, FILE *o, bool json)
 {
 	uint64_t st[FIVC_STAT__MAX];
@@ -152,8 +182,10 @@ static void print_status(struct agent *a, FILE *o, bool json)
 			"\"pid\":%d,\"tunnels\":%u,\"slots_free\":%u,",
 			a->cfg.instance, a->cfg.domid, (int)getpid(),
 			a->n_tunnels, a->slots_free);
+		fprintf(o, "\"counters\":{");
+		print_drops(a, o, true);
 		fprintf(o,
-			"\"counters\":{\"flows_steered\":%llu,"
+			"\"flows_steered\":%llu,"
 			"\"flows_tunneled\":%llu,\"flows_failed\":%llu,"
 			"\"flows_done\":%llu,\"flows_reset\":%llu,"
 			"\"flows_tcp\":%llu,\"flows_relayed\":%llu,"
@@ -217,6 +249,7 @@ static void print_status(struct agent *a, FILE *o, bool json)
 			(unsigned long long)c->bytes_tx,
 			(unsigned long long)c->bytes_rx);
 		print_backend(a, o, false);
+		print_drops(a, o, false);
 		fprintf(o, "bpf:");
 		for (int i = 0; i < FIVC_STAT__MAX; i++)
 			fprintf(o, " %s %llu", stat_names[i],
@@ -265,36 +298,28 @@ static void print_status(struct agent *a, FILE *o, bool json)
 		fprintf(o, "}\n");
 }
 
-static void control_accept(struct agent *a, struct agent_watch *w,
-			   uint32_t events)
+/* One line; a client that shuts its write side is answered too. */
+static bool request_whole(const char *req, size_t len)
 {
-	struct timeval tv = {.tv_sec = 1};
-	char req[64] = "";
-	FILE *o;
-	ssize_t n;
-	int fd;
+	return memchr(req, '\n', len);
+}
 
-	(void)events;
-	fd = accept4(w->fd, NULL, NULL, SOCK_CLOEXEC);
-	if (fd < 0)
-		return;
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-	n = recv(fd, req, sizeof(req) - 1, 0);
-	o = n > 0 ? fdopen(fd, "w") : NULL;
-	if (!o) {
-		close(fd);
-		return;
-	}
-	req[n] = 0;
+static void answer(struct agent *a, const char *req, FILE *o)
+{
 	if (!strncmp(req, "status json", 11))
 		print_status(a, o, true);
 	else if (!strncmp(req, "status", 6))
 		print_status(a, o, false);
 	else
 		fprintf(o, "error: unknown request\n");
-	fclose(o);
 }
+
+static struct client_set control_clients = {
+	.name = "control",
+	.max_req = 64,
+	.whole = request_whole,
+	.answer = answer,
+};
 
 int control_init(struct agent *a)
 {
@@ -315,19 +340,17 @@ int control_init(struct agent *a)
 		close(fd);
 		return err;
 	}
-	a->w_control.fd = fd;
-	a->w_control.fn = control_accept;
-	return agent_watch_add(a, &a->w_control, EPOLLIN);
+	control_clients.drops = &a->ctr.control_dropped;
+	return clients_listen(a, &control_clients, fd);
 }
 
 void control_fini(struct agent *a)
 {
 	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 
-	if (!a->w_control.fn)
+	if (!control_clients.w.fn)
 		return;
-	agent_watch_del(a, &a->w_control);
-	close(a->w_control.fd);
+	clients_close(a, &control_clients);
 	if (!control_path(&a->cfg, path, sizeof(path)))
 		unlink(path);
 }

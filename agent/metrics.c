@@ -1,10 +1,11 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 /*
  * Prometheus text format (version 0.0.4) on cfg.metrics_listen, served
- * from the agent's epoll loop: one short request, one reply, close. The
- * values are the counters `fastivc status` shows; docs/operations.md lists
- * every metric. Off unless metrics_listen is set: the endpoint has no
- * authentication, so bind it to loopback or a node-local address.
+ * from the agent's epoll loop: one short request, one reply, close, all
+ * within a deadline (clients.c). The values are the counters `fastivc
+ * status` shows; docs/operations.md lists every metric. Off unless
+ * metrics_listen is set: the endpoint has no authentication, so bind it to
+ * loopback or a node-local address.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -16,6 +17,7 @@
 #include <unistd.h>
 
 #include "agent.h"
+#include "clients.h"
 #include "fastivc/log.h"
 
 #define MAX_REASONS 16
@@ -47,6 +49,19 @@ static void one(FILE *o, const char *name, const char *label, const char *value,
 			v);
 	else
 		fprintf(o, "fastivc_%s %llu\n", name, v);
+}
+
+static void drops(FILE *o, const char *listener, const struct client_drops *d)
+{
+	static const char *const cause[] = {"deadline", "too_many",
+					    "too_large"};
+	const uint64_t n[] = {d->deadline, d->too_many, d->too_large};
+
+	for (int i = 0; i < 3; i++)
+		fprintf(o,
+			"fastivc_clients_dropped_total{listener=\"%s\","
+			"cause=\"%s\"} %llu\n",
+			listener, cause[i], (unsigned long long)n[i]);
 }
 
 static void write_metrics(struct agent *a, FILE *o)
@@ -156,57 +171,42 @@ static void write_metrics(struct agent *a, FILE *o)
 	     "Every counter of the BPF stats map, by name.");
 	for (unsigned int i = 0; i < FIVC_STAT__MAX; i++)
 		one(o, "bpf_stat_total", "stat", agent_stat_name(i), st[i]);
+	head(o, "clients_dropped_total", "counter",
+	     "Control and metrics clients dropped, by listener and cause.");
+	drops(o, "metrics", &c->metrics_dropped);
+	drops(o, "control", &c->control_dropped);
 }
 
-static void reply(int fd, const char *status, const char *type,
+static void reply(FILE *o, const char *status, const char *type,
 		  const char *body, size_t len)
 {
-	char hdr[256];
-	int n = snprintf(hdr, sizeof(hdr),
-			 "HTTP/1.0 %s\r\nContent-Type: %s\r\n"
-			 "Content-Length: %zu\r\nConnection: close\r\n\r\n",
-			 status, type, len);
-
-	if (send(fd, hdr, (size_t)n, MSG_NOSIGNAL | MSG_MORE) < 0)
-		return;
-	while (len) {
-		ssize_t w = send(fd, body, len, MSG_NOSIGNAL);
-
-		if (w <= 0)
-			return;
-		body += w;
-		len -= (size_t)w;
-	}
+	fprintf(o,
+		"HTTP/1.0 %s\r\nContent-Type: %s\r\n"
+		"Content-Length: %zu\r\nConnection: close\r\n\r\n",
+		status, type, len);
+	fwrite(body, 1, len, o);
 }
 
-static void serve(struct agent *a, int fd)
+/* The blank line that ends the request's head. */
+static bool request_whole(const char *req, size_t len)
 {
-	struct timeval rcv = {.tv_usec = 200000}, snd = {.tv_sec = 1};
-	char req[1024], *body = NULL;
-	size_t got = 0, len = 0;
+	(void)len;
+	return strstr(req, "\r\n\r\n") || strstr(req, "\n\n");
+}
+
+static void answer(struct agent *a, const char *req, FILE *out)
+{
+	char *body = NULL;
+	size_t len = 0;
 	FILE *o;
 
-	/* Short timeouts: the loop waits on a slow client at most this. */
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &rcv, sizeof(rcv));
-	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &snd, sizeof(snd));
-	while (got < sizeof(req) - 1) {
-		ssize_t n = recv(fd, req + got, sizeof(req) - 1 - got, 0);
-
-		if (n <= 0)
-			break;
-		got += (size_t)n;
-		req[got] = 0;
-		if (strstr(req, "\r\n\r\n") || strstr(req, "\n\n"))
-			break;
-	}
-	req[got] = 0;
 	if (strncmp(req, "GET ", 4)) {
-		reply(fd, "405 Method Not Allowed", "text/plain", "GET only\n",
+		reply(out, "405 Method Not Allowed", "text/plain", "GET only\n",
 		      9);
 		return;
 	}
 	if (strncmp(req + 4, "/metrics ", 9) && strncmp(req + 4, "/ ", 2)) {
-		reply(fd, "404 Not Found", "text/plain", "try /metrics\n", 13);
+		reply(out, "404 Not Found", "text/plain", "try /metrics\n", 13);
 		return;
 	}
 	o = open_memstream(&body, &len);
@@ -214,22 +214,18 @@ static void serve(struct agent *a, int fd)
 		return;
 	write_metrics(a, o);
 	if (!fclose(o))
-		reply(fd, "200 OK", "text/plain; version=0.0.4; charset=utf-8",
+		reply(out, "200 OK", "text/plain; version=0.0.4; charset=utf-8",
 		      body, len);
 	free(body);
 }
 
-static void metrics_accept(struct agent *a, struct agent_watch *w,
-			   uint32_t events)
-{
-	int fd;
-
-	(void)events;
-	while ((fd = accept4(w->fd, NULL, NULL, SOCK_CLOEXEC)) >= 0) {
-		serve(a, fd);
-		close(fd);
-	}
-}
+/* One request head of 1 KiB at most; clients.c bounds the rest. */
+static struct client_set metrics_clients = {
+	.name = "metrics",
+	.max_req = 1024,
+	.whole = request_whole,
+	.answer = answer,
+};
 
 int metrics_init(struct agent *a)
 {
@@ -253,23 +249,15 @@ int metrics_init(struct agent *a)
 		close(fd);
 		return err;
 	}
-	a->w_metrics.fd = fd;
-	a->w_metrics.fn = metrics_accept;
-	err = agent_watch_add(a, &a->w_metrics, EPOLLIN);
-	if (err) {
-		close(fd);
-		a->w_metrics.fn = NULL;
+	metrics_clients.drops = &a->ctr.metrics_dropped;
+	err = clients_listen(a, &metrics_clients, fd);
+	if (err)
 		return err;
-	}
 	pr_info("metrics on http://%s/metrics", a->cfg.metrics_listen);
 	return 0;
 }
 
 void metrics_fini(struct agent *a)
 {
-	if (!a->w_metrics.fn)
-		return;
-	agent_watch_del(a, &a->w_metrics);
-	close(a->w_metrics.fd);
-	a->w_metrics.fn = NULL;
+	clients_close(a, &metrics_clients);
 }

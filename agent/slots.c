@@ -34,7 +34,8 @@ struct pooled {
 struct pending_y {
 	uint32_t slot;
 	int fd_y;
-	uint16_t port; /* Y's local port: the X we accept must have it as peer */
+	uint16_t
+		port; /* Y's local port: the X we accept must have it as peer */
 	uint64_t since_ns;
 };
 
@@ -163,7 +164,8 @@ static void impostor(struct agent *a, int x)
 
 	close(x);
 	a->ctr.slot_impostors++;
-	if (!impostors_logged_ns || now - impostors_logged_ns > 60000000000ull) {
+	if (!impostors_logged_ns ||
+	    now - impostors_logged_ns > 60000000000ull) {
 		impostors_logged_ns = now;
 		pr_warn("a local process connected to the slot listener: "
 			"closed (slot_impostors %llu)",

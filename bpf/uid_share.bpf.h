@@ -130,7 +130,7 @@ static __noinline void uid_uncharge(struct bpf_sock_ops *skops)
 	use = bpf_map_lookup_elem(&uid_use, &ch->uid);
 	if (use)
 		__sync_fetch_and_add(ch->kind == UID_CHARGE_HOLD ? &use->holds
-								  : &use->flows,
+								 : &use->flows,
 				     -1);
 	bpf_sk_storage_delete(&uid_charges, sk);
 }
