@@ -11,6 +11,7 @@
 #include "fastivc/bpf_abi.h"
 #include "fastivc/ring.h"
 #include "fastivc/shm.h"
+#include "fastivc/tunnel_msg.h"
 
 struct agent;
 
@@ -67,6 +68,14 @@ struct peer_link {
 	uint32_t domid;
 	struct agent_watch w;
 	bool hello_done;
+	uint8_t hello_got;	    /* bytes of the HELLO in hello_buf */
+	uint8_t hello_buf[8];	    /* struct link_hello, as it arrives */
+	uint64_t hello_deadline_ns; /* accepted: closed if no HELLO by then */
+	/* What came of the message being received, and since when (0: none) */
+	struct fivc_tunnel_rx rx;
+	uint64_t rx_since_ns;
+	uint32_t n_parked;	 /* its messages in park.c (bounded) */
+	uint64_t park_logged_ns; /* it last hit that bound, and we said so */
 	/* Messages the socket did not take yet, oldest first (never block). */
 	struct fivc_tunnel_frame *out_head, *out_tail;
 	bool out_waiting; /* registered for EPOLLOUT */
@@ -132,14 +141,6 @@ struct flow {
 	struct flow *more_next;
 };
 
-/* A CREATE or FALLBACK from the peer for a flow we have not seen yet. */
-struct parked_create {
-	struct peer_link *link;
-	uint64_t deadline_ns;
-	struct parked_create *next;
-	/* struct fivc_tunnel_msg follows; see link.c */
-};
-
 /* A flow that fell back to plain TCP, kept for `fastivc status`. */
 struct fallback_rec {
 	struct fivc_flow_key key;
@@ -163,6 +164,9 @@ struct agent_counters {
 	uint64_t flows_leftover; /* a killed previous agent's, reset */
 	uint64_t flows_no_shm;	 /* no room to offer a ring: not tunneled */
 	uint64_t pool_shm_short; /* times the pool stopped short of room */
+	uint64_t link_hello_timeouts; /* links closed: no HELLO in time */
+	uint64_t link_frame_timeouts; /* links closed: a message never ended */
+	uint64_t parked_refused; /* early messages refused: a link's bound */
 };
 
 struct agent_bpf; /* agent/bpf.c */
@@ -190,7 +194,8 @@ struct agent {
 	struct peer_link *links;
 	struct xlink *xlinks; /* xen: links being set up or up (xlink.c) */
 	struct agent_coresident *cores; /* coresident = xenstore */
-	struct parked_create *parked;
+	/* Messages for flows not seen yet (park.c). */
+	struct agent_park *park;
 	struct flow *more; /* flows to pump again after this batch */
 	struct agent_counters ctr;
 	struct fallback_rec fallbacks[FALLBACK_RECS]; /* the latest, a ring */

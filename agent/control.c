@@ -15,6 +15,7 @@
 
 #include "agent.h"
 #include "fastivc/log.h"
+#include "park.h"
 
 static const char *const stat_names[FIVC_STAT__MAX] = {
 	[FIVC_STAT_STEERED] = "steered",
@@ -163,8 +164,11 @@ static void print_status(struct agent *a, FILE *o, bool json)
 			"\"ring_full\":%llu,\"ring_waits\":%llu,"
 			"\"inject_nomem\":%llu,"
 			"\"pokes\":%llu,\"flows_leftover\":%llu,"
-			"\"flows_no_shm\":%llu,\"pool_shm_short\":%llu},"
-			"\"bpf\":{",
+			"\"flows_no_shm\":%llu,\"pool_shm_short\":%llu,"
+			"\"link_hello_timeouts\":%llu,"
+			"\"link_frame_timeouts\":%llu,"
+			"\"parked_refused\":%llu},"
+			"\"parked\":%u,\"bpf\":{",
 			(unsigned long long)c->flows_steered,
 			(unsigned long long)c->flows_tunneled,
 			(unsigned long long)c->flows_failed,
@@ -184,7 +188,10 @@ static void print_status(struct agent *a, FILE *o, bool json)
 			(unsigned long long)c->pokes,
 			(unsigned long long)c->flows_leftover,
 			(unsigned long long)c->flows_no_shm,
-			(unsigned long long)c->pool_shm_short);
+			(unsigned long long)c->pool_shm_short,
+			(unsigned long long)c->link_hello_timeouts,
+			(unsigned long long)c->link_frame_timeouts,
+			(unsigned long long)c->parked_refused, park_count(a));
 		for (int i = 0; i < FIVC_STAT__MAX; i++)
 			fprintf(o, "%s\"%s\":%llu", i ? "," : "", stat_names[i],
 				(unsigned long long)st[i]);
@@ -213,6 +220,12 @@ static void print_status(struct agent *a, FILE *o, bool json)
 			(unsigned long long)c->bytes_tx,
 			(unsigned long long)c->bytes_rx);
 		print_backend(a, o, false);
+		fprintf(o,
+			"links: hello timeouts %llu frame timeouts %llu; "
+			"parked %u refused %llu\n",
+			(unsigned long long)c->link_hello_timeouts,
+			(unsigned long long)c->link_frame_timeouts,
+			park_count(a), (unsigned long long)c->parked_refused);
 		fprintf(o, "bpf:");
 		for (int i = 0; i < FIVC_STAT__MAX; i++)
 			fprintf(o, " %s %llu", stat_names[i],

@@ -17,6 +17,7 @@
 
 #include "agent.h"
 #include "fastivc/log.h"
+#include "park.h"
 
 #define MAX_REASONS 16
 
@@ -146,6 +147,17 @@ static void write_metrics(struct agent *a, FILE *o)
 	head(o, "pokes_total", "counter",
 	     "Runs of the write-space poke iterator.");
 	one(o, "pokes_total", NULL, NULL, c->pokes);
+	head(o, "link_bounds_total", "counter",
+	     "Peers cut off at a link bound (docs/security.md), by bound.");
+	one(o, "link_bounds_total", "bound", "hello_timeout",
+	    c->link_hello_timeouts);
+	one(o, "link_bounds_total", "bound", "frame_timeout",
+	    c->link_frame_timeouts);
+	one(o, "link_bounds_total", "bound", "parked_refused",
+	    c->parked_refused);
+	head(o, "parked_messages", "gauge",
+	     "Peer messages waiting for a flow not seen yet.");
+	one(o, "parked_messages", NULL, NULL, park_count(a));
 	head(o, "bpf_stat_total", "counter",
 	     "Every counter of the BPF stats map, by name.");
 	for (unsigned int i = 0; i < FIVC_STAT__MAX; i++)
