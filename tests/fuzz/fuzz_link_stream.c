@@ -3,10 +3,11 @@
  * libFuzzer target: the byte stream of an agent-to-agent link as the agent
  * reads it (agent/link.c): tunnel messages back to back over a Unix stream
  * socket, read with the event loop's non-blocking reader
- * (fivc_tunnel_rx_read). The first input byte says how many fds (0..4)
- * ride on the stream's first byte, the second where the stream is cut in
- * two: the first part is read until the reader says -EAGAIN (it must never
- * wait), then the rest arrives, then the peer's close. Every message the
+ * (fivc_tunnel_rx_read). The first input byte says how many fds ride on
+ * the stream's first byte (its value mod 5) and where the stream, the rest
+ * of the input, is cut in two (its value / 5, in 51ths): the first part is
+ * read until the reader says -EAGAIN (it must never wait), then the rest
+ * arrives, then the peer's close. Every message the
  * reader accepts must also be what frame_len + decode make of the same
  * bytes, in the same order, and a dropped reader leaves no fd open.
  */
@@ -112,22 +113,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	size_t off = 0, cut;
 	int sv[2], before, err;
 
-	if (size < 2)
+	if (!size)
 		return 0;
 	fivc_log_set_level(FIVC_LOG_ERR);
 	feed(-1, NULL, 0, 0); /* opens /dev/null once, before the count */
 	before = count_fds();
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv))
 		abort();
-	cut = (size - 2) * data[1] / 255;
+	/* data[0] / 5 in 0..51: where the stream is cut, 51 = the end */
+	cut = (size - 1) * (data[0] / (MAX_FDS + 1)) / 51;
 	fivc_tunnel_rx_init(&r);
-	feed(sv[0], data + 2, cut, data[0] % (MAX_FDS + 1));
-	err = drain(sv[1], &r, data + 2, size - 2, &off);
+	feed(sv[0], data + 1, cut, data[0] % (MAX_FDS + 1));
+	err = drain(sv[1], &r, data + 1, size - 1, &off);
 	if (err == -EAGAIN) { /* the rest, then the peer's close */
-		feed(sv[0], data + 2 + cut, size - 2 - cut, 0);
+		feed(sv[0], data + 1 + cut, size - 1 - cut, 0);
 		close(sv[0]);
 		sv[0] = -1;
-		err = drain(sv[1], &r, data + 2, size - 2, &off);
+		err = drain(sv[1], &r, data + 1, size - 1, &off);
 	}
 	/* A reader that refused, or was dropped half-way, holds nothing. */
 	fivc_tunnel_rx_fini(&r);
