@@ -768,7 +768,7 @@ static void create_for_flow(struct agent *a, struct flow *f,
 static void park(struct agent *a, struct peer_link *l,
 		 struct fivc_tunnel_msg *m)
 {
-	int err = park_add(a, l, m);
+	int err = park_add(a, l, m, agent_now_ns());
 
 	if (!err)
 		return;

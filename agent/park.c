@@ -57,11 +57,11 @@ uint32_t park_count(const struct agent *a)
 	return a->park ? a->park->n : 0;
 }
 
-int park_add(struct agent *a, struct peer_link *l, struct fivc_tunnel_msg *m)
+int park_add(struct agent *a, struct peer_link *l, struct fivc_tunnel_msg *m,
+	     uint64_t now)
 {
 	struct agent_park *p = a->park;
 	struct park_entry *e, **b;
-	uint64_t now = agent_now_ns();
 
 	if (l->n_parked >= park_max(a)) {
 		a->ctr.parked_refused++;

@@ -18,10 +18,12 @@ struct peer_link;
 struct fivc_tunnel_msg;
 
 /*
- * Keep @m (and its fds) for @l: 0, or -EBUSY (the link is at its bound)
- * or -ENOMEM with @m left to the caller (refuse it and release it).
+ * Keep @m (and its fds) for @l, arrived at @now: 0, or -EBUSY (the link is
+ * at its bound) or -ENOMEM with @m left to the caller (refuse it and
+ * release it).
  */
-int park_add(struct agent *a, struct peer_link *l, struct fivc_tunnel_msg *m);
+int park_add(struct agent *a, struct peer_link *l, struct fivc_tunnel_msg *m,
+	     uint64_t now);
 /* The oldest message for tunnel @id from domain @domid, into @m; its link. */
 bool park_take(struct agent *a, uint64_t id, uint32_t domid,
 	       struct peer_link **l, struct fivc_tunnel_msg *m);
