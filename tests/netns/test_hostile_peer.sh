@@ -10,7 +10,7 @@
 # domain while A and B have a real link (docs/security.md, "Link frames and
 # parked messages"): (a) frames trickled a byte at a time and one never
 # finished, (b) 5000 CREATEs for flows that do not exist, (c) a HELLO never
-# finished. Each time the victim must answer status within 1 s, keep its
+# finished, (d) a peer that never reads what the victim answers. Each time the victim must answer status within 1 s, keep its
 # fds and parked messages bounded, drop the link on its deadline with a
 # counter and one log line, and carry a transfer with B through the tunnel.
 #
@@ -277,6 +277,23 @@ check "slow hello: counted (link_hello_timeouts $base -> $(ctr link_hello_timeou
 	[ "$(ctr link_hello_timeouts)" = $((base + 1)) ]
 check "slow hello: one log line" \
 	[ $(($(grep -c 'did not finish its HELLO' "$LOGS/agent-A.log") - lines0)) = 1 ]
+
+# (d) A peer that never reads: FALLBACKs for flows that do not exist, each
+# answered with a REJECT that it leaves unread.
+base=$(ctr link_out_overflows)
+lines0=$(grep -c 'the peer reads nothing' "$LOGS/agent-A.log")
+hostile fbflood fbflood 100000
+sample_until 30 "$LOGS/fbflood.out" 'dropped'
+unhold
+sent=$(sed -n 's/^flooded //p' "$LOGS/fbflood.out")
+say "no reader: slowest status ${SLOWEST} ms; fake peer: $(tr '\n' ';' <"$LOGS/fbflood.out")"
+check "no reader: status answered within 1 s throughout (slowest ${SLOWEST} ms)" [ "$SLOWEST" -lt 1000 ]
+check "no reader: the link was dropped once 65536 answers waited (after ${sent:-?} of 100000)" \
+	sh -c "grep -q dropped '$LOGS/fbflood.out' && [ '${sent:-100000}' -lt 100000 ]"
+check "no reader: counted (link_out_overflows $base -> $(ctr link_out_overflows))" \
+	[ "$(ctr link_out_overflows)" = $((base + 1)) ]
+check "no reader: one log line" \
+	[ $(($(grep -c 'the peer reads nothing' "$LOGS/agent-A.log") - lines0)) = 1 ]
 
 kill "$VICTIM"
 wait "$VICTIM"

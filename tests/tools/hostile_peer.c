@@ -30,6 +30,10 @@
  *       N CREATEs (a local ring's 3 fds each) for tunnel ids no flow has,
  *       reading the victim's replies; prints "flooded N", and "dropped
  *       after S s" if the victim closes the link
+ *   hostile_peer LINK_SOCK PEER_DOMID fbflood N
+ *       N FALLBACKs for tunnel ids no flow has, never reading what the
+ *       victim answers; prints "flooded I" (I sent before the victim
+ *       closed the link, if it did) and "dropped after S s"
  *   hostile_peer LINK_SOCK PEER_DOMID slowhello
  *       3 bytes of the HELLO, never the rest: "stalled", then "dropped
  *       after S s" once the victim closes the link
@@ -162,6 +166,24 @@ static int trickle(int fd, unsigned int frames, unsigned int pause_ms)
 		}
 	}
 	printf("stalled\n");
+	fflush(stdout);
+	return hold(fd, now_sec());
+}
+
+/* @n FALLBACKs for flows nobody has; the answers are never read. */
+static int fbflood(int fd, unsigned long n, uint64_t *seed)
+{
+	struct fivc_tunnel_msg m;
+	unsigned long i;
+
+	fivc_tunnel_msg_init(&m, FIVC_TMSG_FALLBACK, 0);
+	m.fb_mode = FIVC_FB_TCP;
+	for (i = 0; i < n; i++) {
+		m.tunnel_id = prng_next(seed) | 1;
+		if (fivc_tunnel_msg_send(fd, &m))
+			break;
+	}
+	printf("flooded %lu\n", i);
 	fflush(stdout);
 	return hold(fd, now_sec());
 }
@@ -311,6 +333,13 @@ int main(int argc, char **argv)
 		printf("stalled\n");
 		fflush(stdout);
 		return hold(fd, now_sec());
+	}
+	if (!strcmp(argv[3], "fbflood")) {
+		fd = link_connect(argv[1],
+				  (uint32_t)strtoul(argv[2], NULL, 10));
+		return fbflood(fd,
+			       argc > 4 ? strtoul(argv[4], NULL, 10) : 100000,
+			       &seed);
 	}
 	if (!strcmp(argv[3], "trickle") || !strcmp(argv[3], "flood")) {
 		fd = link_connect(argv[1],
