@@ -78,6 +78,8 @@ struct peer_link {
 	uint64_t park_logged_ns; /* it last hit that bound, and we said so */
 	/* Messages the socket did not take yet, oldest first (never block). */
 	struct fivc_tunnel_frame *out_head, *out_tail;
+	uint32_t out_n;	  /* ... how many (at most LINK_OUT_MAX, link.c) */
+	bool out_cut;	  /* it reached that: being torn down */
 	bool out_waiting; /* registered for EPOLLOUT */
 	bool carries_fds; /* a Unix socket between agents: relays possible */
 	bool keepalive;	  /* nothing else tells that the peer died (xen) */
@@ -167,6 +169,7 @@ struct agent_counters {
 	uint64_t link_hello_timeouts; /* links closed: no HELLO in time */
 	uint64_t link_frame_timeouts; /* links closed: a message never ended */
 	uint64_t parked_refused; /* early messages refused: a link's bound */
+	uint64_t link_out_overflows; /* links closed: the peer did not read */
 };
 
 struct agent_bpf; /* agent/bpf.c */

@@ -167,7 +167,8 @@ static void print_status(struct agent *a, FILE *o, bool json)
 			"\"flows_no_shm\":%llu,\"pool_shm_short\":%llu,"
 			"\"link_hello_timeouts\":%llu,"
 			"\"link_frame_timeouts\":%llu,"
-			"\"parked_refused\":%llu},"
+			"\"parked_refused\":%llu,"
+			"\"link_out_overflows\":%llu},"
 			"\"parked\":%u,\"bpf\":{",
 			(unsigned long long)c->flows_steered,
 			(unsigned long long)c->flows_tunneled,
@@ -191,7 +192,9 @@ static void print_status(struct agent *a, FILE *o, bool json)
 			(unsigned long long)c->pool_shm_short,
 			(unsigned long long)c->link_hello_timeouts,
 			(unsigned long long)c->link_frame_timeouts,
-			(unsigned long long)c->parked_refused, park_count(a));
+			(unsigned long long)c->parked_refused,
+			(unsigned long long)c->link_out_overflows,
+			park_count(a));
 		for (int i = 0; i < FIVC_STAT__MAX; i++)
 			fprintf(o, "%s\"%s\":%llu", i ? "," : "", stat_names[i],
 				(unsigned long long)st[i]);
@@ -221,10 +224,11 @@ static void print_status(struct agent *a, FILE *o, bool json)
 			(unsigned long long)c->bytes_rx);
 		print_backend(a, o, false);
 		fprintf(o,
-			"links: hello timeouts %llu frame timeouts %llu; "
-			"parked %u refused %llu\n",
+			"links: hello timeouts %llu frame timeouts %llu "
+			"out overflows %llu; parked %u refused %llu\n",
 			(unsigned long long)c->link_hello_timeouts,
 			(unsigned long long)c->link_frame_timeouts,
+			(unsigned long long)c->link_out_overflows,
 			park_count(a), (unsigned long long)c->parked_refused);
 		fprintf(o, "bpf:");
 		for (int i = 0; i < FIVC_STAT__MAX; i++)

@@ -10,7 +10,8 @@
  * nothing for LINK_DEAD_NS is taken down.
  * Sends never block: two agents blocked sending to each other (a burst of
  * connections fills both sockets) would deadlock. What the socket does not
- * take waits in the link's queue for EPOLLOUT.
+ * take waits in the link's queue for EPOLLOUT; a peer that leaves
+ * LINK_OUT_MAX messages unread loses its link.
  * Receives never wait either (the peer is untrusted, and on Xen the bytes
  * that complete a message are pumped by this same thread): each link keeps
  * what arrived of its current message (struct fivc_tunnel_rx). A HELLO
@@ -41,6 +42,11 @@
 #define LINK_FRAME_NS (3000 * 1000000ULL)
 /* Messages read per wakeup: the loop serves the others, then comes back. */
 #define LINK_RX_BUDGET 64
+/*
+ * Messages queued for a peer that does not read (about 150 bytes each): a
+ * burst of max_tunnels connections queues a few per connection at most.
+ */
+#define LINK_OUT_MAX 65536u
 
 struct link_hello {
 	uint32_t magic;
@@ -157,6 +163,7 @@ static int link_flush(struct agent *a, struct peer_link *l)
 		l->out_head = f->next;
 		if (!l->out_head)
 			l->out_tail = NULL;
+		l->out_n--;
 		fivc_tunnel_frame_free(f);
 	}
 	if (l->out_waiting)
@@ -355,13 +362,27 @@ int link_send(struct agent *a, struct peer_link *l,
 	      const struct fivc_tunnel_msg *m)
 {
 	struct fivc_tunnel_frame *f;
-	int err = fivc_tunnel_frame_new(m, &f);
+	int err;
 
+	if (l->out_cut)
+		return -EPIPE; /* being torn down: said so once */
+	if (l->out_n >= LINK_OUT_MAX) {
+		a->ctr.link_out_overflows++;
+		pr_warn("link to domain %u: the peer reads nothing, %u "
+			"messages "
+			"wait for it: dropping the link",
+			l->domid, l->out_n);
+		l->out_cut = true;
+		shutdown(l->w.fd, SHUT_RDWR);
+		return -ENOBUFS;
+	}
+	err = fivc_tunnel_frame_new(m, &f);
 	if (err) {
 		pr_warn("Failed to queue a message for domain %u: %s", l->domid,
 			strerror(-err));
 		return err;
 	}
+	l->out_n++;
 	if (l->out_tail)
 		l->out_tail->next = f;
 	else

@@ -155,6 +155,8 @@ static void write_metrics(struct agent *a, FILE *o)
 	    c->link_frame_timeouts);
 	one(o, "link_bounds_total", "bound", "parked_refused",
 	    c->parked_refused);
+	one(o, "link_bounds_total", "bound", "out_overflow",
+	    c->link_out_overflows);
 	head(o, "parked_messages", "gauge",
 	     "Peer messages waiting for a flow not seen yet.");
 	one(o, "parked_messages", NULL, NULL, park_count(a));
