@@ -11,6 +11,7 @@
 #include "fastivc/bpf_abi.h"
 #include "fastivc/ring.h"
 #include "fastivc/shm.h"
+#include "fastivc/tunnel_msg.h"
 
 struct agent;
 
@@ -68,8 +69,18 @@ struct peer_link {
 	uint32_t domid;
 	struct agent_watch w;
 	bool hello_done;
+	uint8_t hello_got;	    /* bytes of the HELLO in hello_buf */
+	uint8_t hello_buf[8];	    /* struct link_hello, as it arrives */
+	uint64_t hello_deadline_ns; /* accepted: closed if no HELLO by then */
+	/* What came of the message being received, and since when (0: none) */
+	struct fivc_tunnel_rx rx;
+	uint64_t rx_since_ns;
+	uint32_t n_parked;	 /* its messages in park.c (bounded) */
+	uint64_t park_logged_ns; /* it last hit that bound, and we said so */
 	/* Messages the socket did not take yet, oldest first (never block). */
 	struct fivc_tunnel_frame *out_head, *out_tail;
+	uint32_t out_n;	  /* ... how many (at most LINK_OUT_MAX, link.c) */
+	bool out_cut;	  /* it reached that: being torn down */
 	bool out_waiting; /* registered for EPOLLOUT */
 	bool carries_fds; /* a Unix socket between agents: relays possible */
 	bool keepalive;	  /* nothing else tells that the peer died (xen) */
@@ -133,14 +144,6 @@ struct flow {
 	struct flow *more_next;
 };
 
-/* A CREATE or FALLBACK from the peer for a flow we have not seen yet. */
-struct parked_create {
-	struct peer_link *link;
-	uint64_t deadline_ns;
-	struct parked_create *next;
-	/* struct fivc_tunnel_msg follows; see link.c */
-};
-
 /* A flow that fell back to plain TCP, kept for `fastivc status`. */
 struct fallback_rec {
 	struct fivc_flow_key key;
@@ -174,6 +177,10 @@ struct agent_counters {
 	uint64_t slot_impostors; /* others' connects to the slot listener */
 	uint64_t holds_reaped;	 /* handshakes stalled past 5 s: slot back */
 	struct client_drops metrics_dropped, control_dropped;
+	uint64_t link_hello_timeouts; /* links closed: no HELLO in time */
+	uint64_t link_frame_timeouts; /* links closed: a message never ended */
+	uint64_t parked_refused; /* early messages refused: a link's bound */
+	uint64_t link_out_overflows; /* links closed: the peer did not read */
 };
 
 struct agent_bpf; /* agent/bpf.c */
@@ -201,7 +208,8 @@ struct agent {
 	struct peer_link *links;
 	struct xlink *xlinks; /* xen: links being set up or up (xlink.c) */
 	struct agent_coresident *cores; /* coresident = xenstore */
-	struct parked_create *parked;
+	/* Messages for flows not seen yet (park.c). */
+	struct agent_park *park;
 	struct flow *more; /* flows to pump again after this batch */
 	struct agent_counters ctr;
 	struct fallback_rec fallbacks[FALLBACK_RECS]; /* the latest, a ring */

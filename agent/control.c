@@ -17,6 +17,7 @@
 #include "agent.h"
 #include "clients.h"
 #include "fastivc/log.h"
+#include "park.h"
 
 static const char *const stat_names[FIVC_STAT__MAX] = {
 	[FIVC_STAT_STEERED] = "steered",
@@ -197,8 +198,12 @@ static void print_status(struct agent *a, FILE *o, bool json)
 			"\"inject_nomem\":%llu,"
 			"\"pokes\":%llu,\"flows_leftover\":%llu,"
 			"\"flows_no_shm\":%llu,\"pool_shm_short\":%llu,"
-			"\"slot_impostors\":%llu,\"holds_reaped\":%llu},"
-			"\"bpf\":{",
+			"\"slot_impostors\":%llu,\"holds_reaped\":%llu,"
+			"\"link_hello_timeouts\":%llu,"
+			"\"link_frame_timeouts\":%llu,"
+			"\"parked_refused\":%llu,"
+			"\"link_out_overflows\":%llu},"
+			"\"parked\":%u,\"bpf\":{",
 			(unsigned long long)c->flows_steered,
 			(unsigned long long)c->flows_tunneled,
 			(unsigned long long)c->flows_failed,
@@ -220,7 +225,12 @@ static void print_status(struct agent *a, FILE *o, bool json)
 			(unsigned long long)c->flows_no_shm,
 			(unsigned long long)c->pool_shm_short,
 			(unsigned long long)c->slot_impostors,
-			(unsigned long long)c->holds_reaped);
+			(unsigned long long)c->holds_reaped,
+			(unsigned long long)c->link_hello_timeouts,
+			(unsigned long long)c->link_frame_timeouts,
+			(unsigned long long)c->parked_refused,
+			(unsigned long long)c->link_out_overflows,
+			park_count(a));
 		for (int i = 0; i < FIVC_STAT__MAX; i++)
 			fprintf(o, "%s\"%s\":%llu", i ? "," : "", stat_names[i],
 				(unsigned long long)st[i]);
@@ -250,6 +260,17 @@ static void print_status(struct agent *a, FILE *o, bool json)
 			(unsigned long long)c->bytes_rx);
 		print_backend(a, o, false);
 		print_drops(a, o, false);
+		fprintf(o,
+			"links: hello timeouts %llu frame timeouts %llu "
+			"out overflows %llu; parked %u refused %llu\n",
+			(unsigned long long)c->link_hello_timeouts,
+			(unsigned long long)c->link_frame_timeouts,
+			(unsigned long long)c->link_out_overflows,
+			park_count(a), (unsigned long long)c->parked_refused);
+		fprintf(o,
+			"local: slot impostors %llu, stalled handshakes %llu\n",
+			(unsigned long long)c->slot_impostors,
+			(unsigned long long)c->holds_reaped);
 		fprintf(o, "bpf:");
 		for (int i = 0; i < FIVC_STAT__MAX; i++)
 			fprintf(o, " %s %llu", stat_names[i],

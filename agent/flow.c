@@ -22,6 +22,7 @@
 #include "agent.h"
 #include "fastivc/log.h"
 #include "fastivc/tunnel_msg.h"
+#include "park.h"
 
 #define TUNNEL_BUCKETS 4096
 
@@ -761,27 +762,21 @@ static void create_for_flow(struct agent *a, struct flow *f,
 
 /*
  * A message for a flow whose ESTABLISHED event we have not read yet: keep
- * it a moment, in arrival order. Takes @m (and its fds).
+ * it a moment (park.c, bounded per link). Takes @m (and its fds); one that
+ * cannot be kept is refused as an expired one would be.
  */
 static void park(struct agent *a, struct peer_link *l,
 		 struct fivc_tunnel_msg *m)
 {
-	struct parked_create **pp = &a->parked;
-	struct parked_create *p = malloc(sizeof(*p) + sizeof(*m));
+	int err = park_add(a, l, m, agent_now_ns());
 
-	if (!p) {
-		if (m->type == FIVC_TMSG_CREATE)
-			reply(a, l, m->tunnel_id, ENOMEM);
-		fivc_tunnel_msg_release(m);
+	if (!err)
 		return;
-	}
-	p->link = l;
-	p->deadline_ns = agent_now_ns() + a->cfg.setup_timeout_ms * 1000000ULL;
-	p->next = NULL;
-	memcpy(p + 1, m, sizeof(*m));
-	while (*pp)
-		pp = &(*pp)->next;
-	*pp = p;
+	if (m->type == FIVC_TMSG_CREATE)
+		reply(a, l, m->tunnel_id, err == -EBUSY ? EBUSY : ENOMEM);
+	else if (m->fb_mode != FIVC_FB_END)
+		reply(a, l, m->tunnel_id, ENOENT);
+	fivc_tunnel_msg_release(m);
 }
 
 static void dispatch(struct agent *a, struct flow *f, struct peer_link *l,
@@ -842,22 +837,13 @@ void flow_on_reply(struct agent *a, struct peer_link *l,
 /* Messages that arrived before @f's event, in their order. */
 static void unpark(struct agent *a, struct flow *f)
 {
-	struct parked_create **pp = &a->parked;
 	uint32_t slot = f->slot;
+	struct fivc_tunnel_msg m;
+	struct peer_link *l;
 
-	while (*pp && a->flows[slot] == f) {
-		struct parked_create *p = *pp;
-		struct fivc_tunnel_msg *m = (struct fivc_tunnel_msg *)(p + 1);
-
-		if (m->tunnel_id != f->tunnel_id ||
-		    p->link->domid != f->peer_domid) {
-			pp = &p->next;
-			continue;
-		}
-		*pp = p->next;
-		dispatch(a, f, p->link, m);
-		free(p);
-	}
+	while (a->flows[slot] == f &&
+	       park_take(a, f->tunnel_id, f->peer_domid, &l, &m))
+		dispatch(a, f, l, &m);
 }
 
 void flow_established(struct agent *a, const struct fivc_event *ev)
@@ -995,23 +981,14 @@ void flow_fin_held(struct agent *a, const struct fivc_event *ev)
 
 void flow_expire(struct agent *a, uint64_t now)
 {
-	struct parked_create **pp = &a->parked;
+	struct fivc_tunnel_msg m;
+	struct peer_link *l;
 
-	while (*pp) {
-		struct parked_create *p = *pp;
-
-		if (p->deadline_ns > now) {
-			pp = &p->next;
-			continue;
-		}
-		*pp = p->next;
+	while (park_expired(a, now, &l, &m)) {
 		/* No such flow here: the peer's bytes and ours stay on TCP. */
-		if (((struct fivc_tunnel_msg *)(p + 1))->fb_mode != FIVC_FB_END)
-			reply(a, p->link,
-			      ((struct fivc_tunnel_msg *)(p + 1))->tunnel_id,
-			      ENOENT);
-		fivc_tunnel_msg_release((struct fivc_tunnel_msg *)(p + 1));
-		free(p);
+		if (m.fb_mode != FIVC_FB_END)
+			reply(a, l, m.tunnel_id, ENOENT);
+		fivc_tunnel_msg_release(&m);
 	}
 	/*
 	 * Only a flow that has not accepted the peer's ring may give up: once
@@ -1040,19 +1017,7 @@ void flow_expire(struct agent *a, uint64_t now)
 
 void flow_link_down(struct agent *a, struct peer_link *l)
 {
-	struct parked_create **pp = &a->parked;
-
-	while (*pp) {
-		struct parked_create *p = *pp;
-
-		if (p->link != l) {
-			pp = &p->next;
-			continue;
-		}
-		*pp = p->next;
-		fivc_tunnel_msg_release((struct fivc_tunnel_msg *)(p + 1));
-		free(p);
-	}
+	park_link_down(a, l);
 	for (uint32_t s = 0; s < a->next_slot; s++) {
 		struct flow *f = a->flows[s];
 
@@ -1081,13 +1046,7 @@ void flows_fini(struct agent *a)
 		for (uint32_t s = 0; s < a->next_slot; s++)
 			if (a->flows[s])
 				flow_free(a, a->flows[s]);
-	while (a->parked) {
-		struct parked_create *p = a->parked;
-
-		a->parked = p->next;
-		fivc_tunnel_msg_release((struct fivc_tunnel_msg *)(p + 1));
-		free(p);
-	}
+	park_fini(a);
 	free(a->flows);
 	free(chain_next);
 	a->flows = NULL;

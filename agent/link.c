@@ -10,7 +10,14 @@
  * nothing for LINK_DEAD_NS is taken down.
  * Sends never block: two agents blocked sending to each other (a burst of
  * connections fills both sockets) would deadlock. What the socket does not
- * take waits in the link's queue for EPOLLOUT.
+ * take waits in the link's queue for EPOLLOUT; a peer that leaves
+ * LINK_OUT_MAX messages unread loses its link.
+ * Receives never wait either (the peer is untrusted, and on Xen the bytes
+ * that complete a message are pumped by this same thread): each link keeps
+ * what arrived of its current message (struct fivc_tunnel_rx). A HELLO
+ * not complete LINK_HELLO_NS after the accept, or a message not complete
+ * LINK_FRAME_NS after its first byte, closes the link (docs/security.md,
+ * "Link frames and parked messages").
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -29,6 +36,17 @@
 #define LINK_HELLO_MAGIC 0x4c564946u /* "FIVL" */
 #define LINK_KEEPALIVE_NS (1000 * 1000000ULL)
 #define LINK_DEAD_NS (10000 * 1000000ULL)
+/* An accepted link must have said its HELLO by then. */
+#define LINK_HELLO_NS (3000 * 1000000ULL)
+/* A message must be whole this long after its first byte came. */
+#define LINK_FRAME_NS (3000 * 1000000ULL)
+/* Messages read per wakeup: the loop serves the others, then comes back. */
+#define LINK_RX_BUDGET 64
+/*
+ * Messages queued for a peer that does not read (about 150 bytes each): a
+ * burst of max_tunnels connections queues a few per connection at most.
+ */
+#define LINK_OUT_MAX 65536u
 
 struct link_hello {
 	uint32_t magic;
@@ -58,6 +76,7 @@ static void link_free(struct agent *a, struct peer_link *l)
 	}
 	agent_watch_del(a, &l->w);
 	close(l->w.fd);
+	fivc_tunnel_rx_fini(&l->rx); /* and the fds of a partial message */
 	while (l->out_head) {
 		struct fivc_tunnel_frame *f = l->out_head;
 
@@ -69,7 +88,11 @@ static void link_free(struct agent *a, struct peer_link *l)
 
 static void link_down(struct agent *a, struct peer_link *l, int err)
 {
-	if (l->hello_done)
+	if (l->hello_done && err == -ETIME)
+		pr_warn("link to domain %u down: a link frame did not complete "
+			"in %llu s (%zu bytes of it came)",
+			l->domid, LINK_FRAME_NS / 1000000000ULL, l->rx.got);
+	else if (l->hello_done)
 		pr_info("link to domain %u down: %s", l->domid,
 			err == -ENOTCONN    ? "closed by peer"
 			: err == -ETIMEDOUT ? "no keepalive from the peer"
@@ -78,23 +101,48 @@ static void link_down(struct agent *a, struct peer_link *l, int err)
 	link_free(a, l);
 }
 
+/*
+ * What arrived of the HELLO, without waiting: 0 once it is whole, -EAGAIN
+ * while it is not, or -errno (refuse the link).
+ */
 static int link_read_hello(struct peer_link *l)
 {
 	struct link_hello h;
-	struct ucred cred;
-	socklen_t len = sizeof(cred);
+	ssize_t n;
 
-	/* Only root on this machine may speak for a domain. */
-	if (getsockopt(l->w.fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) ||
-	    cred.uid != 0)
-		return -EPERM;
-	if (recv(l->w.fd, &h, sizeof(h), MSG_WAITALL) != sizeof(h))
+	_Static_assert(sizeof(h) == sizeof(l->hello_buf), "hello size");
+	n = recv(l->w.fd, l->hello_buf + l->hello_got, sizeof(h) - l->hello_got,
+		 MSG_DONTWAIT);
+	if (n < 0)
+		return errno == EAGAIN || errno == EINTR ? -EAGAIN : -errno;
+	if (n == 0)
 		return -ENOTCONN;
+	l->hello_got += (uint8_t)n;
+	if (l->hello_got < sizeof(h))
+		return -EAGAIN;
+	memcpy(&h, l->hello_buf, sizeof(h));
 	if (h.magic != LINK_HELLO_MAGIC || h.domid > 0x7fef)
 		return -EINVAL;
 	l->domid = h.domid;
 	l->hello_done = true;
 	return 0;
+}
+
+/* One line a second at most for links that never said their HELLO. */
+static void hello_timed_out(struct agent *a, uint64_t now)
+{
+	static uint64_t last_ns, quiet;
+
+	a->ctr.link_hello_timeouts++;
+	if (last_ns && now - last_ns < 1000000000ULL) {
+		quiet++;
+		return;
+	}
+	pr_warn("Closed a link that did not finish its HELLO in %llu s "
+		"(%llu more since the last such line)",
+		LINK_HELLO_NS / 1000000000ULL, (unsigned long long)quiet);
+	last_ns = now;
+	quiet = 0;
 }
 
 /* Send what the socket takes: 0, or -errno (the link is broken). */
@@ -115,6 +163,7 @@ static int link_flush(struct agent *a, struct peer_link *l)
 		l->out_head = f->next;
 		if (!l->out_head)
 			l->out_tail = NULL;
+		l->out_n--;
 		fivc_tunnel_frame_free(f);
 	}
 	if (l->out_waiting)
@@ -141,6 +190,8 @@ static void link_readable(struct agent *a, struct agent_watch *w,
 	}
 	if (!l->hello_done) {
 		err = link_read_hello(l);
+		if (err == -EAGAIN)
+			return;
 		if (err) {
 			pr_warn("Refused a link: bad hello (%s)",
 				strerror(-err));
@@ -148,25 +199,33 @@ static void link_readable(struct agent *a, struct agent_watch *w,
 			return;
 		}
 		pr_info("link from domain %u up", l->domid);
-		fcntl(l->w.fd, F_SETFL, fcntl(l->w.fd, F_GETFL) | O_NONBLOCK);
-		return;
+		return; /* level-triggered: back here for what follows */
 	}
-	err = fivc_tunnel_msg_recv(l->w.fd, &m);
-	if (err == -EAGAIN || err == -EINTR)
-		return;
-	if (err) {
-		link_down(a, l, err);
-		return;
+	for (int i = 0; i < LINK_RX_BUDGET; i++) {
+		err = fivc_tunnel_rx_read(l->w.fd, &l->rx, &m);
+		if (err == -EAGAIN) {
+			if (fivc_tunnel_rx_partial(&l->rx) && !l->rx_since_ns)
+				l->rx_since_ns = agent_now_ns();
+			return;
+		}
+		if (err) {
+			link_down(a, l, err);
+			return;
+		}
+		l->rx_since_ns = 0;
+		l->last_rx_ns = agent_now_ns();
+		if (m.type == FIVC_TMSG_KEEPALIVE)
+			continue;
+		if (m.type == FIVC_TMSG_CREATE ||
+		    m.type == FIVC_TMSG_FALLBACK) {
+			flow_on_offer(a, l, &m); /* takes the message's fds */
+		} else {
+			flow_on_reply(a, l, &m);
+			fivc_tunnel_msg_release(&m);
+		}
+		if (!w->live)
+			return; /* a reply's consequences took the link down */
 	}
-	l->last_rx_ns = agent_now_ns();
-	if (m.type == FIVC_TMSG_KEEPALIVE)
-		return;
-	if (m.type == FIVC_TMSG_CREATE || m.type == FIVC_TMSG_FALLBACK) {
-		flow_on_offer(a, l, &m); /* takes the message's fds */
-		return;
-	}
-	flow_on_reply(a, l, &m);
-	fivc_tunnel_msg_release(&m);
 }
 
 static struct peer_link *link_new(struct agent *a, int fd)
@@ -179,6 +238,7 @@ static struct peer_link *link_new(struct agent *a, int fd)
 	}
 	l->w.fd = fd;
 	l->w.fn = link_readable;
+	fivc_tunnel_rx_init(&l->rx);
 	if (agent_watch_add(a, &l->w, EPOLLIN)) {
 		close(fd);
 		free(l);
@@ -191,12 +251,26 @@ static struct peer_link *link_new(struct agent *a, int fd)
 
 static void link_accept(struct agent *a, struct agent_watch *w, uint32_t events)
 {
-	int fd = accept4(w->fd, NULL, NULL, SOCK_CLOEXEC);
+	int fd = accept4(w->fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+	struct ucred cred;
+	socklen_t len = sizeof(cred);
 	struct peer_link *l;
 
 	(void)events;
-	if (fd >= 0 && (l = link_new(a, fd)))
+	if (fd < 0)
+		return;
+	/* Only root on this machine may speak for a domain. */
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) ||
+	    cred.uid != 0) {
+		pr_warn("Refused a link: bad hello (%s)", strerror(EPERM));
+		close(fd);
+		return;
+	}
+	l = link_new(a, fd);
+	if (l) {
 		l->carries_fds = true;
+		l->hello_deadline_ns = agent_now_ns() + LINK_HELLO_NS;
+	}
 }
 
 struct peer_link *link_get(struct agent *a, uint32_t domid)
@@ -215,7 +289,11 @@ struct peer_link *link_get(struct agent *a, uint32_t domid)
 	}
 	if (link_path(a, domid, &sun))
 		return NULL;
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	/*
+	 * Non-blocking: a listener that does not accept (a full backlog)
+	 * fails the connect at once; a fresh socket takes the 8 bytes.
+	 */
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0)
 		return NULL;
 	if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) ||
@@ -225,7 +303,6 @@ struct peer_link *link_get(struct agent *a, uint32_t domid)
 		close(fd);
 		return NULL;
 	}
-	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
 	l = link_new(a, fd);
 	if (!l)
 		return NULL;
@@ -256,6 +333,16 @@ void link_tick(struct agent *a, uint64_t now)
 
 	for (l = a->links; l; l = next) {
 		next = l->next;
+		if (!l->hello_done && now >= l->hello_deadline_ns) {
+			hello_timed_out(a, now);
+			link_free(a, l);
+			continue;
+		}
+		if (l->rx_since_ns && now - l->rx_since_ns > LINK_FRAME_NS) {
+			a->ctr.link_frame_timeouts++;
+			link_down(a, l, -ETIME);
+			continue;
+		}
 		if (!l->keepalive)
 			continue;
 		if (now - l->last_rx_ns > LINK_DEAD_NS) {
@@ -275,13 +362,27 @@ int link_send(struct agent *a, struct peer_link *l,
 	      const struct fivc_tunnel_msg *m)
 {
 	struct fivc_tunnel_frame *f;
-	int err = fivc_tunnel_frame_new(m, &f);
+	int err;
 
+	if (l->out_cut)
+		return -EPIPE; /* being torn down: said so once */
+	if (l->out_n >= LINK_OUT_MAX) {
+		a->ctr.link_out_overflows++;
+		pr_warn("link to domain %u: the peer reads nothing, %u "
+			"messages "
+			"wait for it: dropping the link",
+			l->domid, l->out_n);
+		l->out_cut = true;
+		shutdown(l->w.fd, SHUT_RDWR);
+		return -ENOBUFS;
+	}
+	err = fivc_tunnel_frame_new(m, &f);
 	if (err) {
 		pr_warn("Failed to queue a message for domain %u: %s", l->domid,
 			strerror(-err));
 		return err;
 	}
+	l->out_n++;
 	if (l->out_tail)
 		l->out_tail->next = f;
 	else

@@ -19,6 +19,7 @@
 #include "agent.h"
 #include "clients.h"
 #include "fastivc/log.h"
+#include "park.h"
 
 #define MAX_REASONS 16
 
@@ -167,6 +168,19 @@ static void write_metrics(struct agent *a, FILE *o)
 	one(o, "local_abuse_total", "kind", "hold_reaped", c->holds_reaped);
 	one(o, "local_abuse_total", "kind", "uid_limit",
 	    st[FIVC_STAT_UID_LIMIT]);
+	head(o, "link_bounds_total", "counter",
+	     "Peers cut off at a link bound (docs/security.md), by bound.");
+	one(o, "link_bounds_total", "bound", "hello_timeout",
+	    c->link_hello_timeouts);
+	one(o, "link_bounds_total", "bound", "frame_timeout",
+	    c->link_frame_timeouts);
+	one(o, "link_bounds_total", "bound", "parked_refused",
+	    c->parked_refused);
+	one(o, "link_bounds_total", "bound", "out_overflow",
+	    c->link_out_overflows);
+	head(o, "parked_messages", "gauge",
+	     "Peer messages waiting for a flow not seen yet.");
+	one(o, "parked_messages", NULL, NULL, park_count(a));
 	head(o, "bpf_stat_total", "counter",
 	     "Every counter of the BPF stats map, by name.");
 	for (unsigned int i = 0; i < FIVC_STAT__MAX; i++)

@@ -22,6 +22,10 @@
  * every second), or when link.c hears no keepalive (a killed agent). Then
  * link.c resets the flows on it, this file tears both rings down and
  * publishes a fresh offer.
+ *
+ * A message split across a full ring arrives in pieces, each pumped by
+ * this same thread: link.c never waits for the rest (it keeps what came,
+ * with a deadline), or the agent would stall on its own pump.
  */
 #include <errno.h>
 #include <stdio.h>

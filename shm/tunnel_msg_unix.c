@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 /*
  * Tunnel lifecycle messages over a Unix stream socket: the encoded bytes,
- * with a local CREATE's fds as SCM_RIGHTS on the same sendmsg.
+ * with a local CREATE's fds as SCM_RIGHTS on the same sendmsg. The reader
+ * (fivc_tunnel_rx_read) never waits: what came of a message waits in it;
+ * fivc_tunnel_msg_recv is the same reader plus a bounded wait, for tools.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -14,26 +16,28 @@
 #include "fastivc/log.h"
 #include "fastivc/tunnel_msg.h"
 
-/* How long a peer may stall inside one message before we give up on it. */
+/* How long fivc_tunnel_msg_recv lets a peer stall inside one message. */
 #define TMSG_STALL_MS 1000
-/* Room for more fds than any message carries, to see a peer send too many. */
-#define TMSG_RX_FDS 8u
 
-/* Wait for @events on a socket the peer left half-way through a message. */
-static int wait_sock(int sock, short events)
+/*
+ * Wait for @events, up to @ms (-1: no limit). @intr: a signal ends the
+ * wait with -EINTR; else it resumes (with the whole timeout again).
+ */
+static int wait_sock(int sock, short events, int ms, bool intr)
 {
 	struct pollfd pfd = {.fd = sock, .events = events};
 	int n;
 
 	do {
-		n = poll(&pfd, 1, TMSG_STALL_MS);
-	} while (n < 0 && errno == EINTR);
+		n = poll(&pfd, 1, ms);
+	} while (n < 0 && errno == EINTR && !intr);
 	if (n < 0)
 		return -errno;
 	return n ? 0 : -ETIMEDOUT;
 }
 
-static int collect_fds(struct msghdr *mh, int *fds, unsigned int *n_fds)
+/* Keep the fds that came with some bytes; -EBADMSG past FIVC_TMSG_RX_FDS. */
+static int collect_fds(struct msghdr *mh, struct fivc_tunnel_rx *r)
 {
 	struct cmsghdr *c;
 	int err = 0;
@@ -48,8 +52,8 @@ static int collect_fds(struct msghdr *mh, int *fds, unsigned int *n_fds)
 			int fd;
 
 			memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(fd));
-			if (*n_fds < TMSG_RX_FDS) {
-				fds[(*n_fds)++] = fd;
+			if (r->n_fds < FIVC_TMSG_RX_FDS) {
+				r->fds[r->n_fds++] = fd;
 			} else {
 				close(fd);
 				err = -EBADMSG;
@@ -62,122 +66,165 @@ static int collect_fds(struct msghdr *mh, int *fds, unsigned int *n_fds)
 	return err;
 }
 
-/*
- * Read exactly @len bytes, keeping any fds that arrive with them; -EBADMSG
- * once all are read if more fds came than any message carries. @first:
- * nothing of this message was read yet, so the socket's own blocking mode
- * applies and an orderly close is not an error of the stream.
- */
-static int recv_full(int sock, uint8_t *buf, size_t len, bool first, int *fds,
-		     unsigned int *n_fds)
+void fivc_tunnel_rx_init(struct fivc_tunnel_rx *r)
 {
-	union {
-		char buf[CMSG_SPACE(TMSG_RX_FDS * sizeof(int))];
-		struct cmsghdr align;
-	} cbuf;
-	size_t got = 0;
-	int err = 0;
-
-	while (got < len) {
-		struct iovec iov = {.iov_base = buf + got,
-				    .iov_len = len - got};
-		struct msghdr mh = {
-			.msg_iov = &iov,
-			.msg_iovlen = 1,
-			.msg_control = cbuf.buf,
-			.msg_controllen = sizeof(cbuf.buf),
-		};
-		bool started = !first || got;
-		ssize_t n;
-		int ferr;
-
-		n = recvmsg(sock, &mh,
-			    MSG_CMSG_CLOEXEC | (started ? MSG_DONTWAIT : 0));
-		if (n < 0) {
-			/* Between messages, let the caller see its signal. */
-			if (errno == EINTR && started)
-				continue;
-			if (started &&
-			    (errno == EAGAIN || errno == EWOULDBLOCK)) {
-				err = wait_sock(sock, POLLIN);
-				if (err)
-					return err;
-				continue;
-			}
-			return -errno;
-		}
-		ferr = collect_fds(&mh, fds, n_fds);
-		if (ferr)
-			err = ferr;
-		if (n == 0)
-			return started ? -ECONNRESET : -ENOTCONN;
-		got += (size_t)n;
-	}
-	return err;
+	memset(r, 0, sizeof(*r));
 }
 
-int fivc_tunnel_msg_recv(int sock, struct fivc_tunnel_msg *m)
+bool fivc_tunnel_rx_partial(const struct fivc_tunnel_rx *r)
 {
-	int fds[TMSG_RX_FDS];
-	uint8_t hdr[FIVC_TMSG_HDR_SIZE];
-	unsigned int n_fds = 0;
+	return r->got || r->n_fds;
+}
+
+void fivc_tunnel_rx_fini(struct fivc_tunnel_rx *r)
+{
+	if (!r)
+		return;
+	for (unsigned int i = 0; i < r->n_fds; i++)
+		close(r->fds[i]);
+	free(r->buf);
+	fivc_tunnel_rx_init(r);
+}
+
+/* The whole message in @r decoded into @m, which takes its fds. */
+static int rx_finish(struct fivc_tunnel_rx *r, struct fivc_tunnel_msg *m,
+		     const char **why)
+{
+	const int *fds = r->fds;
+	int err;
+
+	err = fivc_tunnel_msg_decode(r->buf, r->len, m, why);
+	if (err)
+		return err;
+	if (r->n_fds != fivc_tunnel_msg_n_fds(m)) {
+		fivc_tunnel_msg_release(m);
+		*why = "wrong number of fds";
+		return -EINVAL;
+	}
+	if (r->n_fds >= 1 && m->type == FIVC_TMSG_FALLBACK)
+		m->relay_fd = fds[0];
+	else if (r->n_fds >= 1)
+		m->shm.fd = fds[0];
+	if (r->n_fds == 3) {
+		m->evch.fd_wait = fds[1];
+		m->evch.fd_kick = fds[2];
+	}
+	r->n_fds = 0; /* they are @m's now */
+	return 0;
+}
+
+/*
+ * One recvmsg of at most the rest of the current part (the header, then
+ * the frame): never into the next message, so fds stay with their own.
+ */
+static int rx_some(int sock, struct fivc_tunnel_rx *r)
+{
+	union {
+		char buf[CMSG_SPACE(FIVC_TMSG_RX_FDS * sizeof(int))];
+		struct cmsghdr align;
+	} cbuf;
+	struct iovec iov;
+	struct msghdr mh = {
+		.msg_iov = &iov,
+		.msg_iovlen = 1,
+		.msg_control = cbuf.buf,
+		.msg_controllen = sizeof(cbuf.buf),
+	};
+	ssize_t n;
+
+	if (r->len) {
+		iov.iov_base = r->buf + r->got;
+		iov.iov_len = r->len - r->got;
+	} else {
+		iov.iov_base = r->hdr + r->got;
+		iov.iov_len = sizeof(r->hdr) - r->got;
+	}
+	do
+		n = recvmsg(sock, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+	while (n < 0 && errno == EINTR);
+	if (n < 0)
+		return errno == EWOULDBLOCK ? -EAGAIN : -errno;
+	if (collect_fds(&mh, r))
+		return -EBADMSG;
+	if (n == 0)
+		return fivc_tunnel_rx_partial(r) ? -ECONNRESET : -ENOTCONN;
+	r->got += (size_t)n;
+	return 0;
+}
+
+int fivc_tunnel_rx_read(int sock, struct fivc_tunnel_rx *r,
+			struct fivc_tunnel_msg *m)
+{
 	const char *why = NULL;
-	uint8_t *buf = NULL;
 	ssize_t total;
 	int err;
 
 	fivc_tunnel_msg_init(m, 0, 0);
-	err = recv_full(sock, hdr, sizeof(hdr), true, fds, &n_fds);
+	for (;;) {
+		err = rx_some(sock, r);
+		if (err == -EBADMSG) {
+			why = "too many fds";
+			goto refuse;
+		}
+		if (err) {
+			if (err != -EAGAIN)
+				fivc_tunnel_rx_fini(r);
+			return err;
+		}
+		if (!r->len && r->got == sizeof(r->hdr)) {
+			total = fivc_tunnel_msg_frame_len(r->hdr,
+							  sizeof(r->hdr));
+			if (total < 0) {
+				why = "bad header";
+				goto refuse;
+			}
+			/* Bounded by the header check: FIVC_TMSG_MAX_SIZE. */
+			r->buf = malloc((size_t)total);
+			if (!r->buf) {
+				fivc_tunnel_rx_fini(r);
+				return -ENOMEM;
+			}
+			memcpy(r->buf, r->hdr, sizeof(r->hdr));
+			r->len = (size_t)total;
+		}
+		if (r->len && r->got == r->len)
+			break;
+	}
+	err = rx_finish(r, m, &why);
 	if (err)
-		goto out_fds;
-	total = fivc_tunnel_msg_frame_len(hdr, sizeof(hdr));
-	if (total < 0) {
-		err = -EINVAL;
-		why = "bad header";
-		goto out_warn;
-	}
-	buf = malloc((size_t)total);
-	if (!buf) {
-		err = -ENOMEM;
-		goto out;
-	}
-	memcpy(buf, hdr, sizeof(hdr));
-	err = recv_full(sock, buf + sizeof(hdr), (size_t)total - sizeof(hdr),
-			false, fds, &n_fds);
-	if (err)
-		goto out_fds;
-	err = fivc_tunnel_msg_decode(buf, (size_t)total, m, &why);
-	if (err)
-		goto out_warn;
-	if (n_fds != fivc_tunnel_msg_n_fds(m)) {
-		fivc_tunnel_msg_release(m);
-		err = -EINVAL;
-		why = "wrong number of fds";
-		goto out_warn;
-	}
-	if (n_fds >= 1 && m->type == FIVC_TMSG_FALLBACK)
-		m->relay_fd = fds[0];
-	else if (n_fds >= 1)
-		m->shm.fd = fds[0];
-	if (n_fds == 3) {
-		m->evch.fd_wait = fds[1];
-		m->evch.fd_kick = fds[2];
-	}
-	free(buf);
+		goto refuse;
+	fivc_tunnel_rx_fini(r);
 	return 0;
 
-out_fds:
-	if (err != -EBADMSG)
-		goto out;
-	err = -EINVAL;
-	why = "too many fds";
-out_warn:
+refuse:
 	pr_warn("tunnel_msg: refusing message from peer: %s (%u fds)", why,
-		n_fds);
-out:
-	for (unsigned int i = 0; i < n_fds; i++)
-		close(fds[i]);
-	free(buf);
+		r->n_fds);
+	fivc_tunnel_rx_fini(r);
+	return -EINVAL;
+}
+
+int fivc_tunnel_msg_recv(int sock, struct fivc_tunnel_msg *m)
+{
+	int fl = fcntl(sock, F_GETFL);
+	struct fivc_tunnel_rx r;
+	int err;
+
+	fivc_tunnel_rx_init(&r);
+	for (;;) {
+		err = fivc_tunnel_rx_read(sock, &r, m);
+		if (err != -EAGAIN)
+			break;
+		/* Between messages the socket's own blocking mode applies. */
+		if (!fivc_tunnel_rx_partial(&r) && fl >= 0 && (fl & O_NONBLOCK))
+			break;
+		if (fivc_tunnel_rx_partial(&r))
+			err = wait_sock(sock, POLLIN, TMSG_STALL_MS, false);
+		else
+			err = wait_sock(sock, POLLIN, -1, true);
+		if (err)
+			break;
+	}
+	fivc_tunnel_rx_fini(&r);
 	return err;
 }
 
@@ -225,7 +272,8 @@ static int send_all(int sock, const uint8_t *buf, size_t len, const int *fds,
 				      sent ? 0 : n_fds, 0);
 
 		if (n == -EAGAIN || n == -EWOULDBLOCK) {
-			int err = wait_sock(sock, POLLOUT);
+			int err =
+				wait_sock(sock, POLLOUT, TMSG_STALL_MS, false);
 
 			if (err)
 				return err;

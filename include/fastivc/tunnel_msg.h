@@ -68,6 +68,8 @@
 	(FIVC_TMSG_HDR_SIZE + FIVC_TMSG_CREATE_SIZE + 4u * FIVC_SHM_MAX_PAGES)
 /* Most fds one message carries: a region and an event channel's two. */
 #define FIVC_TMSG_MAX_FDS 3u
+/* fds a receiver keeps for one message: room to see a peer send too many. */
+#define FIVC_TMSG_RX_FDS 8u
 
 #define FIVC_TMSG_F_EVCH (1u << 0)
 #define FIVC_TMSG_F_SOCKET (1u << 0)
@@ -151,6 +153,39 @@ int fivc_tunnel_msg_decode(const void *buf, size_t len,
  */
 int fivc_tunnel_msg_send(int sock, const struct fivc_tunnel_msg *m);
 int fivc_tunnel_msg_recv(int sock, struct fivc_tunnel_msg *m);
+
+/*
+ * The receiving side for an event loop, which must never wait for the rest
+ * of a message (on Xen the bytes that would complete it are pumped by the
+ * same thread): one reader per stream keeps what arrived of the current
+ * message, with the fds that came with it (at most FIVC_TMSG_RX_FDS), until
+ * the rest arrives or the reader is dropped. The caller bounds how long a
+ * message may stay partial.
+ */
+struct fivc_tunnel_rx {
+	uint8_t hdr[FIVC_TMSG_HDR_SIZE];
+	uint8_t *buf;	 /* the whole message, once its header is in */
+	size_t len, got; /* its length (0: header not in yet), bytes in */
+	int fds[FIVC_TMSG_RX_FDS];
+	unsigned int n_fds;
+};
+
+void fivc_tunnel_rx_init(struct fivc_tunnel_rx *r);
+/*
+ * Read what @sock has of the next message without waiting (MSG_DONTWAIT,
+ * whatever the socket's mode): 0 and @m (which owns the fds) once it is
+ * whole; -EAGAIN while it is not, what came kept in @r; -ENOTCONN on an
+ * orderly close between messages, -ECONNRESET on one inside a message,
+ * -EINVAL for a malformed message, a wrong fd count or too many fds (one
+ * log line; the stream is out of step: close it), -ENOMEM or another
+ * -errno. After any error but -EAGAIN, @r holds nothing.
+ */
+int fivc_tunnel_rx_read(int sock, struct fivc_tunnel_rx *r,
+			struct fivc_tunnel_msg *m);
+/* Part of a message (bytes or fds) waits in @r. */
+bool fivc_tunnel_rx_partial(const struct fivc_tunnel_rx *r);
+/* Drop what @r holds: close its fds, free its buffer. Accepts NULL. */
+void fivc_tunnel_rx_fini(struct fivc_tunnel_rx *r);
 
 /*
  * The same transport for a non-blocking sender (an agent must never block

@@ -6,6 +6,13 @@
 # random headers) the victim tears that tunnel down with one log line, the
 # app sees its connection reset, and the agent stays up and serves new
 # connections. Also the modes of what the agent creates (docs/security.md).
+# Then attacks on the link itself, from a fake peer speaking for a third
+# domain while A and B have a real link (docs/security.md, "Link frames and
+# parked messages"): (a) frames trickled a byte at a time and one never
+# finished, (b) 5000 CREATEs for flows that do not exist, (c) a HELLO never
+# finished, (d) a peer that never reads what the victim answers. Each time the victim must answer status within 1 s, keep its
+# fds and parked messages bounded, drop the link on its deadline with a
+# counter and one log line, and carry a transfer with B through the tunnel.
 #
 # Domain B runs a real agent for the handshake option only; its link dir is
 # its own, so the victim A's only link to domain B is the fake peer's.
@@ -107,6 +114,186 @@ got=$(in_ns A python3 -c "$CLIENT" $IP_B $PORT echo 2>&1)
 check "a new connection afterwards carries its bytes ($got)" [ "$got" = echoed ]
 check "... on plain TCP: the fake peer's link is gone" \
 	grep -q 'no tunnel: no link to the peer agent' "$LOGS/agent-A.log"
+
+# --- Link frames and parked messages (docs/security.md) -------------------
+# From here on A and B also have a real link (each finds the other's
+# socket), and the fake peer speaks for a third domain on its own link:
+# what it does to that link must not reach the link to B or its flows.
+DOM_EVIL=13
+PARK_MAX=128 # 4 x pool (32): agent/park.c
+ln -s "$RUN/link-b/dom$DOM_B.sock" "$RUN/link/dom$DOM_B.sock"
+ln -s "$RUN/link/dom$DOM_A.sock" "$RUN/link-b/dom$DOM_A.sock"
+
+ctr() { json_get A "d['counters'].get('$1', 'missing')"; }
+# status_ms: how long the victim takes to answer `fastivc status --json`,
+# in ms (10000: no answer in 10 s); the answer goes to $LOGS/status.json.
+status_ms() {
+	local t0 t1
+	t0=$(date +%s%N)
+	timeout 10 "$FASTIVC" status -i "$TAG-a" --run-dir "$RUN" --json \
+		>"$LOGS/status.json" 2>/dev/null || { echo 10000; return; }
+	t1=$(date +%s%N)
+	echo $(((t1 - t0) / 1000000))
+}
+# sample_until SECS FILE PATTERN: every 0.2 s, time a status request and
+# count the victim's fds and parked messages, until PATTERN is in FILE or
+# SECS passed. Sets SLOWEST (ms), FDS_MAX and PARKED_MAX.
+sample_until() {
+	local end=$(($(date +%s) + $1)) t n p
+	SLOWEST=0 FDS_MAX=0 PARKED_MAX=0
+	while [ "$(date +%s)" -lt $end ]; do
+		t=$(status_ms)
+		[ "$t" -gt $SLOWEST ] && SLOWEST=$t
+		n=$(ls /proc/"$VICTIM"/fd | wc -l)
+		[ "$n" -gt $FDS_MAX ] && FDS_MAX=$n
+		p=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1])).get("parked", 0))' \
+			"$LOGS/status.json" 2>/dev/null || echo 0)
+		[ "$p" -gt $PARKED_MAX ] && PARKED_MAX=$p
+		grep -q "$3" "$2" && break
+		sleep 0.2
+	done
+}
+# hostile NAME ARGS...: the fake peer for domain 13 in the background, its
+# stdin held open until unhold.
+hostile() {
+	local name=$1
+	shift
+	rm -f "$LOGS/hold-$name"
+	mkfifo "$LOGS/hold-$name"
+	"$HOSTILE" "$RUN/link/dom$DOM_A.sock" $DOM_EVIL "$@" <"$LOGS/hold-$name" \
+		>"$LOGS/$name.out" 2>&1 &
+	HPID=$!
+	exec 4>"$LOGS/hold-$name"
+}
+unhold() { exec 4>&-; wait $HPID; }
+# transfer NAME PORT BYTES: BYTES each way between A and B, SHA-256 at both
+# ends, and the tunnel counters: every byte through the tunnel, counted
+# once (A's bytes_tx = B's bytes_rx = what the client sent, the 8-byte
+# index included, and the other way round).
+transfer() {
+	local name=$1 port=$2 bytes=$3 a0 b0 a1 b1 spid rc
+	a0=$(json_get A 'd["counters"]["tunnel_bytes_tx"], d["counters"]["tunnel_bytes_rx"]')
+	b0=$(json_get B 'd["counters"]["tunnel_bytes_tx"], d["counters"]["tunnel_bytes_rx"]')
+	in_ns B "$BLAST" server $IP_B "$port" --conns 1 --bytes "$bytes" \
+		>"$LOGS/server-$name.out" 2>&1 &
+	spid=$!
+	for _ in $(seq 50); do grep -q listening "$LOGS/server-$name.out" && break; sleep 0.1; done
+	in_ns A "$BLAST" client $IP_B "$port" --conns 1 --bytes "$bytes" \
+		>"$LOGS/client-$name.out" 2>&1
+	rc=$?
+	wait $spid || rc=1
+	sleep 0.3 # the agents' last ring events
+	a1=$(json_get A 'd["counters"]["tunnel_bytes_tx"], d["counters"]["tunnel_bytes_rx"]')
+	b1=$(json_get B 'd["counters"]["tunnel_bytes_tx"], d["counters"]["tunnel_bytes_rx"]')
+	python3 - "$LOGS/client-$name.out" "$LOGS/server-$name.out" "$bytes" \
+		"$rc" "$a0" "$a1" "$b0" "$b1" <<'PY'
+import sys
+def row(p):
+    for line in open(p):
+        f = line.split()
+        if f and f[0] == "conn":
+            return int(f[3]), f[4], int(f[6]), f[7]
+    return None
+c, s, n, rc = row(sys.argv[1]), row(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+a0, a1, b0, b1 = (tuple(int(x) for x in v.split()) for v in sys.argv[5:9])
+ok = rc == "0" and c and s and c[0] == n and s[2] == n or False
+ok = ok and c[1] == s[3] and s[1] == c[3] and s[0] == n and c[2] == n
+atx, arx, btx, brx = a1[0] - a0[0], a1[1] - a0[1], b1[0] - b0[0], b1[1] - b0[1]
+print("# client %s server %s; tunnel A tx %d rx %d, B tx %d rx %d" % (c, s, atx, arx, btx, brx))
+ok = ok and atx == brx == n + 8 and btx == arx == n
+sys.exit(0 if ok else 1)
+PY
+}
+
+# (a) Trickled frames: 5 KEEPALIVEs a byte every 80 ms (1.3 s a frame),
+# then a header that never ends, while A moves 64 MiB each way with B.
+base=$(ctr link_frame_timeouts)
+lines0=$(grep -c 'a link frame did not complete' "$LOGS/agent-A.log")
+hostile trickle trickle 5 80
+sleep 0.3
+transfer trickle 5302 $((64 << 20)) >"$LOGS/transfer-trickle.out" 2>&1 &
+TPID=$!
+sample_until 20 "$LOGS/trickle.out" 'dropped'
+wait $TPID
+trc=$?
+unhold
+cat "$LOGS/transfer-trickle.out"
+say "trickle: slowest status ${SLOWEST} ms; fake peer: $(tr '\n' ';' <"$LOGS/trickle.out")"
+check "trickle: status answered within 1 s throughout (slowest ${SLOWEST} ms)" [ "$SLOWEST" -lt 1000 ]
+check "trickle: frames trickled a byte at a time cost nothing" grep -qx trickled "$LOGS/trickle.out"
+check "trickle: a transfer with B meanwhile: SHA-256 equal, each byte through the tunnel once" [ $trc = 0 ]
+dropped=$(sed -n 's/^dropped after \([0-9.]*\) s$/\1/p' "$LOGS/trickle.out")
+check "trickle: the link with the unfinished frame was dropped on the deadline (${dropped:-never} s after its last byte)" \
+	python3 -c "import sys; sys.exit(not (0.5 <= float('${dropped:-99}') <= 5))"
+check "trickle: counted (link_frame_timeouts $base -> $(ctr link_frame_timeouts))" \
+	[ "$(ctr link_frame_timeouts)" = $((base + 1)) ]
+check "trickle: one log line" \
+	[ $(($(grep -c 'a link frame did not complete' "$LOGS/agent-A.log") - lines0)) = 1 ]
+
+# (b) A flood of CREATEs for flows that do not exist, 3 fds each.
+sleep 0.5
+fds0=$(ls /proc/"$VICTIM"/fd | wc -l)
+base=$(ctr parked_refused)
+lines0=$(grep -c 'parked messages from domain' "$LOGS/agent-A.log")
+hostile flood flood 5000
+sample_until 20 "$LOGS/flood.out" 'flooded'
+s1=$SLOWEST f1=$FDS_MAX p1=$PARKED_MAX
+sample_until 1 /dev/null never
+[ $SLOWEST -gt $s1 ] && s1=$SLOWEST
+[ $FDS_MAX -gt $f1 ] && f1=$FDS_MAX
+[ $PARKED_MAX -gt $p1 ] && p1=$PARKED_MAX
+refused=$(ctr parked_refused)
+say "flood: $(cat "$LOGS/flood.out" | tr '\n' ';') fds $fds0 -> at most $f1, parked at most $p1, parked_refused $base -> $refused, slowest status $s1 ms"
+check "flood: the fake peer sent its 5000 CREATEs" grep -qx 'flooded 5000' "$LOGS/flood.out"
+check "flood: status answered within 1 s throughout (slowest ${s1} ms)" [ "$s1" -lt 1000 ]
+check "flood: parked messages stayed bounded (at most $p1 <= $PARK_MAX)" [ "$p1" -le $PARK_MAX ]
+check "flood: the rest were refused and counted (parked_refused +$((refused - base)))" \
+	[ "$refused" != missing ] && [ $((refused - base)) -ge $((5000 - PARK_MAX)) ]
+check "flood: the victim's fds stayed bounded ($fds0 -> at most $f1)" \
+	[ "$f1" -le $((fds0 + 3 * PARK_MAX + 32)) ]
+check "flood: one log line" \
+	[ $(($(grep -c 'parked messages from domain' "$LOGS/agent-A.log") - lines0)) = 1 ]
+unhold
+sleep 2.5 # setup_timeout_ms: what was parked expires
+check "flood: the parked fds were closed ($fds0 -> $(ls /proc/"$VICTIM"/fd | wc -l))" \
+	[ "$(ls /proc/"$VICTIM"/fd | wc -l)" -le "$fds0" ]
+transfer after-flood 5303 $((8 << 20)) >"$LOGS/transfer-flood.out" 2>&1
+frc=$?
+cat "$LOGS/transfer-flood.out"
+check "flood: a later flow is tunneled: SHA-256 equal, each byte through the tunnel once" [ $frc = 0 ]
+
+# (c) A HELLO that never ends.
+base=$(ctr link_hello_timeouts)
+lines0=$(grep -c 'did not finish its HELLO' "$LOGS/agent-A.log")
+hostile hello slowhello
+sample_until 12 "$LOGS/hello.out" 'dropped'
+unhold
+dropped=$(sed -n 's/^dropped after \([0-9.]*\) s$/\1/p' "$LOGS/hello.out")
+say "slow hello: slowest status ${SLOWEST} ms; fake peer: $(tr '\n' ';' <"$LOGS/hello.out")"
+check "slow hello: status answered within 1 s throughout (slowest ${SLOWEST} ms)" [ "$SLOWEST" -lt 1000 ]
+check "slow hello: the link was closed on the deadline (${dropped:-never} s)" \
+	python3 -c "import sys; sys.exit(not (1 <= float('${dropped:-99}') <= 6))"
+check "slow hello: counted (link_hello_timeouts $base -> $(ctr link_hello_timeouts))" \
+	[ "$(ctr link_hello_timeouts)" = $((base + 1)) ]
+check "slow hello: one log line" \
+	[ $(($(grep -c 'did not finish its HELLO' "$LOGS/agent-A.log") - lines0)) = 1 ]
+
+# (d) A peer that never reads: FALLBACKs for flows that do not exist, each
+# answered with a REJECT that it leaves unread.
+base=$(ctr link_out_overflows)
+lines0=$(grep -c 'the peer reads nothing' "$LOGS/agent-A.log")
+hostile fbflood fbflood 100000
+sample_until 30 "$LOGS/fbflood.out" 'dropped'
+unhold
+sent=$(sed -n 's/^flooded //p' "$LOGS/fbflood.out")
+say "no reader: slowest status ${SLOWEST} ms; fake peer: $(tr '\n' ';' <"$LOGS/fbflood.out")"
+check "no reader: status answered within 1 s throughout (slowest ${SLOWEST} ms)" [ "$SLOWEST" -lt 1000 ]
+check "no reader: the link was dropped once 65536 answers waited (after ${sent:-?} of 100000)" \
+	sh -c "grep -q dropped '$LOGS/fbflood.out' && [ '${sent:-100000}' -lt 100000 ]"
+check "no reader: counted (link_out_overflows $base -> $(ctr link_out_overflows))" \
+	[ "$(ctr link_out_overflows)" = $((base + 1)) ]
+check "no reader: one log line" \
+	[ $(($(grep -c 'the peer reads nothing' "$LOGS/agent-A.log") - lines0)) = 1 ]
 
 kill "$VICTIM"
 wait "$VICTIM"

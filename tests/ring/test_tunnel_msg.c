@@ -719,6 +719,76 @@ static void test_socket_stall(void)
 	close(sv[1]);
 }
 
+/*
+ * The event loop's reader: a message trickled a byte at a time never makes
+ * it wait, its fds wait with the partial message, and a reader dropped
+ * half-way closes them.
+ */
+static void test_rx_partial(void)
+{
+	struct fivc_tunnel_msg m, out;
+	struct fivc_tunnel_rx r;
+	int sv[2], fds[3], before, err = 0;
+	uint8_t *buf;
+	size_t len = 0;
+
+	if (!CHECK_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0,
+		      "socketpair"))
+		return;
+	before = count_fds();
+	sample(1, &m); /* local CREATE with an event channel: 3 fds */
+	buf = encode(&m, &len);
+	for (int i = 0; i < 3; i++)
+		fds[i] = eventfd(0, EFD_CLOEXEC);
+	fivc_tunnel_rx_init(&r);
+	for (size_t i = 0; i < len; i++) {
+		double t0 = now_sec();
+
+		raw_send(sv[0], buf + i, 1, i ? NULL : fds, i ? 0 : 3);
+		err = fivc_tunnel_rx_read(sv[1], &r, &out);
+		if (i + 1 < len && !CHECK_EQ(err, -EAGAIN, "partial: -EAGAIN"))
+			break;
+		CHECK(now_sec() - t0 < 0.5, "rx_read never waits", "%zu", i);
+		CHECK(i + 1 == len ||
+			      (fivc_tunnel_rx_partial(&r) && r.n_fds == 3),
+		      "partial message keeps its fds", "%zu", i);
+	}
+	if (CHECK_EQ(err, 0, "the last byte completes it")) {
+		CHECK(out.type == FIVC_TMSG_CREATE && out.shm.fd >= 0 &&
+			      out.evch.fd_wait >= 0 && out.evch.fd_kick >= 0,
+		      "whole message with its fds", "type %u", out.type);
+		CHECK(!fivc_tunnel_rx_partial(&r), "reader empty again", "");
+		fivc_tunnel_msg_release(&out);
+	}
+	CHECK_EQ(fivc_tunnel_rx_read(sv[1], &r, &out), -EAGAIN,
+		 "nothing more: -EAGAIN");
+
+	/* Half a message with its fds, then the reader is dropped. */
+	raw_send(sv[0], buf, len / 2, fds, 3);
+	CHECK_EQ(fivc_tunnel_rx_read(sv[1], &r, &out), -EAGAIN,
+		 "half: -EAGAIN");
+	fivc_tunnel_rx_fini(&r);
+	for (int i = 0; i < 3; i++)
+		close(fds[i]);
+	CHECK_EQ(count_fds(), before, "a dropped reader closed its fds");
+
+	/* Two messages in one write come out one by one. */
+	fivc_tunnel_rx_init(&r);
+	fivc_tunnel_msg_init(&m, FIVC_TMSG_KEEPALIVE, 0);
+	free(buf);
+	buf = encode(&m, &len);
+	raw_send(sv[0], buf, len, NULL, 0);
+	raw_send(sv[0], buf, len, NULL, 0);
+	CHECK_EQ(fivc_tunnel_rx_read(sv[1], &r, &out), 0, "first of two");
+	CHECK_EQ(fivc_tunnel_rx_read(sv[1], &r, &out), 0, "second of two");
+	close(sv[0]);
+	CHECK_EQ(fivc_tunnel_rx_read(sv[1], &r, &out), -ENOTCONN,
+		 "orderly close between messages");
+	fivc_tunnel_rx_fini(&r);
+	free(buf);
+	close(sv[1]);
+}
+
 static void run(const char *name, void (*fn)(void))
 {
 	int before = test_failures;
@@ -745,5 +815,6 @@ int main(void)
 	run("tunnel_msg/frames_nonblocking", test_frames_nonblocking);
 	run("tunnel_msg/socket_refuses", test_socket_refuses);
 	run("tunnel_msg/socket_stall", test_socket_stall);
+	run("tunnel_msg/rx_partial", test_rx_partial);
 	return test_report("tunnel_msg");
 }

@@ -18,8 +18,31 @@
  *   pend    channel 0 published with pend_read 7 (one receiver)
  *   close   SEND_CLOSE over a published channel of size 0
  *   random  random bytes in every channel header
+ *
+ * Or one attack on the link itself (docs/security.md, "Link frames and
+ * parked messages"):
+ *
+ *   hostile_peer LINK_SOCK PEER_DOMID trickle [FRAMES [PAUSE_MS]]
+ *       FRAMES (5) KEEPALIVEs a byte at a time, PAUSE_MS (80) apart, then
+ *       prints "trickled"; then 15 bytes of a header it never completes,
+ *       "stalled", and "dropped after S s" once the victim closes the link
+ *   hostile_peer LINK_SOCK PEER_DOMID flood N
+ *       N CREATEs (a local ring's 3 fds each) for tunnel ids no flow has,
+ *       reading the victim's replies; prints "flooded N", and "dropped
+ *       after S s" if the victim closes the link
+ *   hostile_peer LINK_SOCK PEER_DOMID fbflood N
+ *       N FALLBACKs for tunnel ids no flow has, never reading what the
+ *       victim answers; prints "flooded I" (I sent before the victim
+ *       closed the link, if it did) and "dropped after S s"
+ *   hostile_peer LINK_SOCK PEER_DOMID slowhello
+ *       3 bytes of the HELLO, never the rest: "stalled", then "dropped
+ *       after S s" once the victim closes the link
+ *
+ * Each holds the link until its stdin closes or the victim drops it.
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,7 +73,8 @@ static void die(const char *what, int err)
 	exit(1);
 }
 
-static int link_connect(const char *path, uint32_t domid)
+/* Connect and send the first @hello_len bytes of the HELLO. */
+static int link_connect_n(const char *path, uint32_t domid, size_t hello_len)
 {
 	struct sockaddr_un sun = {.sun_family = AF_UNIX};
 	uint32_t hello[2] = {LINK_HELLO_MAGIC, domid};
@@ -58,9 +82,146 @@ static int link_connect(const char *path, uint32_t domid)
 
 	snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", path);
 	if (fd < 0 || connect(fd, (struct sockaddr *)&sun, sizeof(sun)) ||
-	    send(fd, hello, sizeof(hello), MSG_NOSIGNAL) != sizeof(hello))
+	    send(fd, hello, hello_len, MSG_NOSIGNAL) != (ssize_t)hello_len)
 		die(path, -errno);
 	return fd;
+}
+
+static int link_connect(const char *path, uint32_t domid)
+{
+	return link_connect_n(path, domid, 8);
+}
+
+static void sleep_ms(unsigned int ms)
+{
+	struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+
+	while (nanosleep(&ts, &ts) && errno == EINTR)
+		;
+}
+
+/* Read and drop what the victim sent; -1 once it closed the link. */
+static int drain(int fd)
+{
+	char buf[4096];
+	ssize_t n;
+
+	while ((n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT)) > 0)
+		;
+	if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
+		return -1;
+	return 0;
+}
+
+/*
+ * Hold the link until stdin closes (exit 0) or the victim drops it: then
+ * print how long after @since, and exit 0 too.
+ */
+static int hold(int fd, double since)
+{
+	struct pollfd p[2] = {{.fd = fd, .events = POLLIN},
+			      {.fd = STDIN_FILENO, .events = POLLIN}};
+	char c;
+
+	for (;;) {
+		if (poll(p, 2, -1) < 0 && errno != EINTR)
+			die("poll", -errno);
+		if (p[0].revents && drain(fd)) {
+			printf("dropped after %.1f s\n", now_sec() - since);
+			fflush(stdout);
+			/* The test closes stdin once it has looked. */
+			while (read(STDIN_FILENO, &c, 1) > 0)
+				;
+			return 0;
+		}
+		if (p[1].revents && read(STDIN_FILENO, &c, 1) <= 0)
+			return 0;
+	}
+}
+
+/* @frames KEEPALIVEs a byte at a time, then a header never finished. */
+static int trickle(int fd, unsigned int frames, unsigned int pause_ms)
+{
+	uint8_t buf[FIVC_TMSG_HDR_SIZE];
+	struct fivc_tunnel_msg m;
+
+	fivc_tunnel_msg_init(&m, FIVC_TMSG_KEEPALIVE, 0);
+	if (fivc_tunnel_msg_encode(&m, buf, sizeof(buf)) != sizeof(buf))
+		die("encoding", -EINVAL);
+	for (unsigned int i = 0; i <= frames; i++) {
+		/* The last frame stops one byte short, for good. */
+		size_t n = i < frames ? sizeof(buf) : sizeof(buf) - 1;
+
+		for (size_t b = 0; b < n; b++) {
+			if (drain(fd) ||
+			    send(fd, buf + b, 1, MSG_NOSIGNAL) != 1) {
+				printf("dropped while trickling frame %u\n", i);
+				return 1;
+			}
+			sleep_ms(pause_ms);
+		}
+		if (i + 1 == frames) {
+			printf("trickled\n");
+			fflush(stdout);
+		}
+	}
+	printf("stalled\n");
+	fflush(stdout);
+	return hold(fd, now_sec());
+}
+
+/* @n FALLBACKs for flows nobody has; the answers are never read. */
+static int fbflood(int fd, unsigned long n, uint64_t *seed)
+{
+	struct fivc_tunnel_msg m;
+	unsigned long i;
+
+	fivc_tunnel_msg_init(&m, FIVC_TMSG_FALLBACK, 0);
+	m.fb_mode = FIVC_FB_TCP;
+	for (i = 0; i < n; i++) {
+		m.tunnel_id = prng_next(seed) | 1;
+		if (fivc_tunnel_msg_send(fd, &m))
+			break;
+	}
+	printf("flooded %lu\n", i);
+	fflush(stdout);
+	return hold(fd, now_sec());
+}
+
+/* @n CREATEs, each with a local ring's 3 fds, for flows nobody has. */
+static int flood(struct fivc_backend *be, int fd, unsigned long n,
+		 uint64_t *seed)
+{
+	const struct fivc_backend_ops *ops = be->ops;
+	struct fivc_shm *shm = NULL;
+	struct fivc_evch *ev = NULL;
+	struct fivc_tunnel_msg m;
+	struct fivc_ring_geom g;
+	unsigned long i;
+	int err;
+
+	fivc_ring_geom_default(&g);
+	fivc_tunnel_msg_init(&m, FIVC_TMSG_CREATE, 0);
+	m.geom = g;
+	m.has_evch = true;
+	err = ops->shm_offer(be, fivc_ring_region_size(&g), 0, &shm);
+	if (!err)
+		err = ops->evch_offer(be, 0, &ev);
+	if (!err)
+		err = ops->shm_describe(shm, &m.shm);
+	if (!err)
+		err = ops->evch_describe(ev, &m.evch);
+	if (err)
+		die("offering a ring", err);
+	for (i = 0; i < n; i++) {
+		m.tunnel_id = prng_next(seed) | 1;
+		if (drain(fd) || fivc_tunnel_msg_send(fd, &m))
+			break;
+	}
+	fivc_shm_desc_clear(&m.shm);
+	printf("flooded %lu\n", i);
+	fflush(stdout);
+	return hold(fd, now_sec());
 }
 
 /* The next message of @type from the victim; others are skipped. */
@@ -166,6 +327,31 @@ int main(int argc, char **argv)
 	err = fivc_backend_open_local(&be);
 	if (err)
 		die("opening the local backend", err);
+	if (!strcmp(argv[3], "slowhello")) {
+		fd = link_connect_n(argv[1],
+				    (uint32_t)strtoul(argv[2], NULL, 10), 3);
+		printf("stalled\n");
+		fflush(stdout);
+		return hold(fd, now_sec());
+	}
+	if (!strcmp(argv[3], "fbflood")) {
+		fd = link_connect(argv[1],
+				  (uint32_t)strtoul(argv[2], NULL, 10));
+		return fbflood(fd,
+			       argc > 4 ? strtoul(argv[4], NULL, 10) : 100000,
+			       &seed);
+	}
+	if (!strcmp(argv[3], "trickle") || !strcmp(argv[3], "flood")) {
+		fd = link_connect(argv[1],
+				  (uint32_t)strtoul(argv[2], NULL, 10));
+		if (argv[3][0] == 'f')
+			return flood(be, fd,
+				     argc > 4 ? strtoul(argv[4], NULL, 10)
+					      : 5000,
+				     &seed);
+		return trickle(fd, argc > 4 ? (unsigned int)atoi(argv[4]) : 5,
+			       argc > 5 ? (unsigned int)atoi(argv[5]) : 80);
+	}
 	t = calloc((size_t)argc, sizeof(*t));
 	if (!t)
 		die("allocating", -ENOMEM);
