@@ -175,7 +175,7 @@ struct agent_counters {
 	uint64_t flows_no_shm;	 /* no room to offer a ring: not tunneled */
 	uint64_t pool_shm_short; /* times the pool stopped short of room */
 	uint64_t slot_impostors; /* others' connects to the slot listener */
-	uint64_t holds_reaped;	 /* handshakes stalled past 5 s: slot back */
+	uint64_t holds_reaped;	 /* handshakes stalled past 10 s: slot back */
 	struct client_drops metrics_dropped, control_dropped;
 	uint64_t link_hello_timeouts; /* links closed: no HELLO in time */
 	uint64_t link_frame_timeouts; /* links closed: a message never ended */

@@ -10,7 +10,7 @@
 . "$(dirname "$0")/../netns/lib.sh"
 . "$(dirname "$0")/lib.sh"
 FAILED=0
-HOLD=${HOLD:-20}
+HOLD=${HOLD:-25}
 DEAD_PORT=7777
 netns_setup
 attacker_setup
@@ -33,7 +33,7 @@ flood=$!
 for _ in $(seq 50); do grep -qs opened "$LOGS/half-open.out" && break; sleep 0.1; done
 say "flood: $(cat "$LOGS/half-open.out")"
 victim "during the flood" 6801 8 $((2 << 20))
-sleep 6 # past the 5 s reservation deadline: stalled handshakes reaped
+sleep 11 # past the 10 s reservation deadline: stalled handshakes reaped
 victim "after the reap" 6802 8 $((2 << 20))
 wait $flood
 status_watch_stop
