@@ -124,21 +124,25 @@ ctr_answer() { # server, in the background: ctr-ask-K -> ctr-K "TX RX"
 	done
 }
 ask=0
-peer_tunneled() { # client: the peer agent's "TX RX" now
+# client: the peer agent's "TX RX" now, in $q_now (not to be called in a
+# $(...): the count of asks must outlive it)
+peer_tunneled() {
 	ask=$((ask + 1))
 	say ctr-ask-$ask 1
-	hear "$peer" ctr-$ask 60
+	q_now=$(hear "$peer" ctr-$ask 60)
 }
 tunnel_mark() { # client: both agents' counters, for tunnel_check
 	m_tx=$(ctr tunnel_bytes_tx) m_rx=$(ctr tunnel_bytes_rx)
-	set -- $(peer_tunneled)
+	peer_tunneled
+	set -- $q_now
 	p_tx=${1:-0} p_rx=${2:-0}
 }
 # tunnel_check NAME OUT IN min|exact: since tunnel_mark, our agent sent OUT
 # bytes through tunnels and the peer's delivered them, the peer's sent IN
 # and ours delivered them: at least, or exactly.
 tunnel_check() {
-	set -- "$@" "$(peer_tunneled)"
+	peer_tunneled
+	set -- "$@" "$q_now"
 	o_tx=$(($(ctr tunnel_bytes_tx) - m_tx)) o_rx=$(($(ctr tunnel_bytes_rx) - m_rx))
 	q_tx=$((${5%% *} - p_tx)) q_rx=$((${5##* } - p_rx))
 	[ -n "$5" ] || q_tx=-1 q_rx=-1 # no answer
