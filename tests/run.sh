@@ -11,7 +11,7 @@
 # REQUIRE_TIERS=1 (.ci/run) they may not skip at all. The Xen lab may skip
 # only where QEMU cannot start. `tests/run.sh --required` lists the rules.
 set -u
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 
 required() {
 	cat <<'EOF'

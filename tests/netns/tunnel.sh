@@ -1,4 +1,5 @@
 # SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+# shellcheck shell=bash
 # Sourced after lib.sh: did a transfer go through the tunnels? Asked of the
 # agents' counters, per direction and per agent, each byte counted once:
 # tunnel_bytes_tx is what an agent put into its rings, tunnel_bytes_rx what
@@ -20,7 +21,7 @@ tunnel_mark() { TUNNEL_MARK=$(tunnel_now); }
 # through tunnels, what the other agent delivered from them.
 tunnel_moved() {
 	local from=$1
-	# shellcheck disable=SC2086 # word splitting wanted
+	# shellcheck disable=SC2046,SC2086 # word splitting wanted
 	set -- $TUNNEL_MARK $(tunnel_now)
 	if [ "$from" = A ]; then
 		echo $(($5 - $1)) $(($8 - $4))
