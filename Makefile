@@ -71,7 +71,7 @@ TOOLS := $(patsubst tests/tools/%.c,$(O)/tools/%,$(wildcard tests/tools/*.c))
 
 .DELETE_ON_ERROR:
 .PHONY: all deps test test-ring test-ring-san test-ring-tsan test-fuzz \
-	test-bpf test-netns bench bench-ring bench-netns bench-xen fuzz soak \
+	test-bpf test-netns test-attacker bench bench-ring bench-netns bench-xen fuzz soak \
 	check format clean demo xen-lab test-deploy install
 
 all: $(LIB) $(RING_TESTS) $(UNIT_TESTS) $(BENCH_BINS) $(SKEL) $(BPF_TESTS) $(FASTIVC) \
@@ -171,6 +171,10 @@ test-bpf: $(BPF_TESTS)
 # Two "domUs" (netns + cgroup + agent each) and real clients (as root).
 test-netns: $(FASTIVC) $(TOOLS)
 	$(Q)O=$(O) ./tests/netns/run.sh
+
+# Agents set up as root, attacked by an unprivileged local user (as root).
+test-attacker: $(FASTIVC) $(TOOLS)
+	$(Q)O=$(O) ./tests/attacker/run.sh
 
 # The deploy files and one agent in a private namespace (as root).
 test-deploy: $(FASTIVC)

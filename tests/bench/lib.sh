@@ -101,15 +101,17 @@ rounds_modes() {
 }
 
 # check_mode MODE BEFORE: a fastivc measurement must have used the tunnels
-# and a tcp one must not; otherwise the comparison is void: say so, and
-# fail so that the caller drops the sample.
+# and a tcp one must not; otherwise the comparison is void: a "not ok" line,
+# recorded in $O/bench/not-ok (run_netns.sh fails on it), and return 1 so
+# that the caller drops the sample.
 check_mode() {
-	local moved=$(($(tunneled) - $2))
+	local moved=$(($(tunneled) - $2)) why=
 	if [ "$1" = fastivc ] && [ $moved = 0 ]; then
-		echo "bench: WARNING: a fastivc measurement used no tunnel; dropped" >&2
-		return 1
+		why="a fastivc measurement used no tunnel"
 	elif [ "$1" = tcp ] && [ $moved != 0 ]; then
-		echo "bench: WARNING: a tcp measurement moved $moved bytes through tunnels; dropped" >&2
-		return 1
+		why="a tcp measurement moved $moved bytes through tunnels"
 	fi
+	[ -z "$why" ] && return 0
+	echo "not ok - bench $(basename "$0" .sh): $why (dropped)" | tee -a "$O/bench/not-ok"
+	return 1
 }

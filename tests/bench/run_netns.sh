@@ -14,7 +14,7 @@ export O=${O:-build}
 OUT=$O/bench
 PARTS="stream files rr scale"
 mkdir -p "$OUT/samples"
-rm -f "$OUT"/samples/*.csv
+rm -f "$OUT"/samples/*.csv "$OUT/not-ok"
 
 for p in $PARTS; do
 	start=$(date +%s)
@@ -29,3 +29,8 @@ python3 scripts/bench_table.py --csv "$OUT/results.csv" --out "$OUT/netns.md" \
 	--benchmark scale
 cat "$OUT/spread.md"
 python3 scripts/bench_plot.py --csv "$OUT/results.csv" --outdir "$OUT"
+# A fastivc value that did not go through the tunnels is a failure.
+if [ -s "$OUT/not-ok" ]; then
+	cat "$OUT/not-ok"
+	exit 1
+fi

@@ -5,24 +5,28 @@
 # other (two agents blocked sending to each other deadlocked once): every
 # transfer completes, both agents keep answering, and every flow ends (a
 # FIN|ACK that acknowledged the peer's FIN once left 30% of them in LAST_ACK).
+# Every connection takes a tunnel and every byte goes through one.
 . "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/tunnel.sh"
 FAILED=0
 CONNS=${CONNS:-300}
+BYTES=65536
 netns_setup
 agents_up --set pool=$((CONNS * 2)) || { fail "agents start"; exit 1; }
 sleep 0.5 # the pools fill
+tunnel_mark
 
-in_ns A timeout 90 "$BLAST" server $IP_A 6601 --conns $CONNS --bytes 65536 >"$LOGS/server-A.out" 2>&1 &
+in_ns A timeout 90 "$BLAST" server $IP_A 6601 --conns $CONNS --bytes $BYTES >"$LOGS/server-A.out" 2>&1 &
 sa=$!
-in_ns B timeout 90 "$BLAST" server $IP_B 6602 --conns $CONNS --bytes 65536 >"$LOGS/server-B.out" 2>&1 &
+in_ns B timeout 90 "$BLAST" server $IP_B 6602 --conns $CONNS --bytes $BYTES >"$LOGS/server-B.out" 2>&1 &
 sb=$!
 for _ in $(seq 50); do
 	grep -qs listening "$LOGS/server-A.out" && grep -qs listening "$LOGS/server-B.out" && break
 	sleep 0.1
 done
-in_ns A timeout 90 "$BLAST" client $IP_B 6602 --conns $CONNS --bytes 65536 >"$LOGS/client-A.out" 2>&1 &
+in_ns A timeout 90 "$BLAST" client $IP_B 6602 --conns $CONNS --bytes $BYTES >"$LOGS/client-A.out" 2>&1 &
 ca=$!
-in_ns B timeout 90 "$BLAST" client $IP_A 6601 --conns $CONNS --bytes 65536 >"$LOGS/client-B.out" 2>&1 &
+in_ns B timeout 90 "$BLAST" client $IP_A 6601 --conns $CONNS --bytes $BYTES >"$LOGS/client-B.out" 2>&1 &
 cb=$!
 bad=0
 for p in $ca $cb $sa $sb; do wait "$p" || bad=$((bad + 1)); done
@@ -38,7 +42,12 @@ done
 check "every flow finished (none left waiting on a FIN or its ACK)" \
 	[ "$(json_get A 'd["counters"]["flows_done"]')" = $((CONNS * 2)) -a \
 	  "$(json_get B 'd["counters"]["flows_done"]')" = $((CONNS * 2)) ]
-tun=$(json_get A 'd["counters"]["flows_tunneled"]')
-say "A: $tun tunneled of $((CONNS * 2)); $(fivc A status | sed -n 2p)"
-check "most of them took a tunnel" [ "${tun:-0}" -ge "$CONNS" ]
+tun="$(json_get A 'd["counters"]["flows_tunneled"]') $(json_get B 'd["counters"]["flows_tunneled"]')"
+say "A: $(fivc A status | sed -n 2p)"
+check "every connection took a tunnel at both ends (A B: $tun of $((CONNS * 2)))" \
+	[ "$tun" = "$((CONNS * 2)) $((CONNS * 2))" ]
+# Each agent's clients send CONNS x (8-byte index + BYTES), its server
+# answers CONNS x BYTES.
+check_tunneled "every byte A sent" A $((CONNS * (2 * BYTES + 8))) exact
+check_tunneled "every byte B sent" B $((CONNS * (2 * BYTES + 8))) exact
 exit $FAILED

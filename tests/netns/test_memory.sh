@@ -4,6 +4,7 @@
 # not read: measured with `ss -m` (per socket) and /proc/net/sockstat (all
 # TCP memory) during the reader's pause, for a 64 MiB blocking send.
 . "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/tunnel.sh"
 FAILED=0
 WINDOW=$((4 << 20))
 SEM=$PWD/tests/netns/semantics.py
@@ -23,6 +24,7 @@ print(sum(int(m.group(1)) for m in re.finditer(r"\b" + field + r"(\d+)", sys.std
 }
 
 base=$(tcp_mem_pages)
+tunnel_mark
 in_ns B timeout 60 python3 "$SEM" server $IP_B 7100 backpressure-block >"$LOGS/mem-server.out" 2>&1 &
 spid=$!
 for _ in $(seq 50); do grep -q listening "$LOGS/mem-server.out" && break; sleep 0.1; done
@@ -38,6 +40,8 @@ wait $spid
 src=$?
 say "receiver app socket rmem $app_rx B; sender slot (X queued + Y unread) $slot_tx B; TCP memory +$((pages * 4)) KiB (window $((WINDOW >> 10)) KiB)"
 check "transfer completes after the pause" [ $crc = 0 -a $src = 0 ]
+# What was measured is the tunnel's window only if the bytes took it.
+check_tunneled "64 MiB blocking send" A $((64 << 20)) exact
 check "receiver: app socket's unread bytes <= window + 10%" [ "$app_rx" -le $((WINDOW * 11 / 10)) ]
 check "receiver: the window filled (the test measured something)" [ "$app_rx" -ge $((WINDOW / 2)) ]
 check "sender: slot buffers <= window + 10%" [ "$slot_tx" -le $((WINDOW * 11 / 10)) ]

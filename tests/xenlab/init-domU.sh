@@ -172,7 +172,11 @@ if [ "$LAB_MODE" = bench ]; then
 elif [ "$role" = server ]; then
 	iperf3 -s -D >/dev/null
 	rr server "$lab_ip" 5300 >/dev/null &
-	blast server "$lab_ip" 5400 --bytes $STREAM >/dev/null &
+	# Its digests go to the client, which compares them with its own.
+	(
+		blast server "$lab_ip" 5400 --bytes $STREAM >/tmp/netfront.out 2>&1
+		say netfront "$? $(digests /tmp/netfront.out 1)"
+	) &
 	say servers-up 1
 	results_of xen_ring_xfer server "$peer"
 else
@@ -189,9 +193,11 @@ else
 	result $? "rr 64 B over netfront x 1000 ($lat us)"
 	phase "blast"
 	t0=$(uptime_cs)
-	blast client "$lab_peer_ip" 5400 --bytes $STREAM >/dev/null
-	result $? "TCP over netfront, 64 MiB each way, SHA-256 at both ends ($(
-		mbps $((2 * STREAM)) $(($(uptime_cs) - t0))) MB/s)"
+	blast client "$lab_peer_ip" 5400 --bytes $STREAM >/tmp/netfront.out 2>&1
+	rc=$? cs=$(($(uptime_cs) - t0))
+	blast_check netfront $rc "$peer"
+	result $? "TCP over netfront, 64 MiB each way, SHA-256 equal at both ends ($(
+		mbps $((2 * STREAM)) $cs) MB/s)"
 	phase "xen ring"
 	results_of xen_ring_xfer client "$peer" $((STREAM >> 20))
 fi

@@ -1,8 +1,9 @@
 # SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 # Sourced by init-domU.sh: fastivc on the xen backend between the domUs.
 #   client: integrity (256 MiB each way, iperf3 -P 8, 200 connections) with
-#           the agent's counters and dom0's vif counters; kill -9 of its own
-#           agent mid-transfer and a restart; xl destroy of the server
+#           both agents' tunnel counters, per direction (the server's
+#           answers the client's asks), and dom0's vif counters; kill -9 of
+#           its own agent mid-transfer and a restart; xl destroy of the server
 #           mid-transfer (dom0 does it when asked); then a domain created
 #           afterwards ("late"): plain TCP while it has no agent, a tunnel
 #           once it starts one.
@@ -112,6 +113,46 @@ wait_tunnel() { # wait_tunnel BYTES: until we sent that much through tunnels
 		sleep 0.1
 	done
 }
+# The tunnel counters of both agents, per direction, each byte counted once:
+# what one agent sent through tunnels (tunnel_bytes_tx) the other must have
+# delivered (tunnel_bytes_rx). The server answers the client's asks.
+ctr_answer() { # server, in the background: ctr-ask-K -> ctr-K "TX RX"
+	k=1
+	while hear "$peer" ctr-ask-$k 900 >/dev/null; do
+		say ctr-$k "$(ctr tunnel_bytes_tx) $(ctr tunnel_bytes_rx)"
+		k=$((k + 1))
+	done
+}
+ask=0
+# client: the peer agent's "TX RX" now, in $q_now (not to be called in a
+# $(...): the count of asks must outlive it)
+peer_tunneled() {
+	ask=$((ask + 1))
+	say ctr-ask-$ask 1
+	q_now=$(hear "$peer" ctr-$ask 60)
+}
+tunnel_mark() { # client: both agents' counters, for tunnel_check
+	m_tx=$(ctr tunnel_bytes_tx) m_rx=$(ctr tunnel_bytes_rx)
+	peer_tunneled
+	set -- $q_now
+	p_tx=${1:-0} p_rx=${2:-0}
+}
+# tunnel_check NAME OUT IN min|exact: since tunnel_mark, our agent sent OUT
+# bytes through tunnels and the peer's delivered them, the peer's sent IN
+# and ours delivered them: at least, or exactly.
+tunnel_check() {
+	peer_tunneled
+	set -- "$@" "$q_now"
+	o_tx=$(($(ctr tunnel_bytes_tx) - m_tx)) o_rx=$(($(ctr tunnel_bytes_rx) - m_rx))
+	q_tx=$((${5%% *} - p_tx)) q_rx=$((${5##* } - p_rx))
+	[ -n "$5" ] || q_tx=-1 q_rx=-1 # no answer
+	if [ "$4" = exact ]; then
+		[ $o_tx = "$2" ] && [ $q_rx = "$2" ] && [ $q_tx = "$3" ] && [ $o_rx = "$3" ]
+	else
+		[ $o_tx -ge "$2" ] && [ $q_rx -ge "$2" ] && [ $q_tx -ge "$3" ] && [ $o_rx -ge "$3" ]
+	fi
+	result $? "fastivc: $1 through the tunnels ($4): out $2: sent $o_tx here, delivered $q_rx there; in $3: sent $q_tx there, delivered $o_rx here"
+}
 vif_mark() { # dom0 reads our vif's counters when we ask and says so
 	xenstore-write "$XL/vif-$1" 1
 	retry 60 xenstore-exists "data/xlab-vif-$1"
@@ -125,6 +166,7 @@ server_scenario() {
 	blast_serve restarted 6005 1 $((16 * MIB))
 	blast_serve grants-long 6008 1 $((32 * MIB))
 	blast_serve grants 6009 8 $((1 * MIB))
+	ctr_answer &
 	in_apps blast server "$lab_ip" 6004 --bytes $((1024 * MIB)) \
 		>/dev/null 2>&1 &
 	say server-ready 1
@@ -143,15 +185,28 @@ server_scenario() {
 client_integrity() {
 	phase "fastivc: integrity over grant pages"
 	vif_mark start
-	tb0=$(ctr tunnel_bytes_tx) rb0=$(ctr tunnel_bytes_rx)
+	# blast: the client sends an 8-byte index and BYTES, the server BYTES.
+	tunnel_mark
 	in_apps timeout 300 blast client "$lab_peer_ip" 6001 \
 		--bytes $((256 * MIB)) >/tmp/integrity.out 2>&1
 	blast_check integrity $? "$peer"
 	result $? "fastivc: 256 MiB each way, SHA-256 equal at both ends"
-	in_apps timeout 120 iperf3 -c "$lab_peer_ip" -p 5202 -P 8 -t 5 \
-		>/tmp/iperf8.out 2>&1
+	tunnel_check "256 MiB each way" $((256 * MIB + 8)) $((256 * MIB)) exact
+	tunnel_mark
+	in_apps timeout 120 iperf3 -c "$lab_peer_ip" -p 5202 -P 8 -t 5 -J \
+		>/tmp/iperf8.json 2>&1
 	rc=$?
-	result $rc "fastivc: iperf3 -P 8 ($(awk '/SUM.*receiver/ {print $6, $7}' /tmp/iperf8.out))"
+	# end.sum_received: what the server received, over how long
+	set -- $(awk '/"sum_received"/ {f = 1; next}
+		f && /"bytes"/ {b = $2} f && /"seconds"/ {s = $2} f && /}/ {f = 0}
+		END {gsub(/[^0-9.]/, "", b); gsub(/[^0-9.]/, "", s)
+			print (b == "" ? 0 : b), (s == "" ? 0 : s)}' /tmp/iperf8.json)
+	[ $rc = 0 ] && [ "$1" -gt 0 ]
+	result $? "fastivc: iperf3 -P 8 ($1 bytes, $(awk -v b="$1" -v s="$2" \
+		'BEGIN {printf "%.0f", s ? b * 8 / s / 1e6 : 0}') Mbit/s)"
+	tunnel_check "iperf3 -P 8" "$1" 0 min
+	tunnel_mark
+	tun0=$(ctr flows_tunneled) ns0=$(ctr no_slot)
 	in_apps timeout 300 blast client "$lab_peer_ip" 6002 --conns 200 \
 		--bytes $((64 * 1024)) >/tmp/many.out 2>&1
 	set -- $(blast_each many "$peer")
@@ -159,9 +214,8 @@ client_integrity() {
 	[ "${1:-0}" = 200 ]
 	result $? "fastivc: 200 concurrent connections, 64 KiB each way: $many" ||
 		grep -m3 ' error ' /tmp/many.out
-	tb=$(($(ctr tunnel_bytes_tx) - tb0)) rb=$(($(ctr tunnel_bytes_rx) - rb0))
-	[ $tb -ge $((256 * MIB)) ] && [ $rb -ge $((256 * MIB)) ]
-	result $? "fastivc: the agent's tunnels carried $tb bytes out, $rb in (grant pages)"
+	echo "xenlab: 200 connections: $(($(ctr flows_tunneled) - tun0)) tunneled here, $(($(ctr no_slot) - ns0)) without a slot"
+	tunnel_check "200 connections" $((200 * (64 * 1024 + 8))) $((200 * 64 * 1024)) exact
 	[ "$(ctr flows_failed)" = 0 ]
 	result $? "fastivc: no flow failed"
 	vif_mark end
