@@ -176,10 +176,10 @@ static void drain_check(struct agent *a)
 
 /*
  * Once a second: a reservation older than HOLD_TIMEOUT_NS is a handshake
- * that stalled (a SYN or SYN-ACK lost three times, or someone holding connects
- * open to a port that never answers): its slot goes back to the pool, and
- * a later SYN retransmit of it carries no option (plain TCP). Also says,
- * at most once a minute, that a local uid reached its share.
+ * that stalled (a SYN or SYN-ACK lost three times, or someone holding
+ * connects open to a port that never answers): its slot goes back to the
+ * pool, and a later SYN retransmit of it carries no option (plain TCP).
+ * Also says, at most once a minute, that a local uid reached its share.
  */
 #define HOLD_TIMEOUT_NS (10ull * 1000000000ull)
 #define SAY_EVERY_NS (60ull * 1000000000ull)
