@@ -66,34 +66,6 @@ status_get() {
 ctr() { status_get "$1" "['counters'].get('$2', 0)"; }
 bpf_stat() { status_get "$1" "['bpf'].get('$2', 0)"; }
 
-# blast_compare CLIENT_OUT SERVER_OUT CONNS BYTES: every connection's bytes
-# and SHA-256 equal at both ends, both ways.
-blast_compare() {
-	$PY - "$@" <<'PY'
-import sys
-def load(p):
-    rows = {}
-    for line in open(p):
-        f = line.split()
-        if f and f[0] == "conn":
-            rows[int(f[1])] = (int(f[3]), f[4], int(f[6]), f[7], " ".join(f[8:]))
-    return rows
-c, s = load(sys.argv[1]), load(sys.argv[2])
-conns, nbytes = int(sys.argv[3]), int(sys.argv[4])
-ok = len(c) == conns and len(s) == conns
-for i in range(conns):
-    if i not in c or i not in s:
-        ok = False
-        continue
-    cs, csha, cr, crsha, cerr = c[i]
-    ss, ssha, sr, srsha, serr = s[i]
-    if cerr or serr or nbytes not in (cs, cr, ss, sr) or len({cs, cr, ss, sr}) != 1 \
-       or csha != srsha or ssha != crsha:
-        print("# conn %d differs: client %s / server %s" % (i, c[i], s[i]))
-        ok = False
-sys.exit(0 if ok else 1)
-PY
-}
 
 # victim NAME PORT CONNS BYTES: a client of $VICTIM_USER in A and a server
 # in B exchange BYTES each way on CONNS connections (60 s at most). Checks
@@ -120,8 +92,8 @@ victim() {
 	check "$name: victim client and server exit 0, none hung (rc $crc/$src)" \
 		[ $crc = 0 -a $src = 0 ]
 	check "$name: SHA-256 of $conns x $bytes bytes each way equal at both ends" \
-		blast_compare "$LOGS/victim-$name-client.out" \
-		"$LOGS/victim-$name-server.out" "$conns" "$bytes"
+		$PY tests/netns/blast_compare.py "$LOGS/victim-$name-client.out" \
+		"$LOGS/victim-$name-server.out" "$bytes" "$conns"
 	a_tx=$(($(ctr A tunnel_bytes_tx) - a_tx)) a_rx=$(($(ctr A tunnel_bytes_rx) - a_rx))
 	b_tx=$(($(ctr B tunnel_bytes_tx) - b_tx)) b_rx=$(($(ctr B tunnel_bytes_rx) - b_rx))
 	say "$name: tunnel bytes A tx $a_tx rx $a_rx, B tx $b_tx rx $b_rx (each way $total)"

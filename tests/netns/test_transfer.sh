@@ -11,30 +11,7 @@ netns_setup
 agents_up || { fail "agents start"; exit 1; }
 
 # compare CLIENT_OUT SERVER_OUT: every connection's bytes and digests match.
-compare() {
-	python3 - "$1" "$2" "$BYTES" "$CONNS" <<'PY'
-import sys
-def load(p):
-    rows = {}
-    for line in open(p):
-        f = line.split()
-        if f and f[0] == "conn":
-            rows[int(f[1])] = (int(f[3]), f[4], int(f[6]), f[7], " ".join(f[8:]))
-    return rows
-c, s, nbytes, conns = load(sys.argv[1]), load(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
-ok = len(c) == conns and len(s) == conns
-for i in range(conns):
-    if i not in c or i not in s:
-        ok = False; continue
-    cs, csha, cr, crsha, cerr = c[i]
-    ss, ssha, sr, srsha, serr = s[i]
-    if cerr or serr or cs != nbytes or sr != nbytes or ss != nbytes or cr != nbytes \
-       or csha != srsha or ssha != crsha:
-        print("# conn %d mismatch: client %s / server %s" % (i, c[i], s[i]))
-        ok = False
-sys.exit(0 if ok else 1)
-PY
-}
+compare() { python3 tests/netns/blast_compare.py "$1" "$2" "$BYTES" "$CONNS"; }
 
 run() { # run FAMILY SERVER_ADDR PORT
 	local name=$1 addr=$2 port=$3 before_a after_a
