@@ -34,8 +34,7 @@ struct pooled {
 struct pending_y {
 	uint32_t slot;
 	int fd_y;
-	uint16_t
-		port; /* Y's local port: the X we accept must have it as peer */
+	uint16_t port; /* Y's local port: our X's peer port */
 	uint64_t since_ns;
 };
 
@@ -157,6 +156,16 @@ static int pair_finish(struct agent *a, const struct pending_y *p, int x)
 	return 0;
 }
 
+/* Retried every tick: said once per cause. */
+static void slot_failed(uint32_t slot, const char *what, int err)
+{
+	static int last_err;
+
+	fivc_log(err == last_err ? FIVC_LOG_DEBUG : FIVC_LOG_WARN,
+		 "Failed to %s slot %u: %s", what, slot, strerror(-err));
+	last_err = err;
+}
+
 /* Said once a minute at most, with the count so far. */
 static void impostor(struct agent *a, int x)
 {
@@ -206,9 +215,7 @@ static void slots_accept(struct agent *a)
 			pending[i] = pending[--n_pending];
 			continue;
 		}
-		/* Retried every tick: said at debug level. */
-		pr_debug("Failed to add slot %u: %s", pending[i].slot,
-			 strerror(-err));
+		slot_failed(pending[i].slot, "add", err);
 		close(x);
 		close(pending[i].fd_y);
 		pending_drop(a, i);
@@ -268,13 +275,6 @@ static void slots_trim(struct agent *a, uint32_t keep)
 }
 
 /*
- * Keep cfg.pool slots ready in free_slots, but never more slots in use and
- * ready than max_tunnels, nor more ready than shared memory has rings for:
- * past that, sockops finds no slot, does not answer the handshake option
- * and the connection stays plain TCP (counted as no_slot), instead of
- * being refused later.
- */
-/*
  * One local uid may hold uid_share percent of the pool in handshakes under
  * way and of the tunnels there is room for in steered flows, so the others
  * always find the rest (docs/operations.md, "Sharing").
@@ -296,6 +296,13 @@ static void uid_limits_set(struct agent *a, uint32_t rings)
 			     flows ? (uint32_t)flows : 1);
 }
 
+/*
+ * Keep cfg.pool slots ready in free_slots, but never more slots in use and
+ * ready than max_tunnels, nor more ready than shared memory has rings for:
+ * past that, sockops finds no slot, does not answer the handshake option
+ * and the connection stays plain TCP (counted as no_slot), instead of
+ * being refused later.
+ */
 void slots_fill(struct agent *a)
 {
 	uint32_t rings;
@@ -317,14 +324,7 @@ void slots_fill(struct agent *a)
 			break;
 		err = pair_start(a, slot);
 		if (err) {
-			/* Retried every tick: say it once per cause. */
-			static int last_err;
-
-			fivc_log(err == last_err ? FIVC_LOG_DEBUG
-						 : FIVC_LOG_WARN,
-				 "Failed to start slot %u: %s", slot,
-				 strerror(-err));
-			last_err = err;
+			slot_failed(slot, "start", err);
 			a->recycled[a->n_recycled++] = slot;
 			break;
 		}
