@@ -175,7 +175,7 @@ struct agent_counters {
 	uint64_t flows_no_shm;	 /* no room to offer a ring: not tunneled */
 	uint64_t pool_shm_short; /* times the pool stopped short of room */
 	uint64_t slot_impostors; /* others' connects to the slot listener */
-	uint64_t holds_reaped;	 /* handshakes stalled past 10 s: slot back */
+	uint64_t holds_reaped;	 /* stalled handshakes: slot back */
 	struct client_drops metrics_dropped, control_dropped;
 	uint64_t link_hello_timeouts; /* links closed: no HELLO in time */
 	uint64_t link_frame_timeouts; /* links closed: a message never ended */
@@ -259,7 +259,8 @@ void agent_bpf_app_release(struct agent *a, const struct fivc_flow_key *key);
 bool agent_bpf_app_present(struct agent *a, const struct fivc_flow_key *key);
 int agent_bpf_poke_mark(struct agent *a, const struct fivc_flow_key *key);
 void agent_bpf_poke_run(struct agent *a);
-uint32_t agent_bpf_reap_holds(struct agent *a, uint64_t older_than_ns);
+uint32_t agent_bpf_reap_holds(struct agent *a, uint64_t active_ns,
+			      uint64_t passive_ns);
 void agent_bpf_uid_limits(struct agent *a, uint32_t holds, uint32_t flows);
 int agent_bpf_stats(struct agent *a, uint64_t out[FIVC_STAT__MAX]);
 int agent_bpf_free_slot_pop(struct agent *a, uint32_t *slot);

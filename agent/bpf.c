@@ -540,9 +540,11 @@ void agent_bpf_poke_run(struct agent *a)
 
 /*
  * Reservations of handshakes that did not complete in time give their
- * slots back; returns how many.
+ * slots back, active ones (our connects) after @active_ns, passive ones
+ * (answered SYNs) after @passive_ns; returns how many.
  */
-uint32_t agent_bpf_reap_holds(struct agent *a, uint64_t older_than_ns)
+uint32_t agent_bpf_reap_holds(struct agent *a, uint64_t active_ns,
+			      uint64_t passive_ns)
 {
 	struct fastivc_bpf *s = a->bpf->skel;
 	struct fivc_flow_key k, next, *prev = NULL;
@@ -556,7 +558,10 @@ uint32_t agent_bpf_reap_holds(struct agent *a, uint64_t older_than_ns)
 		prev = &k;
 		if (bpf_map__lookup_elem(s->maps.flows, &k, sizeof(k), &hold,
 					 sizeof(hold), 0) ||
-		    !hold.hold_ns || now - hold.hold_ns < older_than_ns)
+		    !hold.hold_ns ||
+		    now - hold.hold_ns < (hold.dir == FIVC_FLOW_ACTIVE
+						  ? active_ns
+						  : passive_ns))
 			continue;
 		if (bpf_map__delete_elem(s->maps.flows, &k, sizeof(k), 0))
 			continue;

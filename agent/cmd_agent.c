@@ -175,27 +175,30 @@ static void drain_check(struct agent *a)
 }
 
 /*
- * Once a second: a reservation older than HOLD_TIMEOUT_NS is a handshake
- * that stalled (a SYN or SYN-ACK lost three times, or someone holding
- * connects open to a port that never answers): its slot goes back to the
- * pool, and a later SYN retransmit of it carries no option (plain TCP).
- * Also says, at most once a minute, that a local uid reached its share.
+ * Once a second: the reservation of a connect older than HOLD_ACTIVE_NS
+ * is a handshake that stalled (a SYN lost three times, or a local user
+ * holding connects open to a port that never answers): its slot goes back
+ * to the pool, a later SYN retransmit of it carries no option, and if the
+ * peer's answer comes after all, sockops reserves again. An answered SYN
+ * whose handshake has not completed after HOLD_PASSIVE_NS never will (the
+ * SYN-ACK retries give up after 63 s). Also says, at most once a minute,
+ * that a local uid reached its share.
  */
-#define HOLD_TIMEOUT_NS (10ull * 1000000000ull)
+#define HOLD_ACTIVE_NS (10ull * 1000000000ull)
+#define HOLD_PASSIVE_NS (70ull * 1000000000ull)
 #define SAY_EVERY_NS (60ull * 1000000000ull)
 static void holds_check(struct agent *a)
 {
 	static uint64_t reap_said_ns, uid_said_ns, uid_limit_seen;
 	uint64_t st[FIVC_STAT__MAX], now = agent_now_ns();
-	uint32_t n = agent_bpf_reap_holds(a, HOLD_TIMEOUT_NS);
+	uint32_t n = agent_bpf_reap_holds(a, HOLD_ACTIVE_NS, HOLD_PASSIVE_NS);
 
 	a->ctr.holds_reaped += n;
 	if (n && (!reap_said_ns || now - reap_said_ns > SAY_EVERY_NS)) {
 		reap_said_ns = now;
-		pr_warn("%u handshakes stalled past %llu s: their slots went "
-			"back (holds_reaped %llu)",
-			n, HOLD_TIMEOUT_NS / 1000000000ull,
-			(unsigned long long)a->ctr.holds_reaped);
+		pr_warn("%u stalled handshakes gave their slots back "
+			"(holds_reaped %llu)",
+			n, (unsigned long long)a->ctr.holds_reaped);
 	}
 	if (agent_bpf_stats(a, st) || st[FIVC_STAT_UID_LIMIT] == uid_limit_seen)
 		return;

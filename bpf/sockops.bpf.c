@@ -287,7 +287,7 @@ static void on_hdr_opt(struct bpf_sock_ops *skops, bool write)
 
 /*
  * Put the socket on the fast path, with the reservation the handshake made
- * (none: the passive side did not answer, counted then). The event is
+ * (none on the passive side: it did not answer, counted then). The event is
  * reserved first, so that a full ring buffer leaves the socket alone
  * instead of steering it behind the agent's back; a later failure gives
  * the reservation back.
@@ -302,8 +302,20 @@ static bool steer(struct bpf_sock_ops *skops, const struct fivc_flow_key *k,
 	__u32 slot;
 
 	hold = bpf_map_lookup_elem(&flows, k);
-	if (!hold || !hold->hold_ns)
-		return false;
+	if (!hold || !hold->hold_ns) {
+		/*
+		 * Active side: the agent reaped the reservation of a connect
+		 * that stalled (docs/steering.md), and it completed after all
+		 * with the peer's answer: reserve again, or the peer would
+		 * steer alone. Passive side: we did not answer.
+		 */
+		if (dir != FIVC_FLOW_ACTIVE ||
+		    !reserve(k, bpf_get_socket_cookie(skops), dir, true))
+			return false;
+		hold = bpf_map_lookup_elem(&flows, k);
+		if (!hold)
+			return false;
+	}
 	slot = hold->slot;
 	ev = bpf_ringbuf_reserve(&events, sizeof(*ev), 0);
 	if (!ev) {
