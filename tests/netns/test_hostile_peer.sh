@@ -166,6 +166,13 @@ hostile() {
 	exec 4>"$LOGS/hold-$name"
 }
 unhold() { exec 4>&-; wait $HPID; }
+# bounded NAME COUNTER BASE LOG-TEXT LINES-BEFORE: the bound's counter grew
+# by one since BASE and the agent said so in one log line.
+bounded() {
+	check "$1: counted ($2 $3 -> $(ctr "$2"))" [ "$(ctr "$2")" = $(($3 + 1)) ]
+	check "$1: one log line" \
+		[ $(($(grep -c "$4" "$LOGS/agent-A.log") - $5)) = 1 ]
+}
 # transfer NAME PORT BYTES: BYTES each way between A and B, SHA-256 at both
 # ends, and the tunnel counters: every byte through the tunnel, counted
 # once (A's bytes_tx = B's bytes_rx = what the client sent, the 8-byte
@@ -225,10 +232,7 @@ check "trickle: a transfer with B meanwhile: SHA-256 equal, each byte through th
 dropped=$(sed -n 's/^dropped after \([0-9.]*\) s$/\1/p' "$LOGS/trickle.out")
 check "trickle: the link with the unfinished frame was dropped on the deadline (${dropped:-never} s after its last byte)" \
 	python3 -c "import sys; sys.exit(not (0.5 <= float('${dropped:-99}') <= 5))"
-check "trickle: counted (link_frame_timeouts $base -> $(ctr link_frame_timeouts))" \
-	[ "$(ctr link_frame_timeouts)" = $((base + 1)) ]
-check "trickle: one log line" \
-	[ $(($(grep -c 'a link frame did not complete' "$LOGS/agent-A.log") - lines0)) = 1 ]
+bounded "trickle" link_frame_timeouts "$base" 'a link frame did not complete' "$lines0"
 
 # (b) A flood of CREATEs for flows that do not exist, 3 fds each.
 sleep 0.5
@@ -273,10 +277,7 @@ say "slow hello: slowest status ${SLOWEST} ms; fake peer: $(tr '\n' ';' <"$LOGS/
 check "slow hello: status answered within 1 s throughout (slowest ${SLOWEST} ms)" [ "$SLOWEST" -lt 1000 ]
 check "slow hello: the link was closed on the deadline (${dropped:-never} s)" \
 	python3 -c "import sys; sys.exit(not (1 <= float('${dropped:-99}') <= 6))"
-check "slow hello: counted (link_hello_timeouts $base -> $(ctr link_hello_timeouts))" \
-	[ "$(ctr link_hello_timeouts)" = $((base + 1)) ]
-check "slow hello: one log line" \
-	[ $(($(grep -c 'did not finish its HELLO' "$LOGS/agent-A.log") - lines0)) = 1 ]
+bounded "slow hello" link_hello_timeouts "$base" 'did not finish its HELLO' "$lines0"
 
 # (d) A peer that never reads: FALLBACKs for flows that do not exist, each
 # answered with a REJECT that it leaves unread.
@@ -290,10 +291,7 @@ say "no reader: slowest status ${SLOWEST} ms; fake peer: $(tr '\n' ';' <"$LOGS/f
 check "no reader: status answered within 1 s throughout (slowest ${SLOWEST} ms)" [ "$SLOWEST" -lt 1000 ]
 check "no reader: the link was dropped once 65536 answers waited (after ${sent:-?} of 100000)" \
 	sh -c "grep -q dropped '$LOGS/fbflood.out' && [ '${sent:-100000}' -lt 100000 ]"
-check "no reader: counted (link_out_overflows $base -> $(ctr link_out_overflows))" \
-	[ "$(ctr link_out_overflows)" = $((base + 1)) ]
-check "no reader: one log line" \
-	[ $(($(grep -c 'the peer reads nothing' "$LOGS/agent-A.log") - lines0)) = 1 ]
+bounded "no reader" link_out_overflows "$base" 'the peer reads nothing' "$lines0"
 
 kill "$VICTIM"
 wait "$VICTIM"
