@@ -42,7 +42,7 @@
 #define LINK_CHANNELS 2u
 #define LINK_CHANNEL_SIZE (16u * 1024u)
 #define SETUP_S 120.0	/* the peer notices our offer within a second */
-#define LIVE_S 120.0	/* the peer's client connects once we are up */
+#define LIVE_S 60.0	/* the peer's client connects once we are up */
 #define REPLY_S 20.0	/* a REJECT for a live flow */
 #define FLOOD 256u	/* the lab's bound: 4 x pool = 128 */
 #define FLOOD_S 40.0	/* parked ones expire after setup_timeout_ms (10 s) */
@@ -461,8 +461,10 @@ static void flood_phase(struct forge *f, char *sum, size_t len)
 		struct fivc_tunnel_msg m;
 
 		err = recv_msg(f, &m, FLOOD_S - (now_sec() - t0));
-		if (err == -ETIMEDOUT)
+		if (err == -ETIMEDOUT) {
 			err = 0;
+			continue;
+		}
 		if (err)
 			break;
 		for (uint32_t i = 0; i < FLOOD; i++) {
@@ -513,7 +515,7 @@ static void geometry_phase(struct forge *f, char *sum, size_t len)
 	n = fivc_tunnel_msg_encode(&m, buf, sizeof(buf));
 	err = n < 0 ? (int)n : 0;
 	if (!err) {
-		/* channel_size, little-endian: 64 MiB of ring, 12 pages */
+		/* channel_size (little-endian, as x86): 64 MiB, in a few pages */
 		memcpy(buf + FIVC_TMSG_HDR_SIZE + 4, &big, sizeof(big));
 		err = send_bytes(f, buf, (size_t)n);
 	}
