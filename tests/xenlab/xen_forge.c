@@ -515,7 +515,7 @@ static void geometry_phase(struct forge *f, char *sum, size_t len)
 	n = fivc_tunnel_msg_encode(&m, buf, sizeof(buf));
 	err = n < 0 ? (int)n : 0;
 	if (!err) {
-		/* channel_size (little-endian, as x86): 64 MiB, in a few pages */
+		/* channel_size (LE, as x86): 64 MiB in a few pages */
 		memcpy(buf + FIVC_TMSG_HDR_SIZE + 4, &big, sizeof(big));
 		err = send_bytes(f, buf, (size_t)n);
 	}
