@@ -205,6 +205,15 @@ $(XENLAB_XFER): $(O)/obj/tests/xenlab/xen_ring_xfer.o $(TEST_UTIL_OBJS) $(LIB)
 	$(Q)mkdir -p $(@D)
 	$(Q)$(CC) $(LDFLAGS) $(CFLAGS) $^ -o $@ $(LDLIBS)
 
+# A hostile peer on a xen control link: forged CREATEs (scenario-domU.sh).
+XENLAB_FORGE := $(O)/tests/xen_forge
+all: $(XENLAB_FORGE)
+
+$(XENLAB_FORGE): $(O)/obj/tests/xenlab/xen_forge.o $(TEST_UTIL_OBJS) $(LIB)
+	$(call msg,LINK,$@)
+	$(Q)mkdir -p $(@D)
+	$(Q)$(CC) $(LDFLAGS) $(CFLAGS) $^ -o $@ $(LDLIBS)
+
 # libxenvchan direct, the benchmark's shared-memory reference.
 XENLAB_VCHAN := $(O)/tests/vchan_bench
 all: $(XENLAB_VCHAN)

@@ -4,12 +4,14 @@
 #           both agents' tunnel counters, per direction (the server's
 #           answers the client's asks), and dom0's vif counters; kill -9 of
 #           its own agent mid-transfer and a restart; xl destroy of the server
-#           mid-transfer (dom0 does it when asked); then a domain created
-#           afterwards ("late"): plain TCP while it has no agent, a tunnel
-#           once it starts one.
+#           mid-transfer (dom0 does it when asked); forged CREATEs from the
+#           server's domain (xen_forge in place of its agent); then a domain
+#           created afterwards ("late"): plain TCP while it has no agent, a
+#           tunnel once it starts one.
 #   both:   after the integrity checks, the side-by-side benchmark
 #           (bench-domU.sh)
-#   server: the servers for all that, then waits to be destroyed.
+#   server: the servers for all that, xen_forge while its agent is stopped,
+#           then waits to be destroyed.
 #   late:   no agent at first, then one when the client asks.
 # With LAB_MODE=bench (make bench) only the benchmark runs, then both
 # domUs power off.
@@ -167,10 +169,15 @@ server_scenario() {
 	blast_serve grants-long 6008 1 $((32 * MIB))
 	blast_serve grants 6009 8 $((1 * MIB))
 	ctr_answer &
-	in_apps blast server "$lab_ip" 6004 --bytes $((1024 * MIB)) \
-		>/dev/null 2>&1 &
 	say server-ready 1
 	. /etc/xenlab/bench-domU.sh # netfront, fastivc, libxenvchan
+	if [ "$LAB_MODE" != bench ]; then
+		server_forge
+		# For client_destroy: opened after our agent's restart.
+		in_apps blast server "$lab_ip" 6004 --bytes $((1024 * MIB)) \
+			>/dev/null 2>&1 &
+		say destroy-ready 1
+	fi
 	# The client's checks need the reports above; dom0 destroys us later.
 	hear "$peer" done 600 >/dev/null
 	if [ "$LAB_MODE" = bench ]; then
@@ -180,6 +187,85 @@ server_scenario() {
 	agent_log
 	echo XENLAB-GUEST-DONE
 	sleep 600
+}
+
+# A forged CREATE from the other domU (docs/security.md, "claim a domain id
+# that is not its own"). The server stops its agent (SIGSTOP: its BPF still
+# puts the option on SYN-ACKs, so our connections to it are still steered)
+# and runs xen_forge in its place: it sets the link up with our agent as
+# agent/xlink.c does, answers the CREATEs of 3 real flows with forged ones
+# for the same tunnels (pages and port of domain 0, of our own domain, then
+# grant refs it never made), floods CREATEs for flows that do not exist and
+# ends with a malformed one (geometry larger than its region). Then it kills
+# its agent and starts a new one.
+server_forge() {
+	hear "$peer" forge-go 900 >/dev/null || return
+	phase "fastivc: our agent stopped, xen_forge in its place"
+	# Opened while our agent runs: its SYN-ACKs carry the option.
+	in_apps timeout 150 blast server "$lab_ip" 6010 --conns 3 \
+		--bytes 65536 >/dev/null 2>&1 &
+	sleep 1
+	kill -STOP $agent
+	(retry 150 grep -q "^ok - xen_forge: link up" /tmp/forge.out &&
+		say forge-linked 1) &
+	xen_forge "$peer" 3 >/tmp/forge.out 2>&1
+	rc=$?
+	awk '/^(ok|not ok) - / {print "XENLAB-RESULT " $0; next}
+		{print "xenlab: server: " $0}' /tmp/forge.out
+	[ $rc = 0 ] || grep -q "^not ok" /tmp/forge.out ||
+		result 1 "xen_forge exited $rc"
+	say forge "$rc $(sed -n 's/^xen_forge: summary: //p' /tmp/forge.out)"
+	n0=$(grep -c "agent ready" /tmp/agent.log)
+	kill -9 $agent
+	kill -CONT $agent 2>/dev/null
+	wait $agent 2>/dev/null
+	agent_start
+	retry 60 sh -c "[ \$(grep -c 'agent ready' /tmp/agent.log) -gt $n0 ]"
+	result $? "fastivc: the server's new agent starts after xen_forge"
+	# After the new agent: a listener opened before it is not steered.
+	blast_serve forge-after 6011 1 $((16 * MIB))
+	say forge-served 1
+}
+
+client_forge() {
+	phase "fastivc: forged CREATEs from domain $peer (xen_forge)"
+	say forge-go 1
+	hear "$peer" forge-linked 180 >/dev/null
+	retry 30 link_up "$peer"
+	result $? "fastivc: xen_forge links up with our agent in place of domain $peer's"
+	m0=$(ctr pages_mapped) cr0=$(ctr creates_refused) pr0=$(ctr parked_refused)
+	# pages_mapped every half second while the forger talks
+	(while :; do
+		ctr pages_mapped
+		sleep 0.5
+	done) >/tmp/forge-pages 2>/dev/null &
+	sampler=$!
+	# Steered (the server's BPF), refused (the forger's CREATEs), on TCP
+	in_apps timeout 150 blast client "$lab_peer_ip" 6010 --conns 3 \
+		--bytes 65536 >/tmp/forge-conns.out 2>&1 &
+	conns=$!
+	srv=$(hear "$peer" forge 300)
+	kill $sampler
+	max=$(sort -n /tmp/forge-pages | tail -1)
+	echo "xenlab: xen_forge said: $srv"
+	cr=$(($(ctr creates_refused) - cr0)) pr=$(($(ctr parked_refused) - pr0))
+	[ -n "$srv" ] && [ "${srv%% *}" = 0 ] && [ $cr -ge 3 ] && [ $pr -ge 1 ]
+	result $? "fastivc: our agent refused every forged CREATE (creates_refused +$cr, parked_refused +$pr; xen_forge: ${srv#* })"
+	[ -n "$max" ] && [ "$max" -le "$m0" ]
+	result $? "fastivc: it mapped nothing of them (pages_mapped at most ${max:-?}, $m0 with the forger's link alone)"
+	kill -0 $agent && fastivc status >/dev/null
+	result $? "fastivc: our agent stays up and answers fastivc status"
+	hear "$peer" forge-served 120 >/dev/null
+	retry 60 link_up "$peer"
+	result $? "fastivc: link up again with domain $peer's new agent"
+	tb0=$(ctr tunnel_bytes_tx) rb0=$(ctr tunnel_bytes_rx) tb= rb=
+	in_apps timeout 120 blast client "$lab_peer_ip" 6011 \
+		--bytes $((16 * MIB)) >/tmp/forge-after.out 2>&1
+	blast_check forge-after $? "$peer" &&
+		tb=$(($(ctr tunnel_bytes_tx) - tb0)) rb=$(($(ctr tunnel_bytes_rx) - rb0)) &&
+		[ $tb -ge $((16 * MIB)) ] && [ $rb -ge $((16 * MIB)) ]
+	result $? "fastivc: after xen_forge, 16 MiB each way through a tunnel, SHA-256 equal (tunnels carried ${tb:-?} bytes out, ${rb:-?} in)"
+	kill $conns 2>/dev/null # the refused ones, if still there
 }
 
 client_integrity() {
@@ -342,6 +428,8 @@ client_scenario() {
 		return
 	fi
 	client_kill
+	client_forge
+	hear "$peer" destroy-ready 120 >/dev/null
 	say done 1
 	client_destroy
 	client_late
