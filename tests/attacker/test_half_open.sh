@@ -8,6 +8,7 @@
 # transfers started during the flood go through the tunnel with equal
 # SHA-256 at both ends, and status answers within 1 s throughout.
 . "$(dirname "$0")/../netns/lib.sh"
+. "$(dirname "$0")/../netns/tunnel.sh"
 . "$(dirname "$0")/lib.sh"
 FAILED=0
 HOLD=${HOLD:-25}
