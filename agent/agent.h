@@ -12,6 +12,7 @@
 #include "fastivc/ring.h"
 #include "fastivc/shm.h"
 #include "fastivc/tunnel_msg.h"
+#include "poll.h"
 
 struct agent;
 
@@ -36,6 +37,7 @@ struct agent_config {
 	uint32_t window;	   /* bytes queued per flow and direction */
 	uint32_t max_flows;	   /* size of the flow maps (BPF) */
 	uint32_t max_shm_bytes; /* local backend: ring bytes offered; 0 = any */
+	uint32_t poll_us;	/* longest polling window (poll.c); 0 = off */
 	char metrics_listen[64]; /* HOST:PORT of /metrics; "" = off */
 	char log_level[8];	 /* as given; "" = not set */
 	bool coresident_xs;	 /* peers from dom0's xenstore list */
@@ -142,6 +144,7 @@ struct flow {
 	/* Out of budget with more to move: run again after this batch. */
 	bool more_tx, more_rx, more_queued;
 	struct flow *more_next;
+	struct poll_links poll; /* on the hot list (poll.c) */
 };
 
 /* A flow that fell back to plain TCP, kept for `fastivc status`. */
@@ -211,6 +214,7 @@ struct agent {
 	/* Messages for flows not seen yet (park.c). */
 	struct agent_park *park;
 	struct flow *more; /* flows to pump again after this batch */
+	struct agent_poll poll;
 	struct agent_counters ctr;
 	struct fallback_rec fallbacks[FALLBACK_RECS]; /* the latest, a ring */
 	uint32_t n_fallbacks;

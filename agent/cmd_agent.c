@@ -41,7 +41,7 @@ static void usage(FILE *o)
 		"channels\n"
 		"channel_size pool max_tunnels uid_share setup_timeout_ms "
 		"drain_timeout_ms\n"
-		"window max_flows max_shm_bytes ifaces "
+		"window poll_us max_flows max_shm_bytes ifaces "
 		"log_level metrics_listen coresident backend (see fastivc(8), "
 		"docs/operations.md).\n"
 		"SIGHUP reads the file and the options again; window, "

@@ -35,6 +35,7 @@ void agent_config_defaults(struct agent_config *c)
 	c->setup_timeout_ms = 2000;
 	c->drain_timeout_ms = 30000;
 	c->window = 4u << 20;
+	c->poll_us = 200;
 	c->max_flows = FIVC_MAX_FLOWS;
 }
 
@@ -115,6 +116,8 @@ int agent_config_set(struct agent_config *c, const char *key, const char *val)
 		err = parse_u32(val, 256u << 10, 256u << 20, &c->window);
 	} else if (!strcmp(key, "max_flows")) {
 		err = parse_u32(val, 1, FIVC_MAX_FLOWS, &c->max_flows);
+	} else if (!strcmp(key, "poll_us")) {
+		err = parse_u32(val, 0, 100000, &c->poll_us);
 	} else if (!strcmp(key, "max_shm_bytes")) {
 		err = parse_u32(val, 0, UINT32_MAX, &c->max_shm_bytes);
 	} else if (!strcmp(key, "log_level")) {

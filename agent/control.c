@@ -202,7 +202,9 @@ static void print_status(struct agent *a, FILE *o, bool json)
 			"\"link_hello_timeouts\":%llu,"
 			"\"link_frame_timeouts\":%llu,"
 			"\"parked_refused\":%llu,"
-			"\"link_out_overflows\":%llu},"
+			"\"link_out_overflows\":%llu,"
+			"\"poll_spins\":%llu,\"poll_found\":%llu,"
+			"\"poll_spin_us\":%llu},"
 			"\"parked\":%u,\"bpf\":{",
 			(unsigned long long)c->flows_steered,
 			(unsigned long long)c->flows_tunneled,
@@ -230,6 +232,9 @@ static void print_status(struct agent *a, FILE *o, bool json)
 			(unsigned long long)c->link_frame_timeouts,
 			(unsigned long long)c->parked_refused,
 			(unsigned long long)c->link_out_overflows,
+			(unsigned long long)a->poll.spins,
+			(unsigned long long)a->poll.hits,
+			(unsigned long long)(a->poll.spin_ns / 1000),
 			park_count(a));
 		for (int i = 0; i < FIVC_STAT__MAX; i++)
 			fprintf(o, "%s\"%s\":%llu", i ? "," : "", stat_names[i],
@@ -271,6 +276,13 @@ static void print_status(struct agent *a, FILE *o, bool json)
 			"local: slot impostors %llu, stalled handshakes %llu\n",
 			(unsigned long long)c->slot_impostors,
 			(unsigned long long)c->holds_reaped);
+		fprintf(o,
+			"polling: window %llu us (max %u), %llu spins found "
+			"work %llu times in %llu ms\n",
+			(unsigned long long)(a->poll.window_ns / 1000),
+			a->cfg.poll_us, (unsigned long long)a->poll.spins,
+			(unsigned long long)a->poll.hits,
+			(unsigned long long)(a->poll.spin_ns / 1000000));
 		fprintf(o, "bpf:");
 		for (int i = 0; i < FIVC_STAT__MAX; i++)
 			fprintf(o, " %s %llu", stat_names[i],

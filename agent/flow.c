@@ -105,6 +105,7 @@ static void flow_free(struct agent *a, struct flow *f)
 
 	if (f->state == FLOW_TUNNEL && a->n_tunnels)
 		a->n_tunnels--;
+	poll_forget(a, f);
 	tunnel_unindex(f);
 	agent_watch_del(a, &f->w_y);
 	agent_watch_del(a, &f->w_x);
@@ -363,6 +364,16 @@ static void flow_more(struct agent *a, struct flow *f, bool rx)
 	}
 }
 
+/* Everything the app sent is in the ring: wait for more on Y. */
+static void y_drained(struct agent *a, struct flow *f)
+{
+	fivc_tx_flush(&f->tx);
+	flow_y_want(a, f, f->y_events | EPOLLIN);
+	/* An answer is likely to follow what the app sent. */
+	if (f->rx_attached && !f->rx_eof)
+		poll_rx_defer(a, f);
+}
+
 /* App -> Y -> our ring. */
 static void pump_tx(struct agent *a, struct flow *f)
 {
@@ -396,6 +407,15 @@ static void pump_tx(struct agent *a, struct flow *f)
 			fivc_tx_commit(&f->tx, (size_t)n);
 			f->bytes_tx += (uint64_t)n;
 			a->ctr.bytes_tx += (uint64_t)n;
+			/*
+			 * Less than asked: Y was empty. No recv() to hear
+			 * EAGAIN: Y's watch is level-triggered and says if
+			 * more (or the end) came meanwhile.
+			 */
+			if ((size_t)n < room) {
+				y_drained(a, f);
+				return;
+			}
 			if ((size_t)n < budget) {
 				budget -= (size_t)n;
 				continue;
@@ -412,8 +432,7 @@ static void pump_tx(struct agent *a, struct flow *f)
 			return;
 		}
 		if (errno == EAGAIN) {
-			fivc_tx_flush(&f->tx);
-			flow_y_want(a, f, f->y_events | EPOLLIN);
+			y_drained(a, f);
 			return;
 		}
 		flow_fail(a, f, "slot socket failed");
@@ -480,7 +499,7 @@ static void pump_rx(struct agent *a, struct flow *f)
 		ssize_t n = fivc_rx_peek(&f->rx, &buf), s;
 
 		if (n == -EAGAIN) {
-			if (fivc_rx_prepare_wait(&f->rx))
+			if (poll_rx_defer(a, f) || fivc_rx_prepare_wait(&f->rx))
 				return;
 			continue;
 		}
@@ -1035,6 +1054,7 @@ void flow_link_down(struct agent *a, struct peer_link *l)
 
 int flows_init(struct agent *a)
 {
+	poll_init(a, pump_rx);
 	a->flows = calloc(FIVC_MAX_SLOTS, sizeof(*a->flows));
 	chain_next = calloc(FIVC_MAX_SLOTS, sizeof(*chain_next));
 	return a->flows && chain_next ? 0 : -ENOMEM;

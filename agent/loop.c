@@ -68,30 +68,60 @@ void agent_reap(struct agent *a)
 		free(a->dead[--a->n_dead]);
 }
 
+/*
+ * One round of the loop: wait up to @timeout ms (0: do not wait, -1: until
+ * an event), run the callbacks, then the deferred work. Events seen, or
+ * -errno on a failure of epoll itself.
+ */
+static int loop_round(struct agent *a, int timeout)
+{
+	struct epoll_event evs[64];
+	int n = epoll_wait(a->epfd, evs, 64, timeout);
+
+	if (n < 0) {
+		if (errno == EINTR)
+			return 0;
+		pr_err("epoll_wait: %s", strerror(errno));
+		a->stop = 1;
+		return -errno;
+	}
+	if (n > 0)
+		poll_awake(a);
+	for (int i = 0; i < n && !a->stop; i++) {
+		struct agent_watch *w = evs[i].data.ptr;
+
+		if (w->live)
+			w->fn(a, w, evs[i].events);
+	}
+	flows_run_more(a);
+	if (a->poke_pending)
+		agent_bpf_poke_run(a);
+	agent_reap(a);
+	return n;
+}
+
+static int loop_round_now(struct agent *a)
+{
+	return loop_round(a, 0);
+}
+
 /* Runs until a->stop. */
 int agent_loop(struct agent *a)
 {
-	struct epoll_event evs[64];
+	int err = 0;
 
-	while (!a->stop) {
-		int n = epoll_wait(a->epfd, evs, 64, a->more ? 0 : -1);
+	while (!a->stop && err >= 0) {
+		uint64_t start;
 
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			pr_err("epoll_wait: %s", strerror(errno));
-			return -errno;
+		if (a->more) {
+			err = loop_round(a, 0);
+			continue;
 		}
-		for (int i = 0; i < n && !a->stop; i++) {
-			struct agent_watch *w = evs[i].data.ptr;
-
-			if (w->live)
-				w->fn(a, w, evs[i].events);
-		}
-		flows_run_more(a);
-		if (a->poke_pending)
-			agent_bpf_poke_run(a);
-		agent_reap(a);
+		if (poll_before_sleep(a, loop_round_now))
+			continue;
+		start = agent_now_ns();
+		err = loop_round(a, -1);
+		poll_after_sleep(a, agent_now_ns() - start);
 	}
-	return 0;
+	return err < 0 ? err : 0;
 }

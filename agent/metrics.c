@@ -159,6 +159,10 @@ static void write_metrics(struct agent *a, FILE *o)
 	head(o, "ring_waits_total", "counter",
 	     "Times the agent slept waiting on a ring.");
 	one(o, "ring_waits_total", NULL, NULL, c->ring_waits);
+	head(o, "poll_spin_seconds_total", "counter",
+	     "Time the agent spent polling rings instead of sleeping.");
+	fprintf(o, "fastivc_poll_spin_seconds_total %.6f\n",
+		(double)a->poll.spin_ns / 1e9);
 	head(o, "pokes_total", "counter",
 	     "Runs of the write-space poke iterator.");
 	one(o, "pokes_total", NULL, NULL, c->pokes);

@@ -57,6 +57,8 @@ void agent_config_apply(struct agent *a, const struct agent_config *n)
 	CFG_FIXED(max_flows, "max_flows");
 	CFG_FIXED(max_shm_bytes, "max_shm_bytes");
 	CFG_LIVE(window, "window");
+	CFG_LIVE(poll_us, "poll_us");
+	poll_configure(a);
 	CFG_LIVE(max_tunnels, "max_tunnels");
 	CFG_LIVE(pool, "pool");
 	CFG_LIVE(uid_share, "uid_share");

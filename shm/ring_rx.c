@@ -89,17 +89,33 @@ static int rx_take_channel(struct fivc_rx *rx)
 	struct fivc_chan_hdr *h = &rx->hdr[rx->idx];
 	uint32_t pend, gen, size;
 
+	/*
+	 * gen_num first, then pend_read, both acquire. The other order is
+	 * wrong with several receivers: pend_read may be the previous round's,
+	 * still held by a slower receiver, which then releases it, and gen_num
+	 * the next round's, whose payload is still being written. Having seen
+	 * the producer's gen_num (stored after it saw pend_read at 0), we can
+	 * only read pend_read as 0 or as that round's publish.
+	 */
+	gen = shared_load_acquire(&h->gen_num);
 	pend = shared_load_acquire(&h->pend_read);
 	if (!pend)
 		return -EAGAIN;
-	gen = shared_load(&h->gen_num);
 	if (gen != rx->wait_gen) {
+		/* Maybe published between the two loads: look again. */
+		gen = shared_load_acquire(&h->gen_num);
+		if (gen == rx->wait_gen)
+			pend = shared_load_acquire(&h->pend_read);
 		/* Other receivers still read the previous round. */
-		if (rx->g.n_receivers > 1 &&
-		    gen == rx->wait_gen - rx->g.n_channels)
+		else if (rx->g.n_receivers > 1 &&
+			 gen == rx->wait_gen - rx->g.n_channels)
 			return -EAGAIN;
-		return rx_violation(rx, "channel %u gen_num %u, expected %u",
-				    rx->idx, gen, rx->wait_gen);
+		else
+			return rx_violation(
+				rx, "channel %u gen_num %u, expected %u",
+				rx->idx, gen, rx->wait_gen);
+		if (!pend)
+			return -EAGAIN;
 	}
 	if (pend > rx->g.n_receivers)
 		return rx_violation(rx,
@@ -255,4 +271,9 @@ bool fivc_rx_prepare_wait(struct fivc_rx *rx)
 	}
 	rx->st.waits++;
 	return true;
+}
+
+void fivc_rx_unwait(struct fivc_rx *rx)
+{
+	shared_store(&rx->ctrl->rx[rx->id].rx_waiting, 0);
 }

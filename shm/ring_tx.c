@@ -124,8 +124,12 @@ int fivc_tx_reserve(struct fivc_tx *tx, void **buf, size_t *len)
 		err = tx_channel_state(tx);
 		if (err)
 			return err;
-		/* Thesis: bump the sequence number, stamp it, then write. */
-		shared_store(&tx->hdr[tx->idx].gen_num, tx->gen);
+		/*
+		 * Thesis: bump the sequence number, stamp it, then write.
+		 * Release: a receiver that reads it reads pend_read as we
+		 * left it (0) or published (ring_rx.c, rx_take_channel).
+		 */
+		shared_store_release(&tx->hdr[tx->idx].gen_num, tx->gen);
 		tx->claimed = true;
 		tx->fill = 0;
 	}

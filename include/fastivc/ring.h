@@ -147,5 +147,10 @@ void fivc_rx_reset(struct fivc_rx *rx);
 bool fivc_rx_prepare_wait(struct fivc_rx *rx);
 /* true if peek() would return something other than -EAGAIN. */
 bool fivc_rx_readable(const struct fivc_rx *rx);
+/*
+ * The caller polls fivc_rx_readable() instead of sleeping: the producer
+ * need not send SEND_DATA. Call fivc_rx_prepare_wait() before sleeping.
+ */
+void fivc_rx_unwait(struct fivc_rx *rx);
 
 #endif /* FASTIVC_RING_H */

@@ -1,0 +1,192 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/*
+ * Adaptive polling. A message through the tunnel costs the sending agent a
+ * notification (a syscall, on Xen a hypercall) and the receiving agent a
+ * wake-up, on top of the application's own: measured, the wake-ups are most
+ * of the latency (docs/performance.md). So after a flow's receive ring runs
+ * dry the agent does not arm its notification at once: it keeps the flow on
+ * a "hot" list and, before it would sleep, spins on those rings and on a
+ * non-blocking round of its event loop, for a window that adapts like the
+ * kernel's halt polling: it grows while the next event keeps coming soon
+ * after the spin gave up, and shrinks while it comes late or not at all.
+ * The window never exceeds poll_us, an idle agent does not spin at all, and
+ * each turn of the spin yields the CPU to any other runnable task first.
+ */
+#include <errno.h>
+#include <sched.h>
+#include <string.h>
+
+#include "agent.h"
+#include "fastivc/log.h"
+
+/* The smallest window: a fraction of the largest. */
+#define WINDOW_MIN_SHIFT 4
+
+static uint64_t window_min(const struct agent_poll *p)
+{
+	return p->max_ns >> WINDOW_MIN_SHIFT;
+}
+
+void poll_init(struct agent *a, void (*rx_ready)(struct agent *, struct flow *))
+{
+	a->poll.rx_ready = rx_ready;
+	poll_configure(a);
+}
+
+void poll_configure(struct agent *a)
+{
+	struct agent_poll *p = &a->poll;
+
+	p->max_ns = (uint64_t)a->cfg.poll_us * 1000;
+	p->window_ns = window_min(p);
+}
+
+static void unlink_hot(struct agent_poll *p, struct flow *f)
+{
+	struct poll_links *l = &f->poll;
+
+	if (l->prev)
+		l->prev->poll.next = l->next;
+	else
+		p->hot = l->next;
+	if (l->next)
+		l->next->poll.prev = l->prev;
+	l->prev = l->next = NULL;
+	l->hot = false;
+	p->n_hot--;
+}
+
+bool poll_rx_defer(struct agent *a, struct flow *f)
+{
+	struct agent_poll *p = &a->poll;
+
+	if (!p->max_ns)
+		return false;
+	if (f->poll.hot)
+		return true;
+	/* The peer need not notify us while we look ourselves. */
+	fivc_rx_unwait(&f->rx);
+	f->poll.hot = true;
+	f->poll.prev = NULL;
+	f->poll.next = p->hot;
+	if (p->hot)
+		p->hot->poll.prev = f;
+	p->hot = f;
+	p->n_hot++;
+	return true;
+}
+
+void poll_forget(struct agent *a, struct flow *f)
+{
+	if (f->poll.hot)
+		unlink_hot(&a->poll, f);
+}
+
+/*
+ * While it only looks, the agent runs as SCHED_IDLE: an application that
+ * wakes up on this CPU preempts it at once (a spinning SCHED_OTHER task
+ * would hold the CPU until its slice ends: measured, request/response went
+ * from 90 to 400 us). It does its work at its normal priority.
+ */
+static void set_idle(struct agent_poll *p, bool idle)
+{
+	struct sched_param sp = {0};
+
+	if (p->idle == idle)
+		return;
+	if (sched_setscheduler(0, idle ? SCHED_IDLE : SCHED_OTHER, &sp)) {
+		/* Leaving SCHED_IDLE needs CAP_SYS_NICE or RLIMIT_NICE. */
+		pr_warn("polling off: cannot switch to %s: %s",
+			idle ? "SCHED_IDLE" : "SCHED_OTHER", strerror(errno));
+		p->max_ns = 0;
+		return;
+	}
+	p->idle = idle;
+}
+
+void poll_awake(struct agent *a)
+{
+	set_idle(&a->poll, false);
+}
+
+/* Pump every hot flow whose ring has something; true if one had. */
+static bool pump_hot(struct agent *a)
+{
+	struct agent_poll *p = &a->poll;
+	struct flow *f, *next;
+	bool found = false;
+
+	for (f = p->hot; f; f = next) {
+		next = f->poll.next;
+		if (!fivc_rx_readable(&f->rx))
+			continue;
+		/* Off the list: the pump puts it back when it runs dry. */
+		unlink_hot(p, f);
+		set_idle(p, false);
+		p->rx_ready(a, f);
+		found = true;
+	}
+	return found;
+}
+
+/* Arm every hot flow's notification; true if one turned out readable. */
+static bool arm_hot(struct agent *a)
+{
+	struct agent_poll *p = &a->poll;
+
+	while (p->hot) {
+		struct flow *f = p->hot;
+
+		unlink_hot(p, f);
+		if (!fivc_rx_prepare_wait(&f->rx)) {
+			p->rx_ready(a, f);
+			return true;
+		}
+	}
+	return false;
+}
+
+bool poll_before_sleep(struct agent *a, int (*batch)(struct agent *a))
+{
+	struct agent_poll *p = &a->poll;
+	uint64_t start, now, deadline;
+
+	if (!p->n_hot)
+		return false;
+	start = now = agent_now_ns();
+	deadline = start + p->window_ns;
+	p->spins++;
+	while (!a->stop && p->n_hot) {
+		bool work = batch(a) > 0;
+
+		work |= pump_hot(a);
+		now = agent_now_ns();
+		if (work) {
+			p->hits++;
+			deadline = now + p->window_ns;
+		} else if (now >= deadline || !p->max_ns) {
+			break;
+		} else {
+			set_idle(p, true);
+		}
+	}
+	set_idle(p, false);
+	p->spin_ns += now - start;
+	return arm_hot(a);
+}
+
+void poll_after_sleep(struct agent *a, uint64_t slept_ns)
+{
+	struct agent_poll *p = &a->poll;
+
+	if (!p->max_ns)
+		return;
+	if (slept_ns < p->max_ns) {
+		/* A longer spin would have caught it. */
+		p->window_ns *= 2;
+		if (p->window_ns > p->max_ns)
+			p->window_ns = p->max_ns;
+	} else if (p->window_ns / 2 >= window_min(p)) {
+		p->window_ns /= 2;
+	}
+}

@@ -1,0 +1,73 @@
+#!/bin/bash
+# SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+# Adaptive polling (agent/poll.c, poll_us): with a wide window the agents
+# find the peer's bytes by looking at the rings instead of waiting for a
+# notification. Requests and answers of 1 B to 64 KiB must come back whole
+# and equal, a bulk transfer each way must match its digests, the tunnel
+# counters must show the bytes went through the rings and the polling
+# counters that polling found them; and an idle connection must cost the
+# agents no CPU (the window is spent after activity only).
+. "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/tunnel.sh"
+FAILED=0
+netns_setup
+agents_up --set poll_us=2000 || { fail "agents start"; exit 1; }
+PY=tests/netns/echo_check.py
+
+found() { json_get "$1" 'd["counters"]["poll_found"]'; }
+cpu_ticks() { # utime + stime of both agents, in clock ticks
+	awk '{s += $14 + $15} END {print s}' /proc/"${AGENT_PIDS[0]}"/stat \
+		/proc/"${AGENT_PIDS[1]}"/stat
+}
+
+# Requests and answers.
+tunnel_mark
+found_a=$(found A) found_b=$(found B)
+in_ns B python3 $PY server $IP_B 5401 >"$LOGS/echo-server.out" 2>&1 &
+spid=$!
+for _ in $(seq 50); do grep -q listening "$LOGS/echo-server.out" && break; sleep 0.1; done
+out=$(in_ns A python3 $PY client $IP_B 5401 400)
+crc=$?
+wait $spid
+say "echo client: $out"
+check "400 requests of 1 B to 64 KiB answered whole and equal" [ $crc = 0 ]
+bytes=$(echo "$out" | awk '/^ok/ {print $3}')
+check_tunneled "requests" A "${bytes:-1}"
+check_tunneled "answers" B "${bytes:-1}"
+check "A's agent found bytes by polling ($(found A) - $found_a)" [ "$(found A)" -gt "$found_a" ]
+check "B's agent found bytes by polling ($(found B) - $found_b)" [ "$(found B)" -gt "$found_b" ]
+
+# Bulk, both ways at once.
+BYTES=$((32 << 20)) CONNS=2
+tunnel_mark
+in_ns B "$BLAST" server $IP_B 5402 --conns $CONNS --bytes $BYTES >"$LOGS/blast-server.out" 2>&1 &
+spid=$!
+for _ in $(seq 50); do grep -q listening "$LOGS/blast-server.out" && break; sleep 0.1; done
+in_ns A "$BLAST" client $IP_B 5402 --conns $CONNS --bytes $BYTES >"$LOGS/blast-client.out" 2>&1
+crc=$?
+wait $spid
+src=$?
+check "bulk: client and server exit 0" [ $crc = 0 -a $src = 0 ]
+check "bulk: SHA-256 of $CONNS x $BYTES bytes each way match" \
+	python3 tests/netns/blast_compare.py "$LOGS/blast-client.out" "$LOGS/blast-server.out" $BYTES $CONNS
+check_tunneled "bulk: A to B" A $((CONNS * BYTES))
+check_tunneled "bulk: B to A" B $((CONNS * BYTES))
+
+# Idle: a connection that exchanged a little, then nothing for 3 s.
+in_ns B python3 $PY server $IP_B 5403 >"$LOGS/idle-server.out" 2>&1 &
+for _ in $(seq 50); do grep -q listening "$LOGS/idle-server.out" && break; sleep 0.1; done
+in_ns A python3 -c "
+import socket, time
+s = socket.create_connection(('$IP_B', 5403))
+s.sendall(b'x'); s.recv(1); time.sleep(4)" &
+cpid=$!
+sleep 1
+t0=$(cpu_ticks)
+sleep 3
+t1=$(cpu_ticks)
+wait $cpid
+say "agents' CPU over 3 s with an idle tunneled connection: $((t1 - t0)) ticks of $(getconf CLK_TCK)/s"
+# 30 ticks would be 5% of one CPU each: a spin that never ends uses 300.
+check "an idle connection costs the agents (almost) no CPU" [ $((t1 - t0)) -le 30 ]
+fivc A status >"$LOGS/status-A.txt"
+exit $FAILED
