@@ -188,6 +188,8 @@ struct agent_counters {
 
 struct agent_bpf; /* agent/bpf.c */
 
+#define AGENT_BATCH_HOOKS 4
+
 struct agent {
 	struct agent_config cfg;
 	int epfd;
@@ -201,7 +203,6 @@ struct agent {
 	struct agent_watch w_window; /* polls paused flows' unread bytes */
 	uint32_t n_paused;
 	int diag_fd;
-	bool poke_pending; /* run the poke iterator after this batch */
 	struct agent_watch w_slot_listen; /* loopback: the slots' Ys connect */
 	uint32_t slots_free;		  /* in free_slots, ready */
 	bool pool_shm_short; /* the last fill stopped for want of shm room */
@@ -214,6 +215,9 @@ struct agent {
 	/* Messages for flows not seen yet (park.c). */
 	struct agent_park *park;
 	struct flow *more; /* flows to pump again after this batch */
+	/* Work deferred to the end of each batch of events (agent_on_batch) */
+	void (*batch_hooks[AGENT_BATCH_HOOKS])(struct agent *a);
+	uint32_t n_batch_hooks;
 	struct agent_poll poll;
 	struct agent_counters ctr;
 	struct fallback_rec fallbacks[FALLBACK_RECS]; /* the latest, a ring */
@@ -238,6 +242,8 @@ int agent_watch_mod(struct agent *a, struct agent_watch *w, uint32_t events);
 void agent_watch_del(struct agent *a, struct agent_watch *w);
 void agent_defer_free(struct agent *a, void *p);
 void agent_reap(struct agent *a);
+/* Run @fn after each batch of events, before the batch's memory is freed. */
+int agent_on_batch(struct agent *a, void (*fn)(struct agent *a));
 int agent_loop(struct agent *a);
 
 /* agent/config.c */
@@ -262,7 +268,6 @@ uint64_t *agent_bpf_slot_sw(struct agent *a, uint32_t slot);
 void agent_bpf_app_release(struct agent *a, const struct fivc_flow_key *key);
 bool agent_bpf_app_present(struct agent *a, const struct fivc_flow_key *key);
 int agent_bpf_poke_mark(struct agent *a, const struct fivc_flow_key *key);
-void agent_bpf_poke_run(struct agent *a);
 uint32_t agent_bpf_reap_holds(struct agent *a, uint64_t active_ns,
 			      uint64_t passive_ns);
 void agent_bpf_uid_limits(struct agent *a, uint32_t holds, uint32_t flows);
@@ -309,8 +314,6 @@ void flow_state_event(struct agent *a, const struct fivc_event *ev);
 void flow_fin_held(struct agent *a, const struct fivc_event *ev);
 void flow_expire(struct agent *a, uint64_t now);
 void flows_window_poll(struct agent *a);
-/* Flows that ran out of budget in this batch: pump them again. */
-void flows_run_more(struct agent *a);
 uint32_t flows_busy(struct agent *a);
 void flow_link_down(struct agent *a, struct peer_link *l);
 struct fivc_tunnel_msg;

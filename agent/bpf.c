@@ -35,6 +35,7 @@ struct agent_bpf {
 	struct bpf_link *sockops;
 	struct bpf_link *poke; /* iter/tcp, in our (the apps') namespace */
 	int poke_bell;	       /* eventfd: wake the poke thread */
+	bool poke_pending;     /* ring it after this batch of events */
 	pthread_t poke_th;
 	bool poke_th_started;
 	int cgroup_fd;
@@ -257,6 +258,19 @@ static void *poke_thread(void *arg)
 	return NULL;
 }
 
+/* Once per batch of events: one run pokes every socket marked in it. */
+static void poke_run(struct agent *a)
+{
+	uint64_t one = 1;
+
+	if (!a->bpf->poke_pending)
+		return;
+	a->bpf->poke_pending = false;
+	a->ctr.pokes++;
+	if (write(a->bpf->poke_bell, &one, sizeof(one)) < 0)
+		pr_warn("Failed to ring the poke thread: %s", strerror(errno));
+}
+
 int agent_bpf_open(struct agent *a)
 {
 	struct agent_bpf *b = calloc(1, sizeof(*b));
@@ -354,6 +368,7 @@ int agent_bpf_open(struct agent *a)
 	if (err)
 		return err;
 	b->poke_th_started = true;
+	agent_on_batch(a, poke_run);
 	b->rb = ring_buffer__new(bpf_map__fd(b->skel->maps.events), on_event, a,
 				 NULL);
 	if (!b->rb) {
@@ -524,18 +539,8 @@ int agent_bpf_poke_mark(struct agent *a, const struct fivc_flow_key *key)
 	if (bpf_map__update_elem(a->bpf->skel->maps.poke, key, sizeof(*key),
 				 &one, sizeof(one), BPF_ANY))
 		return -errno;
-	a->poke_pending = true;
+	a->bpf->poke_pending = true;
 	return 0;
-}
-
-void agent_bpf_poke_run(struct agent *a)
-{
-	uint64_t one = 1;
-
-	a->poke_pending = false;
-	a->ctr.pokes++;
-	if (write(a->bpf->poke_bell, &one, sizeof(one)) < 0)
-		pr_warn("Failed to ring the poke thread: %s", strerror(errno));
 }
 
 /*

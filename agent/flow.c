@@ -554,7 +554,8 @@ static void pump_rx(struct agent *a, struct flow *f)
 	}
 }
 
-void flows_run_more(struct agent *a)
+/* Flows that ran out of budget in the last batch: pump them again. */
+static void flows_run_more(struct agent *a)
 {
 	struct flow *f = a->more, *next;
 
@@ -1055,6 +1056,7 @@ void flow_link_down(struct agent *a, struct peer_link *l)
 int flows_init(struct agent *a)
 {
 	poll_init(a, pump_rx);
+	agent_on_batch(a, flows_run_more);
 	a->flows = calloc(FIVC_MAX_SLOTS, sizeof(*a->flows));
 	chain_next = calloc(FIVC_MAX_SLOTS, sizeof(*chain_next));
 	return a->flows && chain_next ? 0 : -ENOMEM;

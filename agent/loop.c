@@ -93,11 +93,18 @@ static int loop_round(struct agent *a, int timeout)
 		if (w->live)
 			w->fn(a, w, evs[i].events);
 	}
-	flows_run_more(a);
-	if (a->poke_pending)
-		agent_bpf_poke_run(a);
+	for (uint32_t i = 0; i < a->n_batch_hooks; i++)
+		a->batch_hooks[i](a);
 	agent_reap(a);
 	return n;
+}
+
+int agent_on_batch(struct agent *a, void (*fn)(struct agent *a))
+{
+	if (a->n_batch_hooks == AGENT_BATCH_HOOKS)
+		return -ENOSPC;
+	a->batch_hooks[a->n_batch_hooks++] = fn;
+	return 0;
 }
 
 static int loop_round_now(struct agent *a)
