@@ -35,7 +35,7 @@ void agent_config_defaults(struct agent_config *c)
 	c->setup_timeout_ms = 2000;
 	c->drain_timeout_ms = 30000;
 	c->window = 4u << 20;
-	c->poll_us = 200;
+	c->poll_us = 0;
 	c->max_flows = FIVC_MAX_FLOWS;
 }
 
