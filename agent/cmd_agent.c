@@ -44,7 +44,7 @@ static void usage(FILE *o)
 		"window poll_us max_flows max_shm_bytes ifaces "
 		"log_level metrics_listen coresident backend (see fastivc(8), "
 		"docs/operations.md).\n"
-		"SIGHUP reads the file and the options again; window, "
+		"SIGHUP reads the file and the options again; window, poll_us, "
 		"max_tunnels,\n"
 		"pool, uid_share, setup_timeout_ms, drain_timeout_ms, "
 		"log_level and "
