@@ -28,6 +28,7 @@ import select
 import socket
 import struct
 import sys
+import tempfile
 import time
 
 SIZE = 1 << 20
@@ -132,23 +133,31 @@ def unread_client(s):
     fail("peer closed with unread data, yet sends kept succeeding for 10 s")
 
 
-def backpressure_server(s):
+def reading_mark(port):
+    """Where the backpressure server says that it has begun to read."""
+    return os.path.join(tempfile.gettempdir(), "fastivc-bp-reading-%d" % port)
+
+
+def backpressure_server(s, port):
     time.sleep(PAUSE)
+    open(reading_mark(port), "w").close()
     got = recv_all(s)
+    os.unlink(reading_mark(port))  # the client looked before its EOF
     if got != pattern(TOTAL, "bp"):
         fail("backpressure: got %d bytes, content %s" %
              (len(got), "ok" if got == pattern(len(got), "bp") else "wrong"))
 
 
-def backpressure_client(s, mode):
+def backpressure_client(s, mode, port):
     data = memoryview(pattern(TOTAL, "bp"))
     off, stalled, queued_at_stall = 0, False, 0
     if mode == "block":
-        # A blocking send must block (not fail) while the peer sleeps: time
-        # one send of the whole volume; it cannot finish before PAUSE.
-        t = time.time()
+        # A blocking send must block (not fail) while the peer sleeps: the
+        # whole volume (16x the window) cannot be sent before the server
+        # has begun to read. Its mark says so, whatever the scheduler did
+        # to either process meanwhile (a timed check failed under load).
         s.sendall(data)
-        if time.time() - t < PAUSE * 0.5:
+        if not os.path.exists(reading_mark(port)):
             fail("blocking send of %d bytes finished while the peer slept" %
                  TOTAL)
         s.shutdown(socket.SHUT_WR)
@@ -188,8 +197,11 @@ def backpressure_client(s, mode):
 def main():
     role, addr, port, case = sys.argv[1], sys.argv[2], int(sys.argv[3]), \
         sys.argv[4]
-    s = listen(addr, port) if role == "server" else connect(addr, port)
     server = role == "server"
+    # No mark of an earlier run: only this server's may be found.
+    if server and os.path.exists(reading_mark(port)):
+        os.unlink(reading_mark(port))
+    s = listen(addr, port) if server else connect(addr, port)
     if case == "halfclose-client":
         halfclose(s, first=not server)
     elif case == "halfclose-server":
@@ -200,9 +212,9 @@ def main():
         unread_server(s) if server else unread_client(s)
     elif case.startswith("backpressure-"):
         if server:
-            backpressure_server(s)
+            backpressure_server(s, port)
         else:
-            backpressure_client(s, case[len("backpressure-"):])
+            backpressure_client(s, case[len("backpressure-"):], port)
     else:
         fail("unknown case " + case)
     print("ok", flush=True)
