@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "agent.h"
+#include "ringcache.h"
 #include "clients.h"
 #include "fastivc/log.h"
 #include "park.h"
@@ -202,7 +203,10 @@ static void print_status(struct agent *a, FILE *o, bool json)
 			"\"link_hello_timeouts\":%llu,"
 			"\"link_frame_timeouts\":%llu,"
 			"\"parked_refused\":%llu,"
-			"\"link_out_overflows\":%llu},"
+			"\"link_out_overflows\":%llu,"
+			"\"rings_reused\":%llu,\"peer_rings_reused\":%llu,"
+			"\"rings_evicted\":%llu,\"ring_refused\":%llu,"
+			"\"shm_mem_short\":%llu,\"rings_cached\":%llu},"
 			"\"parked\":%u,\"bpf\":{",
 			(unsigned long long)c->flows_steered,
 			(unsigned long long)c->flows_tunneled,
@@ -230,7 +234,12 @@ static void print_status(struct agent *a, FILE *o, bool json)
 			(unsigned long long)c->link_frame_timeouts,
 			(unsigned long long)c->parked_refused,
 			(unsigned long long)c->link_out_overflows,
-			park_count(a));
+			(unsigned long long)c->rings_reused,
+			(unsigned long long)c->peer_rings_reused,
+			(unsigned long long)c->rings_evicted,
+			(unsigned long long)c->ring_refused,
+			(unsigned long long)c->shm_mem_short,
+			(unsigned long long)ring_cached(a), park_count(a));
 		for (int i = 0; i < FIVC_STAT__MAX; i++)
 			fprintf(o, "%s\"%s\":%llu", i ? "," : "", stat_names[i],
 				(unsigned long long)st[i]);
