@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 /*
- * Ring reuse (docs/steering.md, "Tunnel lifecycle"). Offering a ring costs
+ * Ring reuse (docs/steering.md, "Ring reuse"): offering a ring costs
  * a region, an event channel, descriptors over the link and the peer's map
  * and bind; unmapping costs TLB shootdowns on both sides. So a flow's ring
  * outlives it, per peer link:

@@ -20,7 +20,7 @@
  *   EVICT          producer -> consumer, tunnel_id 0: drop your mapping
  *                  of my ring `ring_id` (I destroyed it)
  *
- * Ring ids (docs/steering.md, "Tunnel lifecycle"): a producer names each
+ * Ring ids (docs/steering.md, "Ring reuse"): a producer names each
  * ring it offers with an id 1..FIVC_RING_ID_MAX unique on the link, or 0
  * for a ring never to be reused. Once the consumer RELEASEd it KEPT, the
  * producer reformats it and a CREATE with FIVC_TMSG_F_CACHED names it

@@ -1,6 +1,6 @@
 #!/bin/bash
 # SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
-# Ring reuse (docs/steering.md, "Tunnel lifecycle"): many sequential
+# Ring reuse (docs/steering.md, "Ring reuse"): many sequential
 # connections A -> B, then B -> A, each moving bytes both ways. Every
 # digest matches, every byte goes through the tunnels once (per agent and
 # direction), and after the first few connections each one names rings
