@@ -182,7 +182,7 @@ static void mine_drop(struct agent *a, struct ringcache *rc,
 	half_destroy(a, h);
 }
 
-/* Oldest idle rings of ours beyond @keep go, on every link. */
+/* The oldest idle rings of ours on this link beyond @keep go. */
 static void mine_trim(struct agent *a, struct ringcache *rc, uint32_t keep)
 {
 	while (rc->n_idle[1] > keep)
