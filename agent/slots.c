@@ -317,7 +317,9 @@ void slots_fill(struct agent *a)
 	rings = shm_rings(a);
 	uid_limits_set(a, rings);
 	slots_trim(a, rings);
-	slots_accept(a);
+	/* Nothing of ours to accept: impostors wake the listener's watch. */
+	if (n_pending)
+		slots_accept(a);
 	while (a->slots_free + n_pending < a->cfg.pool &&
 	       a->slots_free + n_pending < rings &&
 	       a->n_flows + a->slots_free + n_pending < a->cfg.max_tunnels &&
@@ -335,7 +337,8 @@ void slots_fill(struct agent *a)
 		}
 	}
 	/* Loopback handshakes are done by now, as a rule. */
-	slots_accept(a);
+	if (n_pending)
+		slots_accept(a);
 }
 
 /* sockops popped @slot for a flow: hand its fds over. */
