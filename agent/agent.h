@@ -139,6 +139,9 @@ struct flow {
 	bool app_fd_closed; /* ... by close(): nothing reads any more */
 	bool app_closed;    /* the app socket is gone */
 	bool tx_eof;	    /* Y read to EOF and SEND_CLOSE sent */
+	bool x_shut;	    /* X shut down: Y's EOF ends tx, no reuse */
+	uint64_t tx_final;  /* at the app's FIN: what it sent into X */
+	uint64_t y_read;    /* read from this pair's Y before this flow */
 	bool rx_eof;	    /* the peer's SEND_CLOSE was delivered */
 	bool fin_held;	    /* tc holds the peer's FIN for us */
 	bool rx_paused;	    /* the app's unread bytes fill the window */
@@ -184,6 +187,8 @@ struct agent_counters {
 	uint64_t pool_shm_short; /* times the pool stopped short of room */
 	uint64_t slot_impostors; /* others' connects to the slot listener */
 	uint64_t holds_reaped;	 /* stalled handshakes: slot back */
+	uint64_t slots_reused;	 /* pairs that served another flow */
+	uint64_t slots_eof_shut; /* FINs ended by shutting X (no reuse) */
 	struct client_drops metrics_dropped, control_dropped;
 	uint64_t link_hello_timeouts; /* links closed: no HELLO in time */
 	uint64_t link_frame_timeouts; /* links closed: a message never ended */
@@ -275,6 +280,8 @@ int agent_bpf_slot_mode(struct agent *a, uint32_t slot,
 void agent_bpf_flow_del(struct agent *a, const struct fivc_flow_key *key);
 /* The slot's word of slot_sw (bpf_abi.h), shared with sk_msg. */
 uint64_t *agent_bpf_slot_sw(struct agent *a, uint32_t slot);
+uint64_t agent_bpf_slot_sent(struct agent *a, uint32_t slot);
+int agent_bpf_slot_reuse(struct agent *a, uint32_t slot);
 void agent_bpf_app_release(struct agent *a, const struct fivc_flow_key *key);
 bool agent_bpf_app_present(struct agent *a, const struct fivc_flow_key *key);
 int agent_bpf_poke_mark(struct agent *a, const struct fivc_flow_key *key);
@@ -302,7 +309,12 @@ int agent_fin_resend(struct agent *a, const struct fivc_flow_key *k);
 int slots_init(struct agent *a);
 void slots_fill(struct agent *a);
 void slots_release(struct agent *a, uint32_t slot, int fd_x, int fd_y);
-int slots_take(struct agent *a, uint32_t slot, int *fd_x, int *fd_y);
+void slots_recycle(struct agent *a, uint32_t slot, int fd_x, int fd_y,
+		   uint64_t y_read);
+int slots_take(struct agent *a, uint32_t slot, int *fd_x, int *fd_y,
+	       uint64_t *y_read);
+/* agent/slot_clean.c */
+bool slot_pair_clean(int fd_x, int fd_y, uint64_t y_read);
 void slots_fini(struct agent *a);
 void slots_drain(struct agent *a);
 

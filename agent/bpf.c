@@ -463,6 +463,24 @@ void agent_bpf_slot_del(struct agent *a, uint32_t slot, uint16_t y_port)
 			     sizeof(idle), BPF_ANY);
 }
 
+/*
+ * A used pair serves the next flow (slots.c checked it is clean): idle,
+ * no flow, no count, back in sockops' queue.
+ */
+int agent_bpf_slot_reuse(struct agent *a, uint32_t slot)
+{
+	struct fastivc_bpf *s = a->bpf->skel;
+	struct fivc_slot idle = {.mode = FIVC_SLOT_IDLE};
+
+	__atomic_store_n(&a->bpf->slot_sw[slot], 0, __ATOMIC_SEQ_CST);
+	if (bpf_map__update_elem(s->maps.slots, &slot, sizeof(slot), &idle,
+				 sizeof(idle), BPF_ANY) ||
+	    bpf_map__update_elem(s->maps.free_slots, NULL, 0, &slot,
+				 sizeof(slot), BPF_ANY))
+		return -errno;
+	return 0;
+}
+
 int agent_bpf_slot_mode(struct agent *a, uint32_t slot,
 			const struct fivc_flow_key *key, uint32_t mode)
 {
@@ -487,6 +505,13 @@ bool agent_bpf_app_present(struct agent *a, const struct fivc_flow_key *key)
 uint64_t *agent_bpf_slot_sw(struct agent *a, uint32_t slot)
 {
 	return &a->bpf->slot_sw[slot];
+}
+
+/* Bytes sk_msg redirected into the slot's X for its current flow. */
+uint64_t agent_bpf_slot_sent(struct agent *a, uint32_t slot)
+{
+	return __atomic_load_n(&a->bpf->slot_sw[slot], __ATOMIC_ACQUIRE) >>
+	       FIVC_SW_SENT_SHIFT;
 }
 
 /* Back to plain TCP: the app socket leaves the sockhash (and tcp_bpf). */

@@ -200,6 +200,7 @@ static void print_status(struct agent *a, FILE *o, bool json)
 			"\"pokes\":%llu,\"flows_leftover\":%llu,"
 			"\"flows_no_shm\":%llu,\"pool_shm_short\":%llu,"
 			"\"slot_impostors\":%llu,\"holds_reaped\":%llu,"
+			"\"slots_reused\":%llu,\"slots_eof_shut\":%llu,"
 			"\"link_hello_timeouts\":%llu,"
 			"\"link_frame_timeouts\":%llu,"
 			"\"parked_refused\":%llu,"
@@ -232,6 +233,8 @@ static void print_status(struct agent *a, FILE *o, bool json)
 			(unsigned long long)c->pool_shm_short,
 			(unsigned long long)c->slot_impostors,
 			(unsigned long long)c->holds_reaped,
+			(unsigned long long)c->slots_reused,
+			(unsigned long long)c->slots_eof_shut,
 			(unsigned long long)c->link_hello_timeouts,
 			(unsigned long long)c->link_frame_timeouts,
 			(unsigned long long)c->parked_refused,
@@ -255,9 +258,11 @@ static void print_status(struct agent *a, FILE *o, bool json)
 	} else {
 		fprintf(o,
 			"instance %s domid %u pid %d: %u tunnels, %u free "
-			"slots\n",
+			"slots (%llu reused, %llu ended by shutdown)\n",
 			a->cfg.instance, a->cfg.domid, (int)getpid(),
-			a->n_tunnels, a->slots_free);
+			a->n_tunnels, a->slots_free,
+			(unsigned long long)c->slots_reused,
+			(unsigned long long)c->slots_eof_shut);
 		fprintf(o,
 			"flows: steered %llu tunneled %llu tcp %llu relayed "
 			"%llu "

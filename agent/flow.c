@@ -11,10 +11,11 @@
  * it is reset, never left short.
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <netinet/tcp.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/timerfd.h>
 #include <unistd.h>
@@ -100,8 +101,25 @@ static void window_arm(struct agent *a, bool on)
 	timerfd_settime(a->w_window.fd, 0, &t, NULL);
 }
 
+/*
+ * The app's bytes end where its FIN was. X is shut down (Y sees EOF) only
+ * for a relay, a failed flow, or when the count cannot be met: otherwise
+ * the end is the count sk_msg kept (bpf_abi.h, slot_sw), and the pair
+ * stays fit for reuse.
+ */
+static void x_shut(struct flow *f)
+{
+	if (!f->x_shut)
+		shutdown(f->w_x.fd, SHUT_WR);
+	f->x_shut = true;
+}
+
 static void flow_free(struct agent *a, struct flow *f)
 {
+	/* Its end was the count, not X's shutdown: the pair may serve again. */
+	bool clean = f->state == FLOW_TUNNEL && f->tx_eof && f->rx_eof &&
+		     f->app_wr_shut && !f->x_shut;
+
 	if (f->state == FLOW_TUNNEL && a->n_tunnels)
 		a->n_tunnels--;
 	poll_forget(a, f);
@@ -116,7 +134,11 @@ static void flow_free(struct agent *a, struct flow *f)
 	relay_close(a, f);
 	agent_bpf_fin_ok(a, &f->key, false);
 	agent_bpf_flow_del(a, &f->key);
-	slots_release(a, f->slot, f->w_x.fd, f->w_y.fd);
+	if (clean)
+		slots_recycle(a, f->slot, f->w_x.fd, f->w_y.fd,
+			      f->y_read + f->bytes_tx);
+	else
+		slots_release(a, f->slot, f->w_x.fd, f->w_y.fd);
 	if (f->rx_paused && !--a->n_paused)
 		window_arm(a, false);
 	a->flows[f->slot] = NULL;
@@ -177,6 +199,7 @@ void flow_fail(struct agent *a, struct flow *f, const char *reason)
 	 * socket: shutting X down wakes it, and its redirect fails (EPIPE).
 	 */
 	shutdown(f->w_x.fd, SHUT_RDWR);
+	f->x_shut = true;
 	if (f->tx_shm)
 		fivc_tx_reset(&f->tx);
 	if (f->rx_attached)
@@ -292,6 +315,9 @@ static void flow_give_up(struct agent *a, struct flow *f, const char *reason)
 	r->when_ns = agent_now_ns();
 	f->reason = reason;
 	f->state = FLOW_FALLBACK;
+	/* A relay reads Y to its EOF: the app's FIN must reach it. */
+	if (f->app_wr_shut)
+		x_shut(f);
 	f->deadline_ns = agent_now_ns() + FALLBACK_CONFIRM_NS;
 	if (!f->link) {
 		fallback_done(a, f);
@@ -368,6 +394,41 @@ static void y_drained(struct agent *a, struct flow *f)
 		poll_rx_defer(a, f);
 }
 
+/* Y has given every byte the app sent before its FIN. */
+static bool tx_at_end(const struct flow *f)
+{
+	return f->app_wr_shut && !f->x_shut && f->bytes_tx >= f->tx_final;
+}
+
+/*
+ * Y is empty short of the count: bytes X still holds are on their way
+ * (Y's EPOLLIN comes). With X empty, the count was too high (a push into
+ * a full X that failed part way and was sent again) or another thread's
+ * send is still pushing: shut X as before, the end is Y's EOF (a push
+ * after it fails with EPIPE, as it always did), and the pair is not
+ * reused. True if X was shut now.
+ */
+static bool tx_short(struct agent *a, struct flow *f)
+{
+	int outq;
+
+	if (!f->app_wr_shut || f->x_shut)
+		return false;
+	if (!ioctl(f->w_x.fd, SIOCOUTQ, &outq) && outq > 0)
+		return false;
+	x_shut(f);
+	a->ctr.slots_eof_shut++;
+	return true;
+}
+
+static void tx_end(struct agent *a, struct flow *f)
+{
+	fivc_tx_close(&f->tx);
+	f->tx_eof = true;
+	flow_y_want(a, f, f->y_events & ~EPOLLIN);
+	flow_maybe_done(a, f);
+}
+
 /* App -> Y -> our ring. */
 static void pump_tx(struct agent *a, struct flow *f)
 {
@@ -378,6 +439,11 @@ static void pump_tx(struct agent *a, struct flow *f)
 		size_t room;
 		ssize_t n;
 		int err;
+
+		if (tx_at_end(f)) {
+			tx_end(a, f);
+			return;
+		}
 
 		err = fivc_tx_reserve(&f->tx, &buf, &room);
 		if (err == -EAGAIN) {
@@ -396,6 +462,10 @@ static void pump_tx(struct agent *a, struct flow *f)
 						       : "tunnel broken (tx)");
 			return;
 		}
+		/* Never past the FIN's count (it can only be too high). */
+		if (f->app_wr_shut && !f->x_shut &&
+		    room > f->tx_final - f->bytes_tx)
+			room = (size_t)(f->tx_final - f->bytes_tx);
 		n = recv(f->w_y.fd, buf, room, MSG_DONTWAIT);
 		if (n > 0) {
 			fivc_tx_commit(&f->tx, (size_t)n);
@@ -407,6 +477,8 @@ static void pump_tx(struct agent *a, struct flow *f)
 			 * more (or the end) came meanwhile.
 			 */
 			if ((size_t)n < room) {
+				if (tx_short(a, f))
+					continue;
 				y_drained(a, f);
 				return;
 			}
@@ -418,13 +490,12 @@ static void pump_tx(struct agent *a, struct flow *f)
 			flow_more(a, f, false);
 			return;
 		}
-		if (n == 0) { /* the app shut down and X was shut after it */
-			fivc_tx_close(&f->tx);
-			f->tx_eof = true;
-			flow_y_want(a, f, f->y_events & ~EPOLLIN);
-			flow_maybe_done(a, f);
+		if (n == 0) { /* X was shut after the app's FIN */
+			tx_end(a, f);
 			return;
 		}
+		if (errno == EAGAIN && tx_short(a, f))
+			continue;
 		if (errno == EAGAIN) {
 			y_drained(a, f);
 			return;
@@ -857,9 +928,10 @@ void flow_established(struct agent *a, const struct fivc_event *ev)
 {
 	struct flow *f;
 	int fd_x, fd_y, err;
+	uint64_t y_read;
 
 	if (ev->slot >= FIVC_MAX_SLOTS || a->flows[ev->slot] ||
-	    slots_take(a, ev->slot, &fd_x, &fd_y)) {
+	    slots_take(a, ev->slot, &fd_x, &fd_y, &y_read)) {
 		pr_warn("ESTABLISHED event for unknown slot %u", ev->slot);
 		return;
 	}
@@ -879,10 +951,10 @@ void flow_established(struct agent *a, const struct fivc_event *ev)
 	f->tunnel_id = tunnel_id_of(f);
 	f->deadline_ns = agent_now_ns() + a->cfg.setup_timeout_ms * 1000000ULL;
 	f->w_x.fd = fd_x;
-	f->w_y.fd = fd_y;
+	f->w_y.fd = fd_y; /* non-blocking from its socket() (slots.c) */
+	f->y_read = y_read;
 	f->relay_tx.fd = f->relay_rx.fd = -1;
 	f->w_y.fn = y_ready;
-	fcntl(fd_y, F_SETFL, fcntl(fd_y, F_GETFL) | O_NONBLOCK);
 	a->flows[f->slot] = f;
 	a->n_flows++;
 	tunnel_index(f);
@@ -917,10 +989,19 @@ void flow_state_event(struct agent *a, const struct fivc_event *ev)
 		return;
 	if ((ev->new_state == TCP_FIN_WAIT1 || ev->new_state == TCP_LAST_ACK) &&
 	    !f->app_wr_shut) {
-		/* Every byte sent before the FIN is in X: let Y see EOF. */
+		/*
+		 * Every byte sent before the FIN is counted (sk_msg sends
+		 * no more): Y's end is there. A relay reads Y to its EOF.
+		 */
 		f->app_wr_shut = true;
 		f->app_fd_closed = !agent_bpf_app_present(a, &f->key);
-		shutdown(f->w_x.fd, SHUT_WR);
+		f->tx_final = agent_bpf_slot_sent(a, f->slot);
+		if (f->state != FLOW_TUNNEL && f->state != FLOW_PENDING)
+			x_shut(f);
+		if (f->state == FLOW_TUNNEL)
+			pump_tx(a, f);
+		if (a->flows[ev->slot] != f)
+			return;
 		if (f->app_fd_closed && f->state == FLOW_TUNNEL)
 			pump_rx(a, f);
 		else if (f->app_fd_closed && f->state == FLOW_RELAY)

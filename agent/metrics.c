@@ -164,6 +164,12 @@ static void write_metrics(struct agent *a, FILE *o)
 	     "Time the agent spent polling rings instead of sleeping.");
 	fprintf(o, "fastivc_poll_spin_seconds_total %.6f\n",
 		(double)a->poll.spin_ns / 1e9);
+	head(o, "slots_reused_total", "counter",
+	     "Slot pairs that served another flow after a clean end.");
+	one(o, "slots_reused_total", NULL, NULL, c->slots_reused);
+	head(o, "slots_eof_shut_total", "counter",
+	     "App FINs whose end was X's shutdown, not the count (no reuse).");
+	one(o, "slots_eof_shut_total", NULL, NULL, c->slots_eof_shut);
 	head(o, "pokes_total", "counter",
 	     "Runs of the write-space poke iterator.");
 	one(o, "pokes_total", NULL, NULL, c->pokes);

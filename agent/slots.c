@@ -3,8 +3,10 @@
  * Slots: loopback TCP pairs made before any connection needs one, so a
  * socket steered at ESTABLISHED has a redirect target for its first byte.
  * Y connects (its ephemeral port names the slot for sk_msg), X is accepted.
- * A used slot is never reused as is: its pair is closed and a fresh one is
- * made for the next flow, so no stale byte can leak between flows.
+ * A pair whose flow ended cleanly goes back to the pool and serves the
+ * next flow; one in any doubt is closed and a fresh one made, so no stale
+ * byte can leak between flows (slot_clean.c; docs/steering.md, "Slot
+ * reuse").
  *
  * Any local process can connect to the slot listener too (it is a
  * loopback port like any other): an accepted socket becomes X only if its
@@ -29,6 +31,7 @@
 /* Per-slot fds while the slot waits in the pool. */
 struct pooled {
 	int fd_x, fd_y;
+	uint64_t y_read; /* read from Y by the flows it served */
 };
 
 /* A Y whose connect is under way; its X is not accepted yet. */
@@ -153,6 +156,7 @@ static int pair_finish(struct agent *a, const struct pending_y *p, int x)
 		return err;
 	pool_fds[p->slot].fd_x = x;
 	pool_fds[p->slot].fd_y = p->fd_y;
+	pool_fds[p->slot].y_read = 0;
 	a->slots_free++;
 	return 0;
 }
@@ -266,11 +270,12 @@ static uint32_t shm_rings(struct agent *a)
 /* Pooled slots beyond @keep go back: sockops finds none of them. */
 static void slots_trim(struct agent *a, uint32_t keep)
 {
+	uint64_t y_read;
 	uint32_t slot;
 	int x, y;
 
 	while (a->slots_free > keep && !agent_bpf_free_slot_pop(a, &slot))
-		if (!slots_take(a, slot, &x, &y))
+		if (!slots_take(a, slot, &x, &y, &y_read))
 			slots_release(a, slot, x, y);
 }
 
@@ -312,7 +317,9 @@ void slots_fill(struct agent *a)
 	rings = shm_rings(a);
 	uid_limits_set(a, rings);
 	slots_trim(a, rings);
-	slots_accept(a);
+	/* Nothing of ours to accept: impostors wake the listener's watch. */
+	if (n_pending)
+		slots_accept(a);
 	while (a->slots_free + n_pending < a->cfg.pool &&
 	       a->slots_free + n_pending < rings &&
 	       a->n_flows + a->slots_free + n_pending < a->cfg.max_tunnels &&
@@ -330,16 +337,19 @@ void slots_fill(struct agent *a)
 		}
 	}
 	/* Loopback handshakes are done by now, as a rule. */
-	slots_accept(a);
+	if (n_pending)
+		slots_accept(a);
 }
 
 /* sockops popped @slot for a flow: hand its fds over. */
-int slots_take(struct agent *a, uint32_t slot, int *fd_x, int *fd_y)
+int slots_take(struct agent *a, uint32_t slot, int *fd_x, int *fd_y,
+	       uint64_t *y_read)
 {
 	if (slot >= FIVC_MAX_SLOTS || !pool_fds[slot].fd_y)
 		return -ENOENT;
 	*fd_x = pool_fds[slot].fd_x;
 	*fd_y = pool_fds[slot].fd_y;
+	*y_read = pool_fds[slot].y_read;
 	pool_fds[slot].fd_x = 0;
 	pool_fds[slot].fd_y = 0;
 	a->slots_free--;
@@ -358,6 +368,30 @@ void slots_release(struct agent *a, uint32_t slot, int fd_x, int fd_y)
 	close(fd_x);
 	close(fd_y);
 	a->recycled[a->n_recycled++] = slot;
+}
+
+/*
+ * A flow ended cleanly on this pair, @y_read bytes read from Y over the
+ * pair's life: pool it again if nothing of the flow is left in it. Reuse
+ * keeps flows + ready slots as they were (within max_tunnels); the pool
+ * may grow past cfg.pool after a burst, up to twice that, and slots_fill
+ * trims it to the rings there is room for, as for fresh pairs.
+ */
+void slots_recycle(struct agent *a, uint32_t slot, int fd_x, int fd_y,
+		   uint64_t y_read)
+{
+	if (a->drain_deadline_ns ||
+	    a->slots_free + n_pending >= 2 * a->cfg.pool ||
+	    !slot_pair_clean(fd_x, fd_y, y_read) ||
+	    agent_bpf_slot_reuse(a, slot)) {
+		slots_release(a, slot, fd_x, fd_y);
+		return;
+	}
+	pool_fds[slot].fd_x = fd_x;
+	pool_fds[slot].fd_y = fd_y;
+	pool_fds[slot].y_read = y_read;
+	a->slots_free++;
+	a->ctr.slots_reused++;
 }
 
 /*

@@ -97,6 +97,22 @@ static __always_inline enum claim app_claim(__u64 *sw, __u64 *seen)
 }
 
 /*
+ * Only before the app's FIN may its bytes take the slot: the agent takes
+ * the count in slot_sw at the FIN as the flow's last (slot reuse). A send
+ * after shutdown(SHUT_WR) passes to TCP, which fails it with EPIPE as
+ * always. Sends and the FIN's state change hold the socket's lock.
+ */
+static __always_inline bool app_may_send(const struct sk_msg_md *msg)
+{
+	struct bpf_sock *sk = msg->sk;
+
+	if (!sk)
+		return false;
+	return sk->state == BPF_TCP_ESTABLISHED ||
+	       sk->state == BPF_TCP_CLOSE_WAIT;
+}
+
+/*
  * A steered app socket sends: its bytes go to X, the agent reads them on Y.
  * A redirect fails only without X: before the flow's first byte that
  * leaves it on TCP; after it, X went with its agent, whose peer resets the
@@ -110,7 +126,7 @@ static __always_inline int app_send(struct sk_msg_md *msg, __u32 family)
 	enum claim claim;
 	__u64 *sw, seen = 0;
 
-	if (msg_flow_key(msg, family, &k))
+	if (msg_flow_key(msg, family, &k) || !app_may_send(msg))
 		goto pass;
 	flow = bpf_map_lookup_elem(&flows, &k);
 	if (!flow || flow->hold_ns)
@@ -134,6 +150,7 @@ static __always_inline int app_send(struct sk_msg_md *msg, __u32 family)
 	/* Sends on one socket hold its lock: plain adds are exact. */
 	flow->tx_msgs += 1;
 	flow->tx_bytes += msg->size;
+	__sync_fetch_and_add(sw, (__u64)msg->size << FIVC_SW_SENT_SHIFT);
 	stat_inc(FIVC_STAT_MSG_REDIRECT);
 	return SK_PASS;
 pass:

@@ -91,9 +91,19 @@ struct fivc_flow {
  *              the flow's bytes are the tunnel's
  *   CANCELLED  the agent gave the flow back to TCP before any byte was
  *              captured: sk_msg passes every send
+ *
+ * The bits from FIVC_SW_SENT_SHIFT up count the bytes sk_msg redirected
+ * into the slot's X for this flow (only once CAPTURED, so only sk_msg
+ * writes then, under the app socket's lock). It is what the app sent
+ * before its FIN: sk_msg redirects only in ESTABLISHED and CLOSE_WAIT, and
+ * the FIN's state change takes the same lock. It can only be too high (a
+ * push into a full X that failed part way, which the app sends again),
+ * never too low. The agent resets the word to 0 before the slot goes back
+ * to free_slots (docs/steering.md, "Slot reuse").
  */
 #define FIVC_SW_CAPTURED (1ULL << 0)
 #define FIVC_SW_CANCELLED (1ULL << 1)
+#define FIVC_SW_SENT_SHIFT 2
 
 enum fivc_slot_mode {
 	FIVC_SLOT_IDLE = 0,   /* Y's sends are not redirected */

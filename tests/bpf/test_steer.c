@@ -1219,11 +1219,15 @@ static void test_steered(const char *fam, int family, const char *b_ip,
 	want_a[FIVC_STAT_MSG_REDIRECT] = want_b[FIVC_STAT_MSG_REDIRECT] = 1;
 	EXPECT(stats_are(&side_a, want_a), "side a counters");
 	EXPECT(stats_are(&side_b, want_b), "side b counters");
-	EXPECT(sw_get(&side_a, sa) == FIVC_SW_CAPTURED,
-	       "a: slot_sw %#llx after the first send, want CAPTURED",
-	       (unsigned long long)sw_get(&side_a, sa));
+	EXPECT(sw_get(&side_a, sa) ==
+		       (FIVC_SW_CAPTURED | (__u64)sizeof(out)
+						   << FIVC_SW_SENT_SHIFT),
+	       "a: slot_sw %#llx after the first send, want CAPTURED and "
+	       "%zu bytes",
+	       (unsigned long long)sw_get(&side_a, sa), sizeof(out));
 	t_end("(b) %s: app sends arrive on the own side's Y, by content, and "
-	      "not at the peer app; the first one marks the flow CAPTURED",
+	      "not at the peer app; the first one marks the flow CAPTURED, "
+	      "slot_sw counts its bytes",
 	      fam);
 
 	/* (c) IDLE: Y's bytes stay on loopback; INJECT: the app reads them. */
@@ -1302,6 +1306,17 @@ static void test_steered(const char *fam, int family, const char *b_ip,
 	e = wait_event(&side_a, FIVC_EV_STATE, BPF_TCP_FIN_WAIT1, ca, WAIT_MS);
 	EXPECT(e && e->old_state == BPF_TCP_ESTABLISHED,
 	       "a: no ESTABLISHED -> FIN_WAIT1 event");
+	{
+		/* After the FIN no byte takes the slot (the count is final). */
+		__u64 sw = sw_get(&side_a, sa);
+
+		EXPECT(send(cli, "x", 1, MSG_NOSIGNAL) < 0 && errno == EPIPE,
+		       "a send after shutdown did not fail with EPIPE");
+		EXPECT(sw_get(&side_a, sa) == sw,
+		       "slot_sw %#llx after a send past the FIN, was %#llx",
+		       (unsigned long long)sw_get(&side_a, sa),
+		       (unsigned long long)sw);
+	}
 	e = wait_event(&side_b, FIVC_EV_STATE, BPF_TCP_CLOSE_WAIT, cb, WAIT_MS);
 	EXPECT(e && e->old_state == BPF_TCP_ESTABLISHED,
 	       "b: no ESTABLISHED -> CLOSE_WAIT event");
@@ -1331,7 +1346,8 @@ static void test_steered(const char *fam, int family, const char *b_ip,
 		       i, e->type, e->old_state, e->new_state);
 	}
 	t_end("(h) %s: STATE events on shutdown (a: FIN_WAIT1, b: CLOSE_WAIT) "
-	      "and close (CLOSE on both), all naming the flow",
+	      "and close (CLOSE on both), all naming the flow; a send after "
+	      "the FIN fails (EPIPE) and is not counted",
 	      fam);
 
 	if (extra && family == AF_INET) {
