@@ -9,7 +9,8 @@
 #                 agent's cgroup
 #   fastivc       the same programs inside /sys/fs/cgroup/lab-apps, the
 #                 cgroup the agent steers
-#   libxenvchan   tests/xenlab/vchan_bench: libxenvchan, 64 KiB rings
+#   libxenvchan   tests/xenlab/vchan_bench: libxenvchan, 128 KiB rings (the
+#                 agent's 4 channels of 32 KiB: the same ring memory)
 # Each: one-way throughput for BENCH_SECS (iperf3; vchan_bench stream, as
 # iperf3 needs sockets), 64-byte request/response p50/p99 over 1000 round
 # trips or 2 x BENCH_SECS, whichever ends first (rr latency; vchan_bench rr)
