@@ -66,7 +66,7 @@ fi
 DB=
 DBDIR=$RUN/mysql
 SOCK=$DBDIR/sock
-SB=(sysbench oltp_read_write --db-driver=mysql --mysql-host=$IP_B --mysql-port=3306
+SB=(sysbench oltp_read_write --db-driver=mysql "--mysql-host=$IP_B" --mysql-port=3306
 	--mysql-user=sb --mysql-password=sb --mysql-db=sbtest --tables=1 --table-size=10000)
 db_up() {
 	command -v mariadbd >/dev/null && command -v sysbench >/dev/null ||
