@@ -24,7 +24,7 @@ GOALS = [
      "netfront_tcp", 1.5, None),
     ("xen", "connection rate", "connection_rate", "1", "netfront_tcp", 0.9,
      None),
-    ("xen", "bulk, iperf3 -P 1 (128 KiB sends)", "iperf3_throughput", "P=1",
+    ("xen", "bulk, iperf3 -P 1 (vchan: 64 KiB writes)", "iperf3_throughput", "P=1",
      "libxenvchan", 0.45, "iperf3_cpu"),
     ("xen", "bulk, 16 KiB sends", "send_throughput", "16384",
      "libxenvchan", 0.45, "send_cpu"),
