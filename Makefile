@@ -71,7 +71,7 @@ TOOLS := $(patsubst tests/tools/%.c,$(O)/tools/%,$(wildcard tests/tools/*.c))
 
 .DELETE_ON_ERROR:
 .PHONY: all deps test test-ring test-ring-san test-ring-tsan test-fuzz \
-	test-bpf test-netns test-attacker bench bench-ring bench-netns bench-xen fuzz soak \
+	test-bpf test-netns test-attacker bench bench-deps bench-ring bench-netns bench-xen fuzz soak \
 	check format clean demo xen-lab test-deploy install
 
 all: $(LIB) $(RING_TESTS) $(UNIT_TESTS) $(BENCH_BINS) $(SKEL) $(BPF_TESTS) $(FASTIVC) \
@@ -257,12 +257,19 @@ fuzz: deps $(FUZZ_TARGETS)
 	$(Q)./tests/fuzz/run.sh $(O)/fuzz $(FUZZ_SECONDS)
 
 # --- benchmarks --------------------------------------------------------------
-bench: deps bench-ring bench-netns bench-xen
+bench: deps bench-deps bench-ring bench-netns bench-xen
+	$(Q)python3 scripts/bench_goals.py --csv $(O)/bench/results.csv \
+		--skipped $(O)/bench/skipped --out $(O)/bench/goals.md
+
+# The real servers' benchmark tools (nginx, wrk, MariaDB, sysbench): only
+# the benchmarks pay for them, not make test.
+bench-deps:
+	$(Q)./scripts/install-deps.sh bench
 
 bench-ring: $(BENCH_BINS)
 	$(Q)./tests/bench/run_ring.sh $(O)
 
-bench-netns: $(FASTIVC) $(TOOLS)
+bench-netns: bench-deps $(FASTIVC) $(TOOLS)
 	$(Q)O=$(O) ./tests/bench/run_netns.sh
 
 # The Xen lab's benchmark alone (no integrity and fault scenario: make test

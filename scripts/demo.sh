@@ -1,17 +1,26 @@
 #!/bin/bash
 # SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 # `make demo`: two "domUs" (network namespaces joined by veth, a cgroup and
-# an agent each, local backend), the same iperf3 transfer first over plain
-# TCP, then through fastivc, and a side-by-side table: throughput and where
-# the bytes went. Everything is removed at the end, Ctrl-C included.
+# an agent each, local backend), the same iperf3 -P 4 transfer and the same
+# 64-byte request/response over plain TCP and through fastivc, measured the
+# same way in alternating rounds (ROUNDS, 3 by default), each checked for
+# where its bytes went (a plain TCP round that touched a tunnel, or a
+# fastivc one that did not, is void), then side by side: medians, the
+# ratio (higher is better for fastivc) and the CPU cost of the whole path.
+# Everything is removed at the end, Ctrl-C included.
 cd "$(dirname "$0")/.." || exit 1
 export O=${O:-build}
-. tests/netns/lib.sh
-SECS=${SECS:-5}
+. tests/bench/lib.sh
+SECS=${SECS:-5} ROUNDS=${ROUNDS:-3}
+# The demo's samples and void rounds stay out of the benchmarks' files.
+SAMPLES=$O/demo-samples.csv NOT_OK=$O/demo-not-ok
+echo "benchmark,param,series,value,unit,better" >"$SAMPLES"
+rm -f "$NOT_OK"
 netns_setup
 echo "== two domains: $NS_A ($IP_A, domain $DOM_A) and $NS_B ($IP_B, domain $DOM_B)"
-start_agent A && start_agent B || { echo "demo: agents did not start"; exit 1; }
-in_ns B iperf3 -s -p 5201 -D --logfile "$LOGS/iperf3.log"
+bench_agents
+serve B iperf3 -s -p 5201
+serve B "$TOOLS/rr" server $IP_B 5300
 sleep 0.5
 
 veth_bytes() {
@@ -20,26 +29,46 @@ import json, sys
 s = json.load(sys.stdin)[0]["stats64"]
 print(s["rx"]["bytes"] + s["tx"]["bytes"])'
 }
-tunnel_bytes() { json_get A 'd["counters"]["tunnel_bytes_tx"]+d["counters"]["tunnel_bytes_rx"]'; }
 
-run() { # run LABEL: iperf3 -P 4 for SECS seconds; prints a table row
-	local v0 t0 gbps
-	v0=$(veth_bytes) t0=$(tunnel_bytes)
-	gbps=$(in_ns A iperf3 -c $IP_B -p 5201 -P 4 -t "$SECS" -J |
-		python3 -c 'import json,sys; print("%.2f" % (json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"]/1e9))')
-	printf '| %-22s | %8s | %16s | %18s |\n' "$1" "$gbps" \
-		"$(numfmt --to=iec $(($(veth_bytes) - v0)))" "$(numfmt --to=iec $(($(tunnel_bytes) - t0)))"
-}
+while read -r r m; do
+	mode $m
+	v0=$(veth_bytes) before=$(tunneled) cpu=$(cpu_usec)
+	out=$(iperf3_run -p 5201 -P 4 -t "$SECS")
+	cost=$(cpu_per_gb "$cpu" "${out#* }")
+	echo "== round $r/$ROUNDS, $m: iperf3 -P 4 ${out% *} Gbit/s, $cost CPU s/GB," \
+		"$(numfmt --to=iec $(($(veth_bytes) - v0))) over veth," \
+		"$(numfmt --to=iec $(($(tunneled) - before))) through tunnels"
+	check_mode $m "$before" || continue
+	sample iperf3 P=4 $m "${out% *}" Gbit/s higher
+	sample cpu P=4 $m "$cost" s/GB lower
+	before=$(tunneled)
+	p50=$(in_ns A "$TOOLS/rr" latency $IP_B 5300 64 5000 | awk '{print $2}')
+	echo "== round $r/$ROUNDS, $m: 64 B request/response p50 $p50 us"
+	check_mode $m "$before" && sample rr_p50 64 $m "$p50" us lower
+done < <(rounds_modes "$ROUNDS")
 
-echo "== iperf3 -P 4 for ${SECS}s, $NS_A -> $NS_B: plain TCP (the peers are not co-resident yet)"
-row_tcp=$(run "plain TCP (veth)")
-echo "== the agents learn that the two domains are co-resident; same transfer again"
-fivc A peer add $IP_B/32 $DOM_B && fivc B peer add $IP_A/32 $DOM_A
-row_fivc=$(run "fastivc (shared ring)")
 echo
-printf '| %-22s | %8s | %16s | %18s |\n' path Gbit/s "bytes over veth" "bytes via tunnel"
-echo "|------------------------|---------:|-----------------:|-------------------:|"
-echo "$row_tcp"
-echo "$row_fivc"
+python3 - "$SAMPLES" <<'PY'
+import csv, statistics, sys
+v = {}
+for row in csv.DictReader(open(sys.argv[1])):
+    v.setdefault((row["benchmark"], row["series"]), []).append(float(row["value"]))
+print("| medians of %d rounds | plain TCP (veth) | fastivc | fastivc / TCP |"
+      % max(len(x) for x in v.values()))
+print("|---|---:|---:|---:|")
+for b, what, higher in (("iperf3", "iperf3 -P 4, Gbit/s", 1),
+                        ("cpu", "CPU s per GB moved (apps, agents, softirq)", 0),
+                        ("rr_p50", "64 B request/response p50, us", 0)):
+    t, f = v.get((b, "veth_tcp")), v.get((b, "fastivc"))
+    if not t or not f:
+        print("| %s | %s | %s | no value |" % (what, t, f))
+        continue
+    t, f = statistics.median(t), statistics.median(f)
+    r = f / t if higher else t / f
+    print("| %s | %.3g | %.3g | %.2fx %s |" % (what, t, f, r,
+          "(fastivc better)" if r >= 1 else "(plain TCP better)"))
+PY
 echo
 fivc A status | head -3
+[ -s "$NOT_OK" ] && echo "demo: some rounds were void (not ok above) and left out"
+exit 0

@@ -2,12 +2,16 @@
 # SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 # Install the Debian 12 packages the build, the tests and the demo need.
 # Idempotent and quick when everything is present. Run as root.
+#   install-deps.sh         what make all, make test and make demo need
+#   install-deps.sh bench   the real servers and tools of the benchmarks only
+#                           (make bench-netns): nginx, wrk, MariaDB, sysbench
 set -eu
 
 PKGS="make gcc clang llvm libclang-rt-14-dev pkg-config clang-format
 libbpf-dev bpftool libelf-dev zlib1g-dev libxen-dev libssl-dev libsystemd-dev
 iproute2 nftables iperf3 curl redis-server redis-tools busybox
 python3 gnuplot-nox valgrind"
+[ "${1:-}" = bench ] && PKGS="nginx wrk mariadb-server mariadb-client sysbench"
 
 missing=""
 for p in $PKGS; do

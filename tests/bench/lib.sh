@@ -5,7 +5,7 @@
 # (plain veth TCP, fastivc), the alternating rounds and the raw samples.
 # Each part writes $O/bench/samples/<part>.csv (benchmark,param,series,
 # value,unit,better); scripts/bench_reduce.py turns them into result rows.
-cd "$(dirname "$0")/../.." || exit 1
+cd "$(dirname "${BASH_SOURCE[0]}")/../.." || exit 1
 export O=${O:-build}
 # "fb<pid>": never the tests' "fivc<pid>" names, never another run's.
 TAG_PREFIX=fb
@@ -103,7 +103,7 @@ rounds_modes() {
 # check_mode MODE BEFORE: a fastivc measurement must have used the tunnels
 # and a tcp one must not; otherwise the comparison is void: a "not ok" line,
 # recorded in $O/bench/not-ok (run_netns.sh fails on it), and return 1 so
-# that the caller drops the sample.
+# that the caller drops the sample. NOT_OK: another file for those lines.
 check_mode() {
 	local moved=$(($(tunneled) - $2)) why=
 	if [ "$1" = fastivc ] && [ $moved = 0 ]; then
@@ -112,6 +112,42 @@ check_mode() {
 		why="a tcp measurement moved $moved bytes through tunnels"
 	fi
 	[ -z "$why" ] && return 0
-	echo "not ok - bench $(basename "$0" .sh): $why (dropped)" | tee -a "$O/bench/not-ok"
+	echo "not ok - bench $(basename "$0" .sh): $why (dropped)" | tee -a "${NOT_OK:-$O/bench/not-ok}"
 	return 1
+}
+
+# cpu_usec: CPU microseconds used so far by the whole path: both app
+# cgroups (clients, servers, and the softirq work run in their context: this
+# kernel has no IRQ_TIME_ACCOUNTING, so softirq time is charged to the task
+# it interrupts), both agents (utime+stime of all their threads) and the
+# ksoftirqd threads (softirq deferred out of any task). Counted per process,
+# not from /proc/stat, because other work shares this machine.
+cpu_usec() {
+	local hz pids
+	hz=$(getconf CLK_TCK)
+	pids="${AGENT_PIDS[*]} $(pgrep -d ' ' '^ksoftirqd/')"
+	{
+		cat "$CG_A/cpu.stat" "$CG_B/cpu.stat" | awk '$1 == "usage_usec" {print $2}'
+		for p in $pids; do
+			# Fields 14 and 15 (utime, stime) after the ")" that ends comm.
+			sed 's/.*) //' "/proc/$p/stat" 2>/dev/null |
+				awk -v hz="$hz" '{print ($12 + $13) * 1e6 / hz}'
+		done
+	} | awk '{s += $1} END {printf "%.0f\n", s}'
+}
+
+# cpu_per_gb USEC_BEFORE BYTES: CPU seconds of the whole path per GB
+# (1e9 bytes) moved since USEC_BEFORE, BYTES being what the receiver got.
+cpu_per_gb() {
+	awk -v d=$(($(cpu_usec) - $1)) -v b="$2" \
+		'BEGIN {if (b > 0) printf "%.4g", d / 1e6 / (b / 1e9)}'
+}
+
+# iperf3_run ARGS...: iperf3 -c from A with ARGS; prints "GBIT_S BYTES"
+# (what the receiver got), nothing if it failed.
+iperf3_run() {
+	in_ns A iperf3 -c $IP_B -J "$@" 2>/dev/null | python3 -c '
+import json, sys
+s = json.load(sys.stdin)["end"]["sum_received"]
+print("%.3f %d" % (s["bits_per_second"] / 1e9, s["bytes"]))' 2>/dev/null
 }

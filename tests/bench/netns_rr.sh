@@ -5,7 +5,11 @@
 #   rr_latency_p50/p99   request/response of 1 B, 64 B, 4 KiB over one
 #                        connection, TCP_NODELAY (us)
 #   connection_rate      connect, 1-byte exchange, close, in a loop (conn/s)
-#   iperf3_throughput    iperf3 -P 1 and -P 8, a well-known sender (Gbit/s)
+#   iperf3_throughput    iperf3 -P 1, -P 4 and -P 8, a well-known sender
+#                        (Gbit/s)
+#   iperf3_cpu           CPU seconds of the whole path (both app cgroups,
+#                        both agents, ksoftirqd: cpu_usec in lib.sh) per GB
+#                        the receiver got in that iperf3 run (s/GB)
 . "$(dirname "$0")/lib.sh"
 ROUNDS=3 SECS=3 RRN=20000
 [ "$QUICK" = 1 ] && ROUNDS=2 SECS=1 RRN=3000
@@ -37,10 +41,11 @@ while read -r r m; do
 	CONN_PORT=$((CONN_PORT + 1))
 	out=$(in_ns A "$TOOLS/rr" connrate $IP_B $CONN_PORT $SECS | awk '{print $4}')
 	check_mode $m "$before" && sample connection_rate 1 $m "$out" conn/s higher
-	for p in 1 8; do
-		before=$(tunneled)
-		out=$(in_ns A iperf3 -c $IP_B -p 5201 -P $p -t $SECS -J 2>/dev/null |
-			python3 -c 'import json,sys; print("%.3f" % (json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"]/1e9))')
-		check_mode $m "$before" && sample iperf3_throughput P=$p $m "$out" Gbit/s higher
+	for p in 1 4 8; do
+		before=$(tunneled) cpu=$(cpu_usec)
+		out=$(iperf3_run -p 5201 -P $p -t $SECS)
+		check_mode $m "$before" || continue
+		sample iperf3_throughput P=$p $m "${out% *}" Gbit/s higher
+		sample iperf3_cpu P=$p $m "$(cpu_per_gb "$cpu" "${out#* }")" s/GB lower
 	done
 done < <(rounds_modes $ROUNDS)

@@ -9,12 +9,19 @@
 #                 agent's cgroup
 #   fastivc       the same programs inside /sys/fs/cgroup/lab-apps, the
 #                 cgroup the agent steers
-#   libxenvchan   tests/xenlab/vchan_bench: libxenvchan, 64 KiB rings
+#   libxenvchan   tests/xenlab/vchan_bench: libxenvchan, 128 KiB rings (the
+#                 agent's 4 channels of 32 KiB: the same ring memory)
 # Each: one-way throughput for BENCH_SECS (iperf3; vchan_bench stream, as
 # iperf3 needs sockets), 64-byte request/response p50/p99 over 1000 round
 # trips or 2 x BENCH_SECS, whichever ends first (rr latency; vchan_bench rr)
 # and, over TCP, the connection rate (rr connrate: connect, 1-byte exchange,
-# close) for BENCH_SECS.
+# close) for BENCH_SECS. Bulk again with 16 KiB and 1 MiB sends (iperf3 -l;
+# vchan_bench stream SEND): send_throughput, param the send size.
+# Next to each throughput, its CPU cost: CPU seconds per GB moved of the
+# client domU (busy time in its /proc/stat: user, nice, system, irq,
+# softirq; steal and idle out), the sending side only, as the server's
+# domU cannot tell when a measurement starts; all of a domU's kernel and
+# processes are the lab's path, so whole-domU time is the path's.
 # The client prints every value as "XENLAB-SAMPLE benchmark,param,series,
 # value,unit,better" (tests/xenlab/run.sh reduces them) and the figures of
 # each path and round as a "# " line: a figure is not a test. A fastivc
@@ -86,6 +93,26 @@ bench_measure() {
 	moved="$(($3 - $1)) $(($4 - $2))"
 }
 
+busy_ticks() { # this domU's busy clock ticks so far
+	awk '$1 == "cpu" {print $2 + $3 + $4 + $7 + $8}' /proc/stat
+}
+
+# bench_bulk BENCHMARK PARAM PATH CMD...: a throughput measurement and its
+# CPU cost; the command prints Mbit/s as its last "receiver"/"mbit" figure.
+bench_bulk() {
+	bb=$1 bp=$2 bpath=$3
+	shift 3
+	t0=$(busy_ticks)
+	bench_measure "$bpath" "$@"
+	mbit=$(echo "$out" | awk '/receiver/ {print $7} / mbit / {print $6}')
+	cost=$(awk -v t=$(($(busy_ticks) - t0)) -v hz="$(getconf CLK_TCK 2>/dev/null || echo 100)" \
+		-v m="$mbit" -v s=$BENCH_SECS 'BEGIN {if (m > 0) printf "%.4g", t / hz / (m * s / 8000)}')
+	bench_sample "$bb" "$bp" "$bpath" "$mbit" Mbit/s higher
+	cpu_b=iperf3_cpu
+	[ "$bb" = send_throughput ] && cpu_b=send_cpu
+	bench_sample $cpu_b "$bp" "$bpath" "$cost" s/GB lower
+}
+
 # bench_sample BENCHMARK PARAM PATH VALUE UNIT higher|lower
 bench_sample() {
 	s=$3
@@ -106,9 +133,12 @@ bench_sample() {
 }
 
 bench_tcp() { # PATH PORT_DIGIT
-	bench_measure $1 iperf3 -c "$lab_peer_ip" -p 521$2 -t $BENCH_SECS -f m
-	bench_sample iperf3_throughput P=1 $1 \
-		"$(echo "$out" | awk '/receiver/ {print $7}')" Mbit/s higher
+	bench_bulk iperf3_throughput P=1 $1 iperf3 -c "$lab_peer_ip" -p 521$2 \
+		-t $BENCH_SECS -f m
+	for len in 16384 1048576; do
+		bench_bulk send_throughput $len $1 iperf3 -c "$lab_peer_ip" -p 521$2 \
+			-t $BENCH_SECS -f m -l $len
+	done
 	bench_measure $1 rr latency "$lab_peer_ip" 531$2 64 1000 $RR_SECS
 	bench_sample rr_latency_p50 64 $1 "$(echo "$out" | awk '{print $2}')" us lower
 	bench_sample rr_latency_p99 64 $1 "$(echo "$out" | awk '{print $4}')" us lower
@@ -119,14 +149,18 @@ bench_tcp() { # PATH PORT_DIGIT
 # Sessions are numbered in the order the server serves them.
 bench_vchan() {
 	at=/local/domain/$peer/$VCHAN
-	bench_measure libxenvchan vchan_bench stream "$peer" $at/$session $BENCH_SECS
-	bench_sample iperf3_throughput P=1 libxenvchan \
-		"$(echo "$out" | awk '{print $6}')" Mbit/s higher
+	bench_bulk iperf3_throughput P=1 libxenvchan vchan_bench stream "$peer" \
+		$at/$session $BENCH_SECS
 	bench_measure libxenvchan vchan_bench rr "$peer" $at/$((session + 1)) \
 		64 1000 $RR_SECS
 	bench_sample rr_latency_p50 64 libxenvchan "$(echo "$out" | awk '{print $2}')" us lower
 	bench_sample rr_latency_p99 64 libxenvchan "$(echo "$out" | awk '{print $4}')" us lower
 	session=$((session + 2))
+	for len in 16384 1048576; do
+		bench_bulk send_throughput $len libxenvchan vchan_bench stream "$peer" \
+			$at/$session $BENCH_SECS $len
+		session=$((session + 1))
+	done
 }
 
 bench_client() {

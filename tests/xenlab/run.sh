@@ -8,7 +8,8 @@
 # failure; prints "skip - xen lab: why" and exits 0 if QEMU cannot run here.
 # The benchmark (bench-domU.sh) prints samples; scripts/bench_reduce.py makes
 # them rows of the bench contract: $OUT/bench.csv (this run), appended to
-# $O/bench/results.csv, tables in $O/bench/xen.md, spread in $OUT/spread.md.
+# $O/bench/results.csv, tables in $O/bench/xen.md, spread in $OUT/spread.md,
+# the goal table of the performance issue in $O/bench/goals.md.
 set -u
 cd "$(dirname "$0")/../.."
 O=${O:-build}
@@ -91,6 +92,8 @@ if [ -n "${bench:-}" ]; then
 	python3 scripts/bench_table.py --csv "$OUT/bench.csv" --out "$O/bench/xen.md"
 	echo "xenlab: spread, median [min..max] n=rounds ($OUT/spread.md):"
 	cat "$OUT/spread.md"
+	python3 scripts/bench_goals.py --env xen --csv "$OUT/bench.csv" \
+		--out "$O/bench/goals.md"
 fi
 echo "xenlab: done in $(elapsed) s"
 ! grep -q '^not ok' "$OUT/results" && grep -q '^ok' "$OUT/results"
