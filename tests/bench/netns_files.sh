@@ -27,31 +27,7 @@ for s in $SIZES; do
 done
 netns_setup
 bench_agents
-mkdir -p "$RUN/nginx"
-cat >"$RUN/nginx/nginx.conf" <<EOF
-# root: the files live under the build folder, whatever its permissions.
-user root;
-worker_processes 1;
-pid $RUN/nginx/nginx.pid;
-error_log $LOGS/nginx-error.log;
-events {}
-http {
-	access_log off;
-	sendfile on;
-	client_body_temp_path $RUN/nginx;
-	proxy_temp_path $RUN/nginx;
-	fastcgi_temp_path $RUN/nginx;
-	uwsgi_temp_path $RUN/nginx;
-	scgi_temp_path $RUN/nginx;
-	server {
-		listen $IP_B:8080;
-		root $WWW;
-	}
-}
-EOF
-serve B nginx -p "$RUN/nginx" -e "$LOGS/nginx-error.log" -c "$RUN/nginx/nginx.conf" \
-	-g 'daemon off;'
-sleep 0.5
+serve_nginx "$WWW"
 
 # fetch SIZE: one fetch of a cold file; prints curl's seconds, or nothing
 # if the wrong number of bytes came.

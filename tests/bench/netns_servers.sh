@@ -25,35 +25,14 @@ skip_server() {
 samples_open servers
 netns_setup
 bench_agents
-mkdir -p "$RUN/nginx" "$RUN/www"
+mkdir -p "$RUN/www"
 head -c 1024 /dev/urandom >"$RUN/www/1k"
 
 NGINX=
 if ! command -v nginx >/dev/null || ! command -v wrk >/dev/null; then
 	skip_server server_nginx_wrk "nginx or wrk is not installed (scripts/install-deps.sh bench)"
 else
-	cat >"$RUN/nginx/nginx.conf" <<CONF
-user root;
-worker_processes 1;
-pid $RUN/nginx/nginx.pid;
-error_log $LOGS/nginx-error.log;
-events {}
-http {
-	access_log off;
-	client_body_temp_path $RUN/nginx;
-	proxy_temp_path $RUN/nginx;
-	fastcgi_temp_path $RUN/nginx;
-	uwsgi_temp_path $RUN/nginx;
-	scgi_temp_path $RUN/nginx;
-	server {
-		listen $IP_B:8080;
-		root $RUN/www;
-	}
-}
-CONF
-	serve B nginx -p "$RUN/nginx" -e "$LOGS/nginx-error.log" -c "$RUN/nginx/nginx.conf" \
-		-g 'daemon off;'
-	sleep 0.5
+	serve_nginx "$RUN/www"
 	if in_ns A curl -sf -o /dev/null "http://$IP_B:8080/1k"; then
 		NGINX=yes
 	else

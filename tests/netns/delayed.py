@@ -14,25 +14,16 @@ import socket
 import sys
 import time
 
-from one_conn import accept_one
+from one_conn import accept_one, recv_all
 
 
 def payload(n, seed):
     return random.Random(seed).randbytes(n)
 
 
-def read_all(s):
-    chunks = []
-    while True:
-        b = s.recv(1 << 16)
-        if not b:
-            return b"".join(chunks)
-        chunks.append(b)
-
-
 def server(host, port, n):
     c = accept_one(host, port)
-    got = read_all(c)
+    got = recv_all(c)
     c.sendall(hashlib.sha256(got).digest() + payload(n, 2))
     c.close()
 
@@ -43,7 +34,7 @@ def client(host, port, delay, n):
     time.sleep(delay)
     c.sendall(data)
     c.shutdown(socket.SHUT_WR)
-    ans = read_all(c)
+    ans = recv_all(c)
     ok = ans[:32] == hashlib.sha256(data).digest() and ans[32:] == payload(n, 2)
     print("client: sent %d, got %d, %s" % (n, len(ans) - 32, "ok" if ok else "MISMATCH"))
     return 0 if ok else 1

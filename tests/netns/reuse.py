@@ -19,31 +19,13 @@ over from an earlier flow on a reused pair shows as a mismatch. Both ends
 print the bytes they received in clean connections ("clean RX") and exit
 0 only if every connection behaved as TCP says.
 """
-import hashlib
 import socket
 import struct
 import sys
 
+from one_conn import fail, halfclose_exchange, pattern
+
 SIZES = [0, 1, 1000, 65536, 300000, 4096, 17]
-
-
-def pattern(n, seed):
-    block = hashlib.sha256(seed.encode()).digest() * 4096  # 128 KiB
-    return (block * (n // len(block) + 1))[:n]
-
-
-def fail(msg):
-    print("FAIL:", msg, flush=True)
-    sys.exit(1)
-
-
-def recv_all(s):
-    chunks = []
-    while True:
-        b = s.recv(1 << 16)
-        if not b:
-            return b"".join(chunks)
-        chunks.append(b)
 
 
 def recv_n(s, n):
@@ -65,14 +47,7 @@ def expect(i, what, got, want):
 
 
 def halfclose(s, i, first, mine, theirs):
-    if first:
-        s.sendall(mine)
-        s.shutdown(socket.SHUT_WR)
-        got = recv_all(s)
-    else:
-        got = recv_all(s)
-        s.sendall(mine)
-        s.shutdown(socket.SHUT_WR)
+    got = halfclose_exchange(s, first, mine)
     expect(i, "half-close", got, theirs)
     return len(got)
 

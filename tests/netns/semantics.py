@@ -21,8 +21,6 @@ they print why. Cases:
                      queued bytes, then complete once the server reads; the
                      server checks every byte
 """
-import errno
-import hashlib
 import os
 import select
 import socket
@@ -31,30 +29,11 @@ import sys
 import tempfile
 import time
 
+from one_conn import fail, halfclose_exchange, pattern, recv_all
+
 SIZE = 1 << 20
 TOTAL = 64 << 20  # backpressure volume
 PAUSE = 2.0  # seconds the backpressure server does not read
-
-
-def pattern(n, seed):
-    """n bytes of a cheap deterministic pattern."""
-    block = hashlib.sha256(seed.encode()).digest() * 2048  # 64 KiB
-    return (block * (n // len(block) + 1))[:n]
-
-
-def fail(msg):
-    print("FAIL:", msg, flush=True)
-    sys.exit(1)
-
-
-def recv_all(s):
-    """Everything until EOF."""
-    chunks = []
-    while True:
-        b = s.recv(1 << 16)
-        if not b:
-            return b"".join(chunks)
-        chunks.append(b)
 
 
 def listen(addr, port):
@@ -79,14 +58,7 @@ def halfclose(s, first):
     """The side that speaks first sends, shuts, then reads to EOF."""
     mine, theirs = pattern(SIZE, "first" if first else "second"), \
         pattern(SIZE, "second" if first else "first")
-    if first:
-        s.sendall(mine)
-        s.shutdown(socket.SHUT_WR)
-        got = recv_all(s)
-    else:
-        got = recv_all(s)
-        s.sendall(mine)
-        s.shutdown(socket.SHUT_WR)
+    got = halfclose_exchange(s, first, mine)
     if got != theirs:
         fail("half-close: got %d bytes, wanted %d (content %s)" %
              (len(got), len(theirs), "differs" if got else "empty"))
