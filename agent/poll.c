@@ -13,8 +13,12 @@
  * each turn of the spin yields the CPU to any other runnable task first.
  */
 #include <errno.h>
+#include <linux/capability.h>
 #include <sched.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "agent.h"
 #include "fastivc/log.h"
@@ -33,11 +37,36 @@ void poll_init(struct agent *a, void (*rx_ready)(struct agent *, struct flow *))
 	poll_configure(a);
 }
 
+/*
+ * Back from SCHED_IDLE to our nice value needs CAP_SYS_NICE or an
+ * RLIMIT_NICE that allows it: without either, a spin would leave the
+ * agent at SCHED_IDLE for good.
+ */
+static bool may_leave_idle(void)
+{
+	struct __user_cap_header_struct h = {_LINUX_CAPABILITY_VERSION_3, 0};
+	struct __user_cap_data_struct d[2] = {};
+	int nice = getpriority(PRIO_PROCESS, 0);
+	struct rlimit r;
+
+	if (!getrlimit(RLIMIT_NICE, &r) &&
+	    (r.rlim_cur == RLIM_INFINITY || (long)r.rlim_cur >= 20 - nice))
+		return true;
+	return !syscall(SYS_capget, &h, d) &&
+	       (d[CAP_SYS_NICE / 32].effective & (1u << (CAP_SYS_NICE % 32)));
+}
+
 void poll_configure(struct agent *a)
 {
 	struct agent_poll *p = &a->poll;
 
 	p->max_ns = (uint64_t)a->cfg.poll_us * 1000;
+	if (p->max_ns && !may_leave_idle()) {
+		pr_warn("polling off (poll_us %u): leaving SCHED_IDLE needs "
+			"CAP_SYS_NICE or RLIMIT_NICE (systemd: LimitNICE=+0)",
+			a->cfg.poll_us);
+		p->max_ns = 0;
+	}
 	p->window_ns = window_min(p);
 }
 
