@@ -38,10 +38,11 @@ struct agent_config {
 	uint32_t max_flows;	   /* size of the flow maps (BPF) */
 	uint32_t max_shm_bytes; /* local backend: ring bytes offered; 0 = any */
 	uint32_t poll_us;	/* longest polling window (poll.c); 0 = off */
-	char metrics_listen[64]; /* HOST:PORT of /metrics; "" = off */
-	char log_level[8];	 /* as given; "" = not set */
-	bool coresident_xs;	 /* peers from dom0's xenstore list */
-	uint32_t backend;	 /* enum fivc_backend_kind */
+	uint32_t shm_mem_permille; /* ring memory held: of MemTotal, at most */
+	char metrics_listen[64];   /* HOST:PORT of /metrics; "" = off */
+	char log_level[8];	   /* as given; "" = not set */
+	bool coresident_xs;	   /* peers from dom0's xenstore list */
+	uint32_t backend;	   /* enum fivc_backend_kind */
 };
 
 /*
@@ -66,6 +67,8 @@ enum flow_state {
 };
 
 struct fivc_tunnel_frame;
+struct ringcache;
+struct ring_half;
 
 struct peer_link {
 	uint32_t domid;
@@ -87,6 +90,7 @@ struct peer_link {
 	bool carries_fds; /* a Unix socket between agents: relays possible */
 	bool keepalive;	  /* nothing else tells that the peer died (xen) */
 	uint64_t last_rx_ns, last_tx_ns;
+	struct ringcache *rc; /* rings kept for reuse (ringcache.c) */
 	struct peer_link *next;
 };
 
@@ -116,6 +120,7 @@ struct flow {
 	struct agent_watch w_x; /* the redirect target: EPOLLOUT edges only */
 
 	struct peer_link *link;
+	struct ring_half *tx_half, *rx_half; /* own tx_shm and ev_tx, rx... */
 	struct fivc_shm *tx_shm, *rx_shm;
 	struct fivc_evch *ev_tx; /* offered with our CREATE */
 	struct fivc_evch *ev_rx; /* bound from the peer's CREATE */
@@ -189,6 +194,11 @@ struct agent_counters {
 	uint64_t link_frame_timeouts; /* links closed: a message never ended */
 	uint64_t parked_refused; /* early messages refused: a link's bound */
 	uint64_t link_out_overflows; /* links closed: the peer did not read */
+	uint64_t rings_reused;	     /* our rings named again by id */
+	uint64_t peer_rings_reused;  /* the peer's attached from our cache */
+	uint64_t rings_evicted;	     /* ours dropped: the peer told to unmap */
+	uint64_t ring_refused;	     /* CREATEs naming rings they should not */
+	uint64_t shm_mem_short;	     /* times the memory bound cut the room */
 };
 
 struct agent_bpf; /* agent/bpf.c */

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "agent.h"
+#include "ringcache.h"
 #include "clients.h"
 #include "fastivc/log.h"
 
@@ -41,7 +42,8 @@ static void usage(FILE *o)
 		"channels\n"
 		"channel_size pool max_tunnels uid_share setup_timeout_ms "
 		"drain_timeout_ms\n"
-		"window poll_us max_flows max_shm_bytes ifaces "
+		"window poll_us max_flows max_shm_bytes shm_mem_permille "
+		"ifaces "
 		"log_level metrics_listen coresident backend (see fastivc(8), "
 		"docs/operations.md).\n"
 		"SIGHUP reads the file and the options again; window, poll_us, "
@@ -413,6 +415,8 @@ int cmd_agent(int argc, char **argv)
 		pr_err("max_shm_bytes applies to the local backend only");
 		err = -EINVAL;
 	}
+	if (!err)
+		err = ringcache_init(a);
 	if (!err)
 		err = flows_init(a);
 	if (!err)

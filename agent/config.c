@@ -37,6 +37,7 @@ void agent_config_defaults(struct agent_config *c)
 	c->window = 4u << 20;
 	c->poll_us = 0;
 	c->max_flows = FIVC_MAX_FLOWS;
+	c->shm_mem_permille = 250;
 }
 
 static int parse_u32(const char *s, uint32_t lo, uint32_t hi, uint32_t *out)
@@ -120,6 +121,8 @@ int agent_config_set(struct agent_config *c, const char *key, const char *val)
 		err = parse_u32(val, 0, 100000, &c->poll_us);
 	} else if (!strcmp(key, "max_shm_bytes")) {
 		err = parse_u32(val, 0, UINT32_MAX, &c->max_shm_bytes);
+	} else if (!strcmp(key, "shm_mem_permille")) {
+		err = parse_u32(val, 1, 500, &c->shm_mem_permille);
 	} else if (!strcmp(key, "log_level")) {
 		enum fivc_log_level l;
 

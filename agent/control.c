@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "agent.h"
+#include "ringcache.h"
 #include "clients.h"
 #include "fastivc/log.h"
 #include "park.h"
@@ -204,6 +205,9 @@ static void print_status(struct agent *a, FILE *o, bool json)
 			"\"link_frame_timeouts\":%llu,"
 			"\"parked_refused\":%llu,"
 			"\"link_out_overflows\":%llu,"
+			"\"rings_reused\":%llu,\"peer_rings_reused\":%llu,"
+			"\"rings_evicted\":%llu,\"ring_refused\":%llu,"
+			"\"shm_mem_short\":%llu,\"rings_cached\":%llu,"
 			"\"poll_spins\":%llu,\"poll_found\":%llu,"
 			"\"poll_spin_us\":%llu},"
 			"\"parked\":%u,\"bpf\":{",
@@ -235,6 +239,12 @@ static void print_status(struct agent *a, FILE *o, bool json)
 			(unsigned long long)c->link_frame_timeouts,
 			(unsigned long long)c->parked_refused,
 			(unsigned long long)c->link_out_overflows,
+			(unsigned long long)c->rings_reused,
+			(unsigned long long)c->peer_rings_reused,
+			(unsigned long long)c->rings_evicted,
+			(unsigned long long)c->ring_refused,
+			(unsigned long long)c->shm_mem_short,
+			(unsigned long long)ring_cached(a),
 			(unsigned long long)a->poll.spins,
 			(unsigned long long)a->poll.hits,
 			(unsigned long long)(a->poll.spin_ns / 1000),

@@ -24,6 +24,7 @@
 #include "fastivc/log.h"
 #include "fastivc/tunnel_msg.h"
 #include "park.h"
+#include "ringcache.h"
 
 #define TUNNEL_BUCKETS 4096
 
@@ -115,7 +116,6 @@ static void x_shut(struct flow *f)
 
 static void flow_free(struct agent *a, struct flow *f)
 {
-	const struct fivc_backend_ops *ops = a->be->ops;
 	/* Its end was the count, not X's shutdown: the pair may serve again. */
 	bool clean = f->state == FLOW_TUNNEL && f->tx_eof && f->rx_eof &&
 		     f->app_wr_shut && !f->x_shut;
@@ -126,16 +126,11 @@ static void flow_free(struct agent *a, struct flow *f)
 	tunnel_unindex(f);
 	agent_watch_del(a, &f->w_y);
 	agent_watch_del(a, &f->w_x);
-	if (f->ev_tx) {
-		agent_watch_del(a, &f->w_ev_tx);
-		ops->evch_destroy(f->ev_tx);
-	}
-	if (f->ev_rx) {
-		agent_watch_del(a, &f->w_ev_rx);
-		ops->evch_destroy(f->ev_rx);
-	}
-	ops->shm_destroy(f->tx_shm);
-	ops->shm_destroy(f->rx_shm);
+	agent_watch_del(a, &f->w_ev_tx);
+	agent_watch_del(a, &f->w_ev_rx);
+	/* The rings may serve later flows to the same peer (ringcache.c). */
+	ring_tx_put(a, f);
+	ring_rx_put(a, f);
 	relay_close(a, f);
 	agent_bpf_fin_ok(a, &f->key, false);
 	agent_bpf_flow_del(a, &f->key);
@@ -754,37 +749,34 @@ size_t flow_ring_bytes(const struct agent_config *cfg)
 	return fivc_ring_region_size(&g);
 }
 
+/*
+ * Offer our ring: a new one described, or a cached one the peer keeps
+ * mapped, named by its id. Either way (re)formatted first: the peer
+ * released it, so nobody reads it until our CREATE.
+ */
 static int flow_offer(struct agent *a, struct flow *f)
 {
-	const struct fivc_backend_ops *ops = a->be->ops;
 	struct fivc_ring_geom g;
 	struct fivc_tunnel_msg m;
 	struct fivc_kick kick;
 	int err;
 
 	ring_geom_of(&a->cfg, &g);
-	err = ops->shm_offer(a->be, fivc_ring_region_size(&g), f->peer_domid,
-			     &f->tx_shm);
-	if (!err)
-		err = ops->evch_offer(a->be, f->peer_domid, &f->ev_tx);
+	fivc_tunnel_msg_init(&m, FIVC_TMSG_CREATE, f->tunnel_id);
+	m.geom = g;
+	err = ring_tx_take(a, f, &g, &m);
 	if (err)
 		return err;
 	kick.fn = fivc_evch_kick;
 	kick.arg = f->ev_tx;
 	err = fivc_tx_init(&f->tx, f->tx_shm->addr, f->tx_shm->size, &g, &kick);
-	if (err)
-		return err;
-	fivc_tunnel_msg_init(&m, FIVC_TMSG_CREATE, f->tunnel_id);
-	m.geom = g;
-	err = ops->shm_describe(f->tx_shm, &m.shm);
-	if (!err)
-		err = ops->evch_describe(f->ev_tx, &m.evch);
-	m.has_evch = true;
 	if (!err)
 		err = link_send(a, f->link, &m);
 	fivc_shm_desc_clear(&m.shm);
-	if (!err)
+	if (!err) {
 		f->tx_sent = true;
+		ring_tx_sent(f);
+	}
 	return err;
 }
 
@@ -798,36 +790,32 @@ static void reply(struct agent *a, struct peer_link *l, uint64_t id, int reason)
 	link_send(a, l, &m);
 }
 
-/* Map the peer's ring described by @m; 0 or a positive errno to refuse. */
-static int flow_attach_rx(struct agent *a, struct flow *f,
+/*
+ * Map the peer's ring described by @m, which came on @l (a pair of agents
+ * may have two links: the ids are those of @l); 0 or a positive errno to
+ * refuse.
+ */
+static int flow_attach_rx(struct agent *a, struct flow *f, struct peer_link *l,
 			  const struct fivc_tunnel_msg *m)
 {
-	const struct fivc_backend_ops *ops = a->be->ops;
-	struct fivc_kick kick;
 	int err;
 
 	if (f->state != FLOW_PENDING || f->rx_attached)
 		return EALREADY;
 	if (a->n_tunnels >= a->cfg.max_tunnels)
 		return EBUSY;
-	if (!m->has_evch || m->geom.n_receivers != 1 ||
-	    m->shm.kind != a->cfg.backend || m->evch.kind != a->cfg.backend)
+	if (m->geom.n_receivers != 1 ||
+	    (!m->cached && (!m->has_evch || m->shm.kind != a->cfg.backend ||
+			    m->evch.kind != a->cfg.backend)))
 		return EINVAL;
 	/* Only pages and a port of the link's own domain. */
-	if (m->shm.kind == FIVC_BACKEND_XEN &&
+	if (!m->cached && m->shm.kind == FIVC_BACKEND_XEN &&
 	    (m->shm.domid != f->peer_domid || m->evch.domid != f->peer_domid))
 		return EPERM;
-	err = ops->shm_map(a->be, &m->shm, &f->rx_shm);
-	if (!err)
-		err = ops->evch_bind(a->be, &m->evch, &f->ev_rx);
+	/* Maps it, or takes the cached one it names; attaches (validates). */
+	err = ring_rx_get(a, f, l, m);
 	if (err)
-		return -err;
-	kick.fn = fivc_evch_kick;
-	kick.arg = f->ev_rx;
-	err = fivc_rx_attach(&f->rx, f->rx_shm->addr, f->rx_shm->size, &m->geom,
-			     0, &kick);
-	if (err)
-		return -err;
+		return err;
 	f->rx_attached = true;
 	return 0;
 }
@@ -835,7 +823,7 @@ static int flow_attach_rx(struct agent *a, struct flow *f,
 static void create_for_flow(struct agent *a, struct flow *f,
 			    struct peer_link *l, struct fivc_tunnel_msg *m)
 {
-	int reason = flow_attach_rx(a, f, m);
+	int reason = flow_attach_rx(a, f, l, m);
 
 	if (reason) {
 		a->ctr.creates_refused++;

@@ -32,6 +32,7 @@
 #include "agent.h"
 #include "fastivc/log.h"
 #include "fastivc/tunnel_msg.h"
+#include "ringcache.h"
 
 #define LINK_HELLO_MAGIC 0x4c564946u /* "FIVL" */
 #define LINK_KEEPALIVE_NS (1000 * 1000000ULL)
@@ -97,6 +98,7 @@ static void link_down(struct agent *a, struct peer_link *l, int err)
 			err == -ENOTCONN    ? "closed by peer"
 			: err == -ETIMEDOUT ? "no keepalive from the peer"
 					    : strerror(-err));
+	ringcache_link_down(a, l); /* rings in use stay their flows' */
 	flow_link_down(a, l);
 	link_free(a, l);
 }
@@ -219,6 +221,10 @@ static void link_readable(struct agent *a, struct agent_watch *w,
 		if (m.type == FIVC_TMSG_CREATE ||
 		    m.type == FIVC_TMSG_FALLBACK) {
 			flow_on_offer(a, l, &m); /* takes the message's fds */
+		} else if (m.type == FIVC_TMSG_RELEASE) {
+			ring_on_release(a, l, &m);
+		} else if (m.type == FIVC_TMSG_EVICT) {
+			ring_on_evict(a, l, &m);
 		} else {
 			flow_on_reply(a, l, &m);
 			fivc_tunnel_msg_release(&m);

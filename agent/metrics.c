@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "agent.h"
+#include "ringcache.h"
 #include "clients.h"
 #include "fastivc/log.h"
 #include "park.h"
@@ -188,6 +189,17 @@ static void write_metrics(struct agent *a, FILE *o)
 	    c->parked_refused);
 	one(o, "link_bounds_total", "bound", "out_overflow",
 	    c->link_out_overflows);
+	head(o, "rings_reused_total", "counter",
+	     "Rings attached again from the caches instead of set up anew.");
+	one(o, "rings_reused_total", "owner", "ours", c->rings_reused);
+	one(o, "rings_reused_total", "owner", "peer", c->peer_rings_reused);
+	head(o, "ring_events_total", "counter",
+	     "Ring cache and memory bound events, by kind.");
+	one(o, "ring_events_total", "kind", "evicted", c->rings_evicted);
+	one(o, "ring_events_total", "kind", "refused", c->ring_refused);
+	one(o, "ring_events_total", "kind", "mem_short", c->shm_mem_short);
+	head(o, "rings_cached", "gauge", "Rings idle in the caches now.");
+	one(o, "rings_cached", NULL, NULL, ring_cached(a));
 	head(o, "parked_messages", "gauge",
 	     "Peer messages waiting for a flow not seen yet.");
 	one(o, "parked_messages", NULL, NULL, park_count(a));

@@ -56,6 +56,7 @@ void agent_config_apply(struct agent *a, const struct agent_config *n)
 	CFG_FIXED(backend, "backend");
 	CFG_FIXED(max_flows, "max_flows");
 	CFG_FIXED(max_shm_bytes, "max_shm_bytes");
+	CFG_FIXED(shm_mem_permille, "shm_mem_permille");
 	CFG_LIVE(window, "window");
 	CFG_LIVE(poll_us, "poll_us");
 	poll_configure(a);

@@ -26,6 +26,7 @@
 
 #include "agent.h"
 #include "fastivc/log.h"
+#include "ringcache.h"
 
 /* Per-slot fds while the slot waits in the pool. */
 struct pooled {
@@ -253,9 +254,8 @@ static void slots_on_listen(struct agent *a, struct agent_watch *w,
  */
 static uint32_t shm_rings(struct agent *a)
 {
-	size_t room = fivc_backend_shm_room(a->be);
-	size_t n = room / flow_ring_bytes(&a->cfg);
-	bool short_now = room != SIZE_MAX && n < a->cfg.pool;
+	size_t n = ring_room(a); /* the backend's and the memory bound's */
+	bool short_now = n != SIZE_MAX && n < a->cfg.pool;
 
 	if (short_now && !a->pool_shm_short) {
 		a->ctr.pool_shm_short++;
@@ -264,7 +264,7 @@ static uint32_t shm_rings(struct agent *a)
 			n);
 	}
 	a->pool_shm_short = short_now;
-	return room == SIZE_MAX || n > UINT32_MAX ? UINT32_MAX : (uint32_t)n;
+	return n > UINT32_MAX ? UINT32_MAX : (uint32_t)n;
 }
 
 /* Pooled slots beyond @keep go back: sockops finds none of them. */

@@ -133,6 +133,20 @@ static int check_evch(const struct fivc_tunnel_msg *m, const char **why)
 	return 0;
 }
 
+/* A CREATE naming a cached ring: the geometry and the id, nothing else. */
+static int check_cached(const struct fivc_tunnel_msg *m, const char **why)
+{
+	const struct fivc_shm_desc *d = &m->shm;
+	const struct fivc_evch_desc *e = &m->evch;
+
+	if (!m->ring_id)
+		return fail(why, "cached ring without a ring id");
+	if (m->has_evch || d->kind || d->size || d->domid || d->n_refs ||
+	    e->kind || e->domid || e->port)
+		return fail(why, "cached ring with a region or event channel");
+	return check_geom(&m->geom, why);
+}
+
 /* Everything but the fds, which are the transport's business. */
 static int check_msg(const struct fivc_tunnel_msg *m, const char **why)
 {
@@ -140,6 +154,8 @@ static int check_msg(const struct fivc_tunnel_msg *m, const char **why)
 
 	switch (m->type) {
 	case FIVC_TMSG_CREATE:
+		if (m->cached)
+			return check_cached(m, why);
 		err = check_geom(&m->geom, why);
 		if (!err)
 			err = check_shm(&m->shm, why);
@@ -149,6 +165,15 @@ static int check_msg(const struct fivc_tunnel_msg *m, const char **why)
 			err = fail(why, "region smaller than its geometry");
 		return err;
 	case FIVC_TMSG_ACCEPT:
+		return 0;
+	case FIVC_TMSG_RELEASE:
+	case FIVC_TMSG_EVICT:
+		if (m->tunnel_id)
+			return fail(why, "ring message with a tunnel id");
+		if (!m->ring_id)
+			return fail(why, "ring message without a ring id");
+		if (m->kept && m->type == FIVC_TMSG_EVICT)
+			return fail(why, "evict with the kept flag");
 		return 0;
 	case FIVC_TMSG_KEEPALIVE:
 		return m->tunnel_id ? fail(why, "keepalive with a tunnel id")
@@ -181,6 +206,9 @@ static size_t body_len(const struct fivc_tunnel_msg *m)
 		return FIVC_TMSG_REJECT_SIZE;
 	case FIVC_TMSG_FALLBACK:
 		return FIVC_TMSG_FALLBACK_SIZE;
+	case FIVC_TMSG_RELEASE:
+	case FIVC_TMSG_EVICT:
+		return FIVC_TMSG_RING_SIZE;
 	default:
 		return 0;
 	}
@@ -199,7 +227,8 @@ unsigned int fivc_tunnel_msg_n_fds(const struct fivc_tunnel_msg *m)
 {
 	if (m->type == FIVC_TMSG_FALLBACK)
 		return m->has_socket ? 1 : 0;
-	if (m->type != FIVC_TMSG_CREATE || m->shm.kind != FIVC_BACKEND_LOCAL)
+	if (m->type != FIVC_TMSG_CREATE || m->cached ||
+	    m->shm.kind != FIVC_BACKEND_LOCAL)
 		return 0;
 	return m->has_evch ? 3 : 1;
 }
@@ -210,7 +239,8 @@ static void encode_create(const struct fivc_tunnel_msg *m, uint8_t *p)
 	put_le32(p + 4, m->geom.channel_size);
 	put_le32(p + 8, m->geom.n_receivers);
 	put_le32(p + 12, m->geom.gen_first);
-	put_le32(p + 16, m->has_evch ? FIVC_TMSG_F_EVCH : 0);
+	put_le32(p + 16, (m->has_evch ? FIVC_TMSG_F_EVCH : 0) |
+				 (m->cached ? FIVC_TMSG_F_CACHED : 0));
 	put_le32(p + 20, m->shm.kind);
 	put_le32(p + 24, m->shm.size);
 	put_le32(p + 28, m->shm.domid);
@@ -218,6 +248,8 @@ static void encode_create(const struct fivc_tunnel_msg *m, uint8_t *p)
 	put_le32(p + 36, m->evch.kind);
 	put_le32(p + 40, m->evch.domid);
 	put_le32(p + 44, m->evch.port);
+	put_le32(p + 48, m->ring_id);
+	put_le32(p + 52, 0);
 	p += FIVC_TMSG_CREATE_SIZE;
 	for (uint32_t i = 0; i < m->shm.n_refs; i++)
 		put_le32(p + 4 * i, m->shm.refs[i]);
@@ -227,6 +259,12 @@ static void encode_reject(const struct fivc_tunnel_msg *m, uint8_t *p)
 {
 	put_le32(p + 0, m->reason);
 	put_le32(p + 4, 0);
+}
+
+static void encode_ring(const struct fivc_tunnel_msg *m, uint8_t *p)
+{
+	put_le32(p + 0, m->ring_id);
+	put_le32(p + 4, m->kept ? FIVC_TMSG_F_KEPT : 0);
 }
 
 static void encode_fallback(const struct fivc_tunnel_msg *m, uint8_t *p)
@@ -262,6 +300,8 @@ ssize_t fivc_tunnel_msg_encode(const struct fivc_tunnel_msg *m, void *buf,
 		encode_reject(m, p);
 	else if (m->type == FIVC_TMSG_FALLBACK)
 		encode_fallback(m, p);
+	else if (m->type == FIVC_TMSG_RELEASE || m->type == FIVC_TMSG_EVICT)
+		encode_ring(m, p);
 	return total;
 }
 
@@ -275,6 +315,9 @@ static uint32_t max_body_len(uint8_t type)
 		return FIVC_TMSG_REJECT_SIZE;
 	case FIVC_TMSG_FALLBACK:
 		return FIVC_TMSG_FALLBACK_SIZE;
+	case FIVC_TMSG_RELEASE:
+	case FIVC_TMSG_EVICT:
+		return FIVC_TMSG_RING_SIZE;
 	default:
 		return 0;
 	}
@@ -291,7 +334,7 @@ static int check_hdr(const uint8_t *p, size_t len, const char **why)
 	if (p[2] != FIVC_TMSG_VERSION)
 		return fail(why, "unsupported version");
 	type = p[3];
-	if (type < FIVC_TMSG_CREATE || type > FIVC_TMSG_KEEPALIVE)
+	if (type < FIVC_TMSG_CREATE || type > FIVC_TMSG_EVICT)
 		return fail(why, "bad message type");
 	if (get_le32(p + 4) > max_body_len(type))
 		return fail(why, "body too long");
@@ -323,14 +366,18 @@ static int decode_create(const uint8_t *p, size_t len,
 	if (len != FIVC_TMSG_CREATE_SIZE + 4 * (size_t)n_refs)
 		return fail(why, "create body length does not match n_refs");
 	flags = get_le32(p + 16);
-	if (flags & ~FIVC_TMSG_F_EVCH)
+	if (flags & ~(FIVC_TMSG_F_EVCH | FIVC_TMSG_F_CACHED))
 		return fail(why, "unknown create flags");
+	if (get_le32(p + 52))
+		return fail(why, "reserved field not zero");
 
 	m->geom.n_channels = get_le32(p + 0);
 	m->geom.channel_size = get_le32(p + 4);
 	m->geom.n_receivers = get_le32(p + 8);
 	m->geom.gen_first = get_le32(p + 12);
 	m->has_evch = flags & FIVC_TMSG_F_EVCH;
+	m->cached = flags & FIVC_TMSG_F_CACHED;
+	m->ring_id = get_le32(p + 48);
 	m->shm.kind = get_le32(p + 20);
 	m->shm.size = get_le32(p + 24);
 	m->shm.domid = get_le32(p + 28);
@@ -381,6 +428,21 @@ int fivc_tunnel_msg_decode(const void *buf, size_t len,
 		break;
 	case FIVC_TMSG_KEEPALIVE:
 		err = check_msg(m, why);
+		break;
+	case FIVC_TMSG_RELEASE:
+	case FIVC_TMSG_EVICT:
+		if (len != FIVC_TMSG_RING_SIZE) {
+			err = fail(why, "bad ring message body length");
+			break;
+		}
+		m->ring_id = get_le32(p);
+		m->kept = m->type == FIVC_TMSG_RELEASE &&
+			  (get_le32(p + 4) & FIVC_TMSG_F_KEPT);
+		if (get_le32(p + 4) &
+		    ~(m->type == FIVC_TMSG_RELEASE ? FIVC_TMSG_F_KEPT : 0u))
+			err = fail(why, "unknown ring message flags");
+		else
+			err = check_msg(m, why);
 		break;
 	case FIVC_TMSG_FALLBACK:
 		if (len != FIVC_TMSG_FALLBACK_SIZE) {

@@ -14,6 +14,17 @@
  *                  side's bytes go instead
  *   KEEPALIVE      either way on a link whose transport cannot tell that
  *                  the peer died (Xen): "still here", tunnel_id 0
+ *   RELEASE        consumer -> producer, tunnel_id 0: I no longer read
+ *                  your ring `ring_id`; KEPT: I keep it mapped, with its
+ *                  event channel bound, for a later CREATE naming it
+ *   EVICT          producer -> consumer, tunnel_id 0: drop your mapping
+ *                  of my ring `ring_id` (I destroyed it)
+ *
+ * Ring ids (docs/steering.md, "Ring reuse"): a producer names each
+ * ring it offers with an id 1..FIVC_RING_ID_MAX unique on the link, or 0
+ * for a ring never to be reused. Once the consumer RELEASEd it KEPT, the
+ * producer reformats it and a CREATE with FIVC_TMSG_F_CACHED names it
+ * instead of describing it again: no region, no event channel, no fds.
  *
  * Wire format, all fields little-endian, no implicit padding:
  *
@@ -23,14 +34,24 @@
  *     3  u8  type        enum fivc_tmsg_type
  *     4  u32 body_len    bytes after the header
  *     8  u64 tunnel_id
- *   CREATE body (FIVC_TMSG_CREATE_SIZE = 48 + 4 * n_refs)
+ *   CREATE body (FIVC_TMSG_CREATE_SIZE = 56 + 4 * n_refs)
  *     0  u32 n_channels, 4 u32 channel_size, 8 u32 n_receivers,
  *    12  u32 gen_first                     (struct fivc_ring_geom)
- *    16  u32 flags       FIVC_TMSG_F_EVCH: an event channel is included
+ *    16  u32 flags       FIVC_TMSG_F_EVCH: an event channel is included;
+ *                        FIVC_TMSG_F_CACHED: the consumer's cached ring
+ *                        ring_id, so every shm and evch field is 0
  *    20  u32 shm.kind, 24 u32 shm.size, 28 u32 shm.domid, 32 u32 shm.n_refs
  *    36  u32 evch.kind, 40 u32 evch.domid, 44 u32 evch.port  (0 if no evch)
- *    48  u32 refs[n_refs]                  (xen grant references)
+ *    48  u32 ring_id     0: not reusable (never with F_CACHED)
+ *    52  u32 reserved    0
+ *    56  u32 refs[n_refs]                  (xen grant references)
  *   ACCEPT and KEEPALIVE bodies: empty
+ *   RELEASE body (8)
+ *     0  u32 ring_id     1..FIVC_RING_ID_MAX
+ *     4  u32 flags       FIVC_TMSG_F_KEPT: still mapped here
+ *   EVICT body (8)
+ *     0  u32 ring_id     1..FIVC_RING_ID_MAX
+ *     4  u32 reserved    0
  *   REJECT body (8)
  *     0  u32 reason      a positive errno, 1..4095
  *     4  u32 reserved    0
@@ -59,10 +80,11 @@
 #include "fastivc/shm.h"
 
 #define FIVC_TMSG_MAGIC 0x5446u /* "FT" on the wire */
-#define FIVC_TMSG_VERSION 1u
+#define FIVC_TMSG_VERSION 2u
 #define FIVC_TMSG_HDR_SIZE 16u
-#define FIVC_TMSG_CREATE_SIZE 48u
+#define FIVC_TMSG_CREATE_SIZE 56u
 #define FIVC_TMSG_REJECT_SIZE 8u
+#define FIVC_TMSG_RING_SIZE 8u /* RELEASE and EVICT */
 #define FIVC_TMSG_FALLBACK_SIZE 16u
 #define FIVC_TMSG_MAX_SIZE                                                     \
 	(FIVC_TMSG_HDR_SIZE + FIVC_TMSG_CREATE_SIZE + 4u * FIVC_SHM_MAX_PAGES)
@@ -72,7 +94,11 @@
 #define FIVC_TMSG_RX_FDS 8u
 
 #define FIVC_TMSG_F_EVCH (1u << 0)
+#define FIVC_TMSG_F_CACHED (1u << 1)
 #define FIVC_TMSG_F_SOCKET (1u << 0)
+#define FIVC_TMSG_F_KEPT (1u << 0)
+/* Ring ids a producer may use (24 bits: a wrap takes 16M offers). */
+#define FIVC_RING_ID_MAX 0xffffffu
 
 enum fivc_tmsg_type {
 	FIVC_TMSG_CREATE = 1,
@@ -80,6 +106,8 @@ enum fivc_tmsg_type {
 	FIVC_TMSG_REJECT = 3,
 	FIVC_TMSG_FALLBACK = 4,
 	FIVC_TMSG_KEEPALIVE = 5,
+	FIVC_TMSG_RELEASE = 6,
+	FIVC_TMSG_EVICT = 7,
 };
 
 enum fivc_fallback_mode {
@@ -96,6 +124,10 @@ struct fivc_tunnel_msg {
 	struct fivc_shm_desc shm;
 	bool has_evch;
 	struct fivc_evch_desc evch; /* zero, fds -1, unless has_evch */
+	bool cached; /* the consumer's cached ring ring_id: no shm, no evch */
+	/* CREATE, RELEASE, EVICT: the producer's name for the ring, 0: none */
+	uint32_t ring_id;
+	bool kept; /* RELEASE only: the consumer still maps it */
 	/* REJECT only: why the consumer refused, a positive errno */
 	uint32_t reason;
 	/* FALLBACK only */

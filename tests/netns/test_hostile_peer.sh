@@ -13,6 +13,10 @@
 # finished, (d) a peer that never reads what the victim answers. Each time the victim must answer status within 1 s, keep its
 # fds and parked messages bounded, drop the link on its deadline with a
 # counter and one log line, and carry a transfer with B through the tunnel.
+# Then (e) ring ids (docs/steering.md, "Ring reuse"): CREATEs naming
+# a ring out of range, never offered, still read by a live flow, or cached
+# with another geometry are refused (EINVAL, EBUSY), counted (ring_refused)
+# and said once per cause, and the connection goes on over plain TCP.
 #
 # Domain B runs a real agent for the handshake option only; its link dir is
 # its own, so the victim A's only link to domain B is the fake peer's.
@@ -114,6 +118,49 @@ got=$(in_ns A python3 -c "$CLIENT" $IP_B $PORT echo 2>&1)
 check "a new connection afterwards carries its bytes ($got)" [ "$got" = echoed ]
 check "... on plain TCP: the fake peer's link is gone" \
 	grep -q 'no tunnel: no link to the peer agent' "$LOGS/agent-A.log"
+
+# --- Ring ids (docs/steering.md, "Ring reuse") ---------------------
+RMODES=(ringrange ringnone ringhold ringbusy ringgeom)
+refused0=$(json_get A "d['counters']['ring_refused']")
+lines0=$(grep -c 'named ring' "$LOGS/agent-A.log")
+mkfifo "$LOGS/hold-ring"
+"$HOSTILE" "$RUN/link/dom$DOM_A.sock" $DOM_B "${RMODES[@]}" <"$LOGS/hold-ring" \
+	>"$LOGS/ring.out" 2>"$LOGS/ring.err" &
+HPID=$!
+exec 3>"$LOGS/hold-ring"
+sleep 0.3
+for mode in ringrange ringnone; do
+	got=$(in_ns A python3 -c "$CLIENT" $IP_B $PORT echo 2>&1)
+	check "$mode: refused EINVAL" grep -qx "$mode refused EINVAL" "$LOGS/ring.out"
+	check "$mode: the connection goes on over plain TCP ($got)" [ "$got" = echoed ]
+done
+in_ns A python3 -c "$CLIENT" $IP_B $PORT wait >"$LOGS/ringhold.out" 2>&1 &
+HOLD=$!
+for _ in $(seq 50); do grep -qx 'ringhold up' "$LOGS/ring.out" && break; sleep 0.1; done
+check "ringhold: the fake peer's ring 5 carries a live flow" grep -qx 'ringhold up' "$LOGS/ring.out"
+got=$(in_ns A python3 -c "$CLIENT" $IP_B $PORT echo 2>&1)
+check "ringbusy: naming ring 5 while a flow reads it is refused EBUSY" \
+	grep -qx "ringbusy refused EBUSY" "$LOGS/ring.out"
+check "ringbusy: the connection goes on over plain TCP ($got)" [ "$got" = echoed ]
+wait $HOLD
+check "ringbusy: ringhold's flow, reset by the peer after, ended ($(cat "$LOGS/ringhold.out"))" \
+	grep -qE 'ECONNRESET|ECONNABORTED' "$LOGS/ringhold.out"
+sleep 0.2 # its flow freed
+got=$(in_ns A python3 -c "$CLIENT" $IP_B $PORT echo 2>&1)
+check "ringgeom: the victim released ring 5 and keeps it cached" \
+	grep -qx "released 5 kept 1" "$LOGS/ring.out"
+check "ringgeom: naming it with another geometry is refused EINVAL" \
+	grep -qx "ringgeom refused EINVAL" "$LOGS/ring.out"
+check "ringgeom: the connection goes on over plain TCP ($got)" [ "$got" = echoed ]
+exec 3>&-
+wait $HPID
+check "the fake peer ran every ring mode" [ $? = 0 ]
+refused=$(json_get A "d['counters']['ring_refused']")
+check "ring ids: 4 refusals counted (ring_refused $refused0 -> $refused)" [ $((refused - refused0)) = 4 ]
+check "ring ids: one log line per cause (EINVAL, EBUSY)" \
+	[ $(($(grep -c 'named ring' "$LOGS/agent-A.log") - lines0)) = 2 ]
+grep 'named ring' "$LOGS/agent-A.log" | sed 's/^/# /'
+check "victim agent still runs after the ring modes" kill -0 "$VICTIM"
 
 # --- Link frames and parked messages (docs/security.md) -------------------
 # From here on A and B also have a real link (each finds the other's

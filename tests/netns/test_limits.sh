@@ -14,6 +14,10 @@
 #     pool short of what its rings may take, so it does not offer the
 #     option either (no_slot), and no tunnel fails to come up for want of
 #     memory after the handshake.
+#  5. the ring memory bound (A, shm_mem_permille = 1 of MemTotal, rings
+#     sized so that two flows' fit and a third's does not): the same, said
+#     in one log line and counted (shm_mem_short); once the long streams
+#     end, their rings (cached for reuse) carry a new connection.
 . "$(dirname "$0")/lib.sh"
 FAILED=0
 COUNTERS=tests/netns/counters.py
@@ -136,4 +140,33 @@ in_ns A timeout 30 "$BLAST" client $IP_B 7535 --conns 1 >"$LOGS/no_shm-after-cli
 wait $spid
 check "no_shm: once the long transfers' rings are gone, a new connection tunnels" \
 	[ "$(ctr A flows_tunneled)" = $((tun + 1)) ]
+
+# 5. Ring memory bound: 1/1000 of MemTotal. Each flow holds two rings on A
+# (its own and B's, mapped), of C MiB channels plus a header page: four
+# fit under the bound, six do not.
+bound=$(awk '/^MemTotal:/{print int($2 * 1024 / 1000)}' /proc/meminfo)
+C=$(((bound - (1 << 20)) / (4 << 20)))
+[ $C -gt 64 ] && C=64
+if [ $C -lt 2 ] || [ $((6 * C << 20)) -le $bound ]; then
+	skip "mem_bound: MemTotal out of this test's range"
+else
+	geo="--set channels=$C --set channel_size=1048576"
+	round mem_bound 7541 "$geo --set shm_mem_permille=1" "$geo"
+	check "mem_bound: A held its pool short of ring memory (shm_mem_short $(ctr A shm_mem_short)) and refused the rest in the handshake (no_slot)" \
+		[ "$(ctr A shm_mem_short)" -ge 1 -a "$(bpf A no_slot)" -ge 1 -a \
+		  $(($(bpf A steered) + $(bpf A no_slot))) = $total ]
+	check "mem_bound: one log line names the bound" \
+		[ "$(grep -c 'ring memory at its bound' "$LOGS/agent-A.log")" = 1 ]
+	check "mem_bound: no tunnel failed to come up for want of memory (flows_no_shm 0)" \
+		[ "$(ctr A flows_no_shm)" = 0 ]
+	tun=$(ctr A flows_tunneled) reused=$(ctr A rings_reused)
+	in_ns B timeout 30 "$BLAST" server $IP_B 7545 --conns 1 >"$LOGS/mem_bound-after-server.out" 2>&1 &
+	spid=$!
+	for _ in $(seq 50); do grep -qs listening "$LOGS/mem_bound-after-server.out" && break; sleep 0.1; done
+	sleep 1 # a tick: the pool refills from the rings now cached
+	in_ns A timeout 30 "$BLAST" client $IP_B 7545 --conns 1 >"$LOGS/mem_bound-after-client.out" 2>&1
+	wait $spid
+	check "mem_bound: once the long transfers ended, a new connection tunnels through their cached rings" \
+		[ "$(ctr A flows_tunneled)" = $((tun + 1)) -a "$(ctr A rings_reused)" = $((reused + 1)) ]
+fi
 exit $FAILED

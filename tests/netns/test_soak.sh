@@ -50,8 +50,17 @@ round() { # round N: CONNS connections each way at once; 0 if all intact
 	return $bad
 }
 
-agent_fds() { ls /proc/"${AGENT_PIDS[$1]}"/fd | wc -l; }
-agent_rss_kib() { awk '/^VmRSS/{print $2}' /proc/"${AGENT_PIDS[$1]}"/status; }
+# Less 3 per ring cached for reuse (a memfd and two eventfds, ours or the
+# peer's): how many stay cached varies with how flows overlapped.
+agent_fds() {
+	local side=A n
+	[ "$1" = 1 ] && side=B
+	n=$(ls /proc/"${AGENT_PIDS[$1]}"/fd | wc -l)
+	echo $((n - 3 * $(json_get $side 'd["counters"]["rings_cached"]')))
+}
+# The agent's own memory: anonymous pages. Rings are shared memory (memfd)
+# and those cached for reuse stay mapped, up to pool per link and side.
+agent_rss_kib() { awk '/^RssAnon/{print $2}' /proc/"${AGENT_PIDS[$1]}"/status; }
 map_entries() { # map_entries SIDE MAP
 	bpftool -j map dump pinned "/sys/fs/bpf/fastivc/$TAG-$1/$2" |
 		python3 -c 'import json,sys; print(len(json.load(sys.stdin)))'

@@ -18,7 +18,7 @@
 #include "fastivc/log.h"
 #include "fastivc/tunnel_msg.h"
 
-#define N_SAMPLES 9
+#define N_SAMPLES 12
 
 /* Offsets into an encoded message, from the wire format in the header. */
 #define OFF_BODY_LEN 4
@@ -89,6 +89,21 @@ static void sample(int i, struct fivc_tunnel_msg *m)
 	case 7:
 		fivc_tunnel_msg_init(m, FIVC_TMSG_KEEPALIVE, 0);
 		break;
+	case 9: /* a ring the consumer keeps mapped, named by its id */
+		fivc_tunnel_msg_init(m, FIVC_TMSG_CREATE, 9);
+		m->geom = geom(4, 65536, 1);
+		m->cached = true;
+		m->ring_id = FIVC_RING_ID_MAX;
+		break;
+	case 10:
+		fivc_tunnel_msg_init(m, FIVC_TMSG_RELEASE, 0);
+		m->ring_id = 3;
+		m->kept = true;
+		break;
+	case 11:
+		fivc_tunnel_msg_init(m, FIVC_TMSG_EVICT, 0);
+		m->ring_id = 0xfffffffeu;
+		break;
 	default:
 		fivc_tunnel_msg_init(m, FIVC_TMSG_REJECT, 5);
 		m->reason = ENOMEM;
@@ -137,6 +152,9 @@ static bool msg_equal(const struct fivc_tunnel_msg *a,
 		return a->fb_mode == b->fb_mode &&
 		       a->has_socket == b->has_socket &&
 		       a->fb_bytes == b->fb_bytes;
+	if (a->ring_id != b->ring_id || a->kept != b->kept ||
+	    a->cached != b->cached)
+		return false;
 	if (a->type != FIVC_TMSG_CREATE)
 		return true;
 	if (memcmp(&a->geom, &b->geom, sizeof(a->geom)) ||
@@ -178,7 +196,7 @@ static void test_round_trip(void)
 static void test_wire_bytes(void)
 {
 	static const uint8_t want[] = {
-		0x46, 0x54, 1,	  3,	8,    0,    0,	  0,	/* hdr */
+		0x46, 0x54, 2,	  3,	8,    0,    0,	  0,	/* hdr */
 		0xef, 0xcd, 0xab, 0x89, 0x67, 0x45, 0x23, 0x01, /* id */
 		12,   0,    0,	  0,	0,    0,    0,	  0,	/* body */
 	};
@@ -328,17 +346,18 @@ struct corruption {
 static const struct corruption corruptions[] = {
 	{"magic", 0, 0, 0x00, 1},
 	{"version 0", 0, 2, 0, 1},
-	{"version 2", 0, 2, 2, 1},
+	{"version 1", 0, 2, 1, 1},
+	{"version 3", 0, 2, 3, 1},
 	{"type 0", 4, 3, 0, 1},
 	{"type 4", 4, 3, 4, 1},
 	{"type 255", 4, 3, 255, 1},
-	{"type 6", 7, 3, 6, 1},
+	{"type 8", 7, 3, 8, 1},
 	{"keepalive with a tunnel id", 7, 8, 1, 1},
 	{"keepalive with a body length", 7, OFF_BODY_LEN, 8, 4},
 	{"accept with a body length", 4, OFF_BODY_LEN, 8, 4},
 	{"body length huge", 0, OFF_BODY_LEN, 0xffffffffu, 4},
-	{"body length short", 0, OFF_BODY_LEN, 47, 4},
-	{"body length long", 0, OFF_BODY_LEN, 52, 4},
+	{"body length short", 0, OFF_BODY_LEN, 55, 4},
+	{"body length long", 0, OFF_BODY_LEN, 60, 4},
 	{"n_channels 0", 0, OFF_CREATE(0), 0, 4},
 	{"n_channels 1", 0, OFF_CREATE(0), 1, 4},
 	{"n_channels 65", 0, OFF_CREATE(0), 65, 4},
@@ -348,7 +367,17 @@ static const struct corruption corruptions[] = {
 	{"channel_size 2 MiB", 0, OFF_CREATE(4), 2u << 20, 4},
 	{"n_receivers 0", 0, OFF_CREATE(8), 0, 4},
 	{"n_receivers 9", 0, OFF_CREATE(8), 9, 4},
-	{"unknown flag", 0, OFF_CREATE(16), 2, 4},
+	{"unknown flag", 0, OFF_CREATE(16), 4, 4},
+	{"create reserved", 0, OFF_CREATE(52), 1, 4},
+	{"cached flag with a region", 0, OFF_CREATE(16), 2, 4},
+	{"cached ring id 0", 9, OFF_CREATE(48), 0, 4},
+	{"cached with an evch", 9, OFF_CREATE(16), 3, 4},
+	{"cached with a region size", 9, OFF_CREATE(24), 4096, 4},
+	{"release with a tunnel id", 10, 8, 1, 1},
+	{"release ring id 0", 10, FIVC_TMSG_HDR_SIZE, 0, 4},
+	{"release unknown flag", 10, FIVC_TMSG_HDR_SIZE + 4, 2, 4},
+	{"evict kept flag", 11, FIVC_TMSG_HDR_SIZE + 4, 1, 4},
+	{"evict body length 4", 11, OFF_BODY_LEN, 4, 4},
 	{"evch flag without its fields", 0, OFF_CREATE(16), 1, 4},
 	{"shm kind 0", 0, OFF_CREATE(20), 0, 4},
 	{"shm kind 3", 0, OFF_CREATE(20), 3, 4},
@@ -501,7 +530,7 @@ static void test_socket_round_trip(void)
 	/* Answers, and a big xen CREATE, in order on the same stream. */
 	fivc_tunnel_msg_init(&m, FIVC_TMSG_ACCEPT, 77);
 	CHECK_EQ(fivc_tunnel_msg_send(sv[1], &m), 0, "send accept");
-	sample(N_SAMPLES - 1, &m);
+	sample(8, &m); /* the reject */
 	CHECK_EQ(fivc_tunnel_msg_send(sv[1], &m), 0, "send reject");
 	sample(3, &m);
 	CHECK_EQ(fivc_tunnel_msg_send(sv[1], &m), 0, "send big xen create");

@@ -19,6 +19,18 @@
  *   close   SEND_CLOSE over a published channel of size 0
  *   random  random bytes in every channel header
  *
+ * Ring ids (docs/steering.md, "Ring reuse"): these MODEs answer the
+ * victim's CREATE with one naming a ring by id, print "MODE refused ERRNO"
+ * with the victim's REJECT, and send FALLBACK (TCP) for the tunnel:
+ *
+ *   ringrange  a cached ring id out of range
+ *   ringnone   a cached ring id never offered
+ *   ringhold   (not an attack) a real ring with id 5, set up: "ringhold up"
+ *   ringbusy   cached ring 5 while ringhold's flow still reads it; then
+ *              resets ring 5, so the victim frees that flow and RELEASEs
+ *              the ring: "released 5 kept K" once that arrives
+ *   ringgeom   cached ring 5 with another geometry
+ *
  * Or one attack on the link itself (docs/security.md, "Link frames and
  * parked messages"):
  *
@@ -236,6 +248,10 @@ static void recv_type(int fd, uint32_t type, struct fivc_tunnel_msg *m)
 			return;
 		if (m->type == FIVC_TMSG_REJECT && type == FIVC_TMSG_ACCEPT)
 			die("the victim refused our ring", -(int)m->reason);
+		if (m->type == FIVC_TMSG_RELEASE) {
+			printf("released %u kept %d\n", m->ring_id, m->kept);
+			fflush(stdout);
+		}
 		fprintf(stderr, "hostile_peer: skipping message type %u\n",
 			m->type);
 		fivc_tunnel_msg_release(m);
@@ -243,8 +259,8 @@ static void recv_type(int fd, uint32_t type, struct fivc_tunnel_msg *m)
 }
 
 /* Offer a real, formatted ring under the victim's tunnel id. */
-static void offer(struct fivc_backend *be, int fd, uint64_t id,
-		  struct tunnel *t, uint64_t *seed)
+static void offer_id(struct fivc_backend *be, int fd, uint64_t id,
+		     struct tunnel *t, uint64_t *seed, uint32_t ring_id)
 {
 	const struct fivc_backend_ops *ops = be->ops;
 	struct fivc_kick kick = {fivc_evch_kick, NULL};
@@ -264,6 +280,7 @@ static void offer(struct fivc_backend *be, int fd, uint64_t id,
 	fivc_tunnel_msg_init(&m, FIVC_TMSG_CREATE, id);
 	m.geom = g;
 	m.has_evch = true;
+	m.ring_id = ring_id;
 	if (!err)
 		err = ops->shm_describe(t->shm, &m.shm);
 	if (!err)
@@ -273,6 +290,64 @@ static void offer(struct fivc_backend *be, int fd, uint64_t id,
 	fivc_shm_desc_clear(&m.shm);
 	if (err)
 		die("offering a ring", err);
+}
+
+static void offer(struct fivc_backend *be, int fd, uint64_t id,
+		  struct tunnel *t, uint64_t *seed)
+{
+	offer_id(be, fd, id, t, seed, 0);
+}
+
+/* CREATE naming cached ring @ring_id; print the victim's REJECT; fall back. */
+static void name_ring(int fd, uint64_t id, const char *mode, uint32_t ring_id,
+		      uint32_t channel_size)
+{
+	struct fivc_tunnel_msg m;
+
+	fivc_tunnel_msg_init(&m, FIVC_TMSG_CREATE, id);
+	fivc_ring_geom_default(&m.geom);
+	m.geom.channel_size = channel_size;
+	m.cached = true;
+	m.ring_id = ring_id;
+	if (fivc_tunnel_msg_send(fd, &m))
+		die("naming a ring", -EIO);
+	recv_type(fd, FIVC_TMSG_REJECT, &m);
+	printf("%s refused %s\n", mode,
+	       m.reason == EINVAL  ? "EINVAL"
+	       : m.reason == EBUSY ? "EBUSY"
+				   : strerror((int)m.reason));
+	fflush(stdout);
+	fivc_tunnel_msg_init(&m, FIVC_TMSG_FALLBACK, id);
+	m.fb_mode = FIVC_FB_TCP;
+	if (fivc_tunnel_msg_send(fd, &m))
+		die("falling back", -EIO);
+}
+
+/* The ring modes; @held is ringhold's tunnel. */
+static int ring_mode(struct fivc_backend *be, int fd, uint64_t id,
+		     const char *mode, struct tunnel *held, uint64_t *seed)
+{
+	struct fivc_tunnel_msg m;
+	uint32_t size = FIVC_CHANNEL_SIZE_DEFAULT;
+
+	if (!strcmp(mode, "ringrange")) {
+		name_ring(fd, id, mode, FIVC_RING_ID_MAX + 1, size);
+	} else if (!strcmp(mode, "ringnone")) {
+		name_ring(fd, id, mode, 77, size);
+	} else if (!strcmp(mode, "ringhold")) {
+		offer_id(be, fd, id, held, seed, 5);
+		recv_type(fd, FIVC_TMSG_ACCEPT, &m);
+		printf("ringhold up\n");
+	} else if (!strcmp(mode, "ringbusy")) {
+		name_ring(fd, id, mode, 5, size);
+		fivc_tx_reset(&held->tx);
+	} else if (!strcmp(mode, "ringgeom")) {
+		name_ring(fd, id, mode, 5, size * 2);
+	} else {
+		return -EINVAL;
+	}
+	fflush(stdout);
+	return 0;
 }
 
 /* Publish channel 0 of @t as the producer would, with chosen lies. */
@@ -352,7 +427,7 @@ int main(int argc, char **argv)
 		return trickle(fd, argc > 4 ? (unsigned int)atoi(argv[4]) : 5,
 			       argc > 5 ? (unsigned int)atoi(argv[5]) : 80);
 	}
-	t = calloc((size_t)argc, sizeof(*t));
+	t = calloc((size_t)argc + 1, sizeof(*t)); /* t[argc]: ringhold's */
 	if (!t)
 		die("allocating", -ENOMEM);
 	fd = link_connect(argv[1], (uint32_t)strtoul(argv[2], NULL, 10));
@@ -368,6 +443,12 @@ int main(int argc, char **argv)
 		err = fivc_tunnel_msg_send(fd, &m);
 		if (err)
 			die("accepting", err);
+		if (!strncmp(argv[i], "ring", 4)) {
+			err = ring_mode(be, fd, id, argv[i], &t[argc], &seed);
+			if (err)
+				die(argv[i], err);
+			continue;
+		}
 		offer(be, fd, id, &t[i], &seed);
 		recv_type(fd, FIVC_TMSG_ACCEPT, &m);
 		printf("%s up\n", argv[i]);
