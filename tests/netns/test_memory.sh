@@ -30,10 +30,19 @@ spid=$!
 for _ in $(seq 50); do grep -q listening "$LOGS/mem-server.out" && break; sleep 0.1; done
 in_ns A timeout 60 python3 "$SEM" client $IP_B 7100 backpressure-block >"$LOGS/mem-client.out" 2>&1 &
 cpid=$!
-sleep 1.5 # the server sleeps 2 s before reading: the window is full now
-app_rx=$(skmem B "sport = :7100" r)
-slot_tx=$(($(skmem A "dst 127.0.0.1" w) + $(skmem A "dst 127.0.0.1" r)))
-pages=$(($(tcp_mem_pages) - base))
+# The server sleeps 2 s before reading: the most each side holds while it
+# sleeps, sampled until its mark says it reads (one sample at a fixed time
+# missed the full window under load).
+app_rx=0 slot_tx=0 pages=0
+mark=/tmp/fastivc-bp-reading-7100
+while kill -0 $cpid 2>/dev/null && [ ! -e $mark ]; do
+	v=$(skmem B "sport = :7100" r)
+	# TCP memory (the whole kernel's) as the receiver's peaked
+	[ "$v" -gt $app_rx ] && app_rx=$v pages=$(($(tcp_mem_pages) - base))
+	v=$(($(skmem A "dst 127.0.0.1" w) + $(skmem A "dst 127.0.0.1" r)))
+	[ "$v" -gt $slot_tx ] && slot_tx=$v
+	sleep 0.1
+done
 wait $cpid
 crc=$?
 wait $spid
