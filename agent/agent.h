@@ -303,6 +303,9 @@ void leftover_flows_reset(struct agent *a, const char *pin_dir);
 void leftover_tc_remove(void);
 
 /* agent/fin.c */
+/* The raw sockets held FINs are re-sent through: open, close. */
+int agent_fin_init(void);
+void agent_fin_exit(void);
 int agent_fin_resend(struct agent *a, const struct fivc_flow_key *k);
 
 /* agent/slots.c: the pool of loopback pairs */

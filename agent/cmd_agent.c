@@ -418,6 +418,8 @@ int cmd_agent(int argc, char **argv)
 	if (!err)
 		err = ringcache_init(a);
 	if (!err)
+		err = agent_fin_init();
+	if (!err)
 		err = flows_init(a);
 	if (!err)
 		err = slots_init(a);
@@ -485,6 +487,7 @@ out:
 		close(a->w_window.fd);
 	if (a->diag_fd > 0)
 		close(a->diag_fd);
+	agent_fin_exit();
 	if (a->epfd > 0)
 		close(a->epfd);
 	if (lock_fd >= 0)

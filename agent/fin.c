@@ -4,7 +4,8 @@
  * delivered its last byte into the app socket, the peer's FIN that tc held
  * is sent again into our own stack through a raw socket, with its TCP
  * checksum computed afresh (the held copy had only the offload's partial
- * sum).
+ * sum). The two raw sockets (IPv4, IPv6) stay open: a connection's FIN
+ * then costs one sendto() instead of three syscalls.
  */
 #include <errno.h>
 #include <netinet/in.h>
@@ -72,26 +73,52 @@ static int fix_checksums(uint8_t *pkt, uint32_t len,
 	return -1;
 }
 
+static int raw_fd[2] = {-1, -1}; /* [0]: IPv4, [1]: IPv6 */
+
+int agent_fin_init(void)
+{
+	raw_fd[0] = socket(AF_INET, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_RAW);
+	raw_fd[1] = socket(AF_INET6, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_RAW);
+	if (raw_fd[0] < 0 || raw_fd[1] < 0) {
+		int err = -errno;
+
+		pr_err("Failed to open the raw sockets that re-send held FINs: "
+		       "%s (CAP_NET_RAW?)",
+		       strerror(errno));
+		agent_fin_exit();
+		return err;
+	}
+	return 0;
+}
+
+void agent_fin_exit(void)
+{
+	for (int i = 0; i < 2; i++) {
+		if (raw_fd[i] >= 0)
+			close(raw_fd[i]);
+		raw_fd[i] = -1;
+	}
+}
+
 int agent_fin_resend(struct agent *a, const struct fivc_flow_key *k)
 {
 	struct fivc_held_fin held;
 	struct sockaddr_storage to = {};
-	int family, fd, err = 0;
+	int family;
 
 	if (agent_bpf_held_fin_take(a, k, &held))
 		return -ENOENT;
 	family = fix_checksums(held.pkt, held.len, &to);
 	if (family < 0)
 		return -EINVAL;
-	fd = socket(family, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_RAW);
-	if (fd < 0)
-		return -errno;
-	if (sendto(fd, held.pkt, held.len, 0, (struct sockaddr *)&to,
+	if (sendto(raw_fd[family == AF_INET6], held.pkt, held.len, 0,
+		   (struct sockaddr *)&to,
 		   family == AF_INET ? sizeof(struct sockaddr_in)
 				     : sizeof(struct sockaddr_in6)) < 0) {
-		err = -errno;
-		pr_warn("Failed to re-send a held FIN: %s", strerror(errno));
+		int err = -errno;
+
+		pr_warn("Failed to re-send a held FIN: %s", strerror(-err));
+		return err;
 	}
-	close(fd);
-	return err;
+	return 0;
 }
