@@ -216,7 +216,7 @@ fresh_round() { # fresh_round NAME
 # what A's app sends after the kill must not reach B's app behind the
 # bytes that died with the agent.
 orphan_round() {
-	local a_pid b_pid go=$LOGS/orphan-go \
+	local a_pid b_pid go=$LOGS/orphan-go stop=$LOGS/orphan-stop \
 		rpid spid recv_pid t0 t rst drop
 	a_pid=$(agent_pid A)
 	b_pid=$(agent_pid B)
@@ -232,7 +232,10 @@ orphan_round() {
 	done
 	in_ns A timeout 60 python3 "$ORPHAN" reader $IP_B 7401 >"$LOGS/orphan-reader.out" 2>&1 &
 	rpid=$!
-	in_ns A timeout 60 python3 "$COUNTERS" send $IP_B 7402 4 \
+	# Sending until told: still at it when the agent dies, however long
+	# the set-up took (4 s of sending were over before it under load).
+	rm -f "$stop"
+	in_ns A timeout 60 python3 "$COUNTERS" send $IP_B 7402 30 "$stop" \
 		>"$LOGS/orphan-sender.out" 2>&1 &
 	spid=$!
 	for _ in $(seq 100); do
@@ -253,6 +256,8 @@ orphan_round() {
 	check "A killed, B frozen: the held FIN reached the app as a reset, not an EOF" \
 		grep -q 'then ECONNRESET' "$LOGS/orphan-reader.out"
 	check "A killed, B frozen: ... within 10 s" [ $t -lt 10000 ]
+	sleep 1 # the sender goes on without its agent: tc drops it
+	touch "$stop"
 	wait $spid
 	kill -CONT "$b_pid"
 	wait $recv_pid
