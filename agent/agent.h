@@ -124,11 +124,11 @@ struct flow {
 	struct fivc_shm *tx_shm, *rx_shm;
 	struct fivc_evch *ev_tx; /* offered with our CREATE */
 	struct fivc_evch *ev_rx; /* bound from the peer's CREATE */
-	struct agent_watch w_ev_tx, w_ev_rx;
 	struct fivc_tx tx;
 	struct fivc_rx rx;
 	bool tx_sent, tx_accepted; /* our CREATE sent, and accepted */
 	bool rx_attached;	   /* we accepted the peer's CREATE */
+	bool kicks_on;		   /* tunnel up: its rings' kicks reach it */
 	uint32_t peer_fb;	   /* the peer's FALLBACK mode, 0 if none */
 	bool fb_sent;		   /* ours went out */
 	bool rx_end_known;	   /* the peer's FALLBACK(END) came */
@@ -355,6 +355,8 @@ void flow_y_want(struct agent *a, struct flow *f, uint32_t events);
 bool flow_window_open(struct agent *a, struct flow *f, size_t n);
 void flow_rx_pause(struct agent *a, struct flow *f);
 void flow_fin_release(struct agent *a, struct flow *f);
+/* A kick on @f's ring (ours: the peer read or closed; else it wrote). */
+void flow_kicked(struct agent *a, struct flow *f, bool ours);
 size_t flow_ring_bytes(const struct agent_config *cfg); /* one tx ring */
 
 /* agent/relay.c: captured bytes of a flow with no tunnel */

@@ -126,8 +126,6 @@ static void flow_free(struct agent *a, struct flow *f)
 	tunnel_unindex(f);
 	agent_watch_del(a, &f->w_y);
 	agent_watch_del(a, &f->w_x);
-	agent_watch_del(a, &f->w_ev_tx);
-	agent_watch_del(a, &f->w_ev_rx);
 	/* The rings may serve later flows to the same peer (ringcache.c). */
 	ring_tx_put(a, f);
 	ring_rx_put(a, f);
@@ -683,26 +681,16 @@ static void x_writable(struct agent *a, struct agent_watch *w, uint32_t events)
 		agent_bpf_poke_mark(a, &f->key);
 }
 
-/* RECV_GET_DATA / RECV_CLOSE for our ring. */
-static void ev_tx_ready(struct agent *a, struct agent_watch *w, uint32_t events)
+void flow_kicked(struct agent *a, struct flow *f, bool ours)
 {
-	struct flow *f = container_of(w, struct flow, w_ev_tx);
-
-	(void)events;
-	a->be->ops->evch_ack(f->ev_tx);
+	if (!ours) {
+		pump_rx(a, f); /* SEND_DATA / SEND_CLOSE on the peer's ring */
+		return;
+	}
+	/* RECV_GET_DATA / RECV_CLOSE for our ring. */
 	if (fivc_tx_writable(&f->tx) && !f->tx_eof)
 		flow_y_want(a, f, f->y_events | EPOLLIN);
 	pump_tx(a, f);
-}
-
-/* SEND_DATA / SEND_CLOSE on the peer's ring. */
-static void ev_rx_ready(struct agent *a, struct agent_watch *w, uint32_t events)
-{
-	struct flow *f = container_of(w, struct flow, w_ev_rx);
-
-	(void)events;
-	a->be->ops->evch_ack(f->ev_rx);
-	pump_rx(a, f);
 }
 
 static void flow_maybe_up(struct agent *a, struct flow *f)
@@ -719,12 +707,7 @@ static void flow_maybe_up(struct agent *a, struct flow *f)
 	f->reason = NULL;
 	a->n_tunnels++;
 	a->ctr.flows_tunneled++;
-	f->w_ev_tx.fn = ev_tx_ready;
-	f->w_ev_tx.fd = a->be->ops->evch_fd(f->ev_tx);
-	f->w_ev_rx.fn = ev_rx_ready;
-	f->w_ev_rx.fd = a->be->ops->evch_fd(f->ev_rx);
-	agent_watch_add(a, &f->w_ev_tx, EPOLLIN);
-	agent_watch_add(a, &f->w_ev_rx, EPOLLIN);
+	f->kicks_on = true; /* earlier kicks were acked: the pumps below */
 	pr_debug("flow slot %u: tunnel up", f->slot);
 	flow_y_want(a, f, EPOLLIN);
 	slot = f->slot;

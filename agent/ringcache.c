@@ -19,11 +19,16 @@
  * The ring memory this agent holds (ours and the peer's mapped here, in
  * use or idle) stays under shm_mem_permille of MemTotal: beyond it a flow
  * stays on TCP (docs/operations.md, "Shared memory").
+ *
+ * A half's event channel stays in the epoll set for the half's life, not
+ * its flow's: a reused ring costs no epoll_ctl. Kicks go to the flow once
+ * its tunnel is up; others (early, or on an idle ring) are only acked.
  */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 
 #include "agent.h"
 #include "fastivc/log.h"
@@ -44,6 +49,7 @@ struct ring_half {
 	struct ringcache *rc;	     /* NULL: its link is gone */
 	struct ring_half *hnext;     /* by id */
 	struct ring_half *idle_next; /* idle, oldest first */
+	struct agent_watch w;	     /* its event channel */
 };
 
 struct ringcache {
@@ -145,9 +151,28 @@ static void half_destroy(struct agent *a, struct ring_half *h)
 		unlink_from(bucket(h->rc, h->mine, h->id), h, false);
 	if (h->shm)
 		held -= h->shm->size;
+	agent_watch_del(a, &h->w);
 	ops->evch_destroy(h->ev);
 	ops->shm_destroy(h->shm);
-	free(h);
+	agent_defer_free(a, h); /* its watch may be in this epoll batch */
+}
+
+static void half_kicked(struct agent *a, struct agent_watch *w, uint32_t events)
+{
+	struct ring_half *h = container_of(w, struct ring_half, w);
+
+	(void)events;
+	a->be->ops->evch_ack(h->ev);
+	if (h->flow && h->flow->kicks_on)
+		flow_kicked(a, h->flow, h->mine);
+}
+
+/* Watch @h's event channel from now until it is destroyed. */
+static int half_watch(struct agent *a, struct ring_half *h)
+{
+	h->w.fn = half_kicked;
+	h->w.fd = a->be->ops->evch_fd(h->ev);
+	return agent_watch_add(a, &h->w, EPOLLIN);
 }
 
 static void ring_msg(struct agent *a, struct peer_link *l, uint32_t type,
@@ -278,6 +303,8 @@ int ring_tx_take(struct agent *a, struct flow *f,
 		err = ops->evch_offer(a->be, f->peer_domid, &h->ev);
 	if (h->shm)
 		held += h->shm->size;
+	if (!err)
+		err = half_watch(a, h);
 	if (err) {
 		half_destroy(a, h);
 		return err;
@@ -435,6 +462,8 @@ int ring_rx_get(struct agent *a, struct flow *f, struct peer_link *l,
 		err = ops->evch_bind(a->be, &m->evch, &h->ev);
 	if (h->shm)
 		held += h->shm->size;
+	if (!err)
+		err = half_watch(a, h);
 	if (!err && h->id)
 		index_add(l->rc, h);
 	if (!err)
