@@ -83,12 +83,14 @@ bench_server() {
 # bench_measure PATH CMD...: $out is CMD's output, run on PATH under a time
 # limit; $moved "TX RX": the tunnel bytes our agent sent and delivered.
 bench_measure() {
-	cg=$(bench_cg "$1")
+	path=$1 cg=$(bench_cg "$1")
 	shift
 	before=$(bench_tunneled)
 	out=$(timeout -s KILL $BENCH_LIMIT sh -c "$IN_CG" "$cg" "$@" \
-		2>/tmp/bench.err) ||
+		2>/tmp/bench.err) || {
 		echo "bench: $1 $2 failed: $(tail -1 /tmp/bench.err)"
+		[ "$path" = fastivc ] && agent_said_flows
+	}
 	set -- $before $(bench_tunneled)
 	moved="$(($3 - $1)) $(($4 - $2))"
 }
