@@ -189,6 +189,10 @@ struct agent_counters {
 	uint64_t link_frame_timeouts; /* links closed: a message never ended */
 	uint64_t parked_refused; /* early messages refused: a link's bound */
 	uint64_t link_out_overflows; /* links closed: the peer did not read */
+	/* Listeners opened before the agent (listen_adopt.c): prepared for
+	 * the option, or left on plain TCP for listeners_reason ("" none). */
+	uint64_t listeners_adopted, listeners_not_adopted;
+	const char *listeners_reason;
 };
 
 struct agent_bpf; /* agent/bpf.c */
@@ -260,6 +264,8 @@ int agent_config_set(struct agent_config *c, const char *key, const char *val);
 int agent_pin_dir(const struct agent_config *c, char *buf, size_t len);
 int agent_bpf_open(struct agent *a);
 void agent_bpf_close(struct agent *a);
+/* agent/listen_adopt.c: once, after sockops is attached to @cgroup_fd */
+void listen_adopt(struct agent *a, int cgroup_fd);
 int agent_bpf_events_fd(struct agent *a);
 void agent_bpf_events_poll(struct agent *a);
 int agent_bpf_slot_add(struct agent *a, uint32_t slot, int fd_x, int fd_y,
