@@ -59,9 +59,12 @@ BPF_CFLAGS := -g -O2 -target bpf -mcpu=v3 -D__TARGET_ARCH_$(BPF_ARCH) -Wall -Wex
 	-Werror -I$(O) -Iinclude -Ibpf
 # The object defining the maps first: libbpf 1.1's linker leaves a map
 # relocation unresolved when an extern use comes before the definition.
+# listen_adopt has its own skeleton: the agent runs where it does not load.
 BPF_OBJS := $(O)/bpf/sockops.bpf.o $(patsubst bpf/%.c,$(O)/bpf/%.o,\
-	$(filter-out bpf/sockops.bpf.c,$(wildcard bpf/*.bpf.c)))
+	$(filter-out bpf/sockops.bpf.c bpf/listen_adopt.bpf.c,\
+	$(wildcard bpf/*.bpf.c)))
 SKEL := $(O)/fastivc.skel.h
+ADOPT_SKEL := $(O)/listen_adopt.skel.h
 BPF_TESTS := $(patsubst tests/bpf/%.c,$(O)/tests/bpf/%,$(wildcard tests/bpf/test_*.c))
 LDLIBS_BPF := -lbpf -lelf -lz
 
@@ -74,8 +77,8 @@ TOOLS := $(patsubst tests/tools/%.c,$(O)/tools/%,$(wildcard tests/tools/*.c))
 	test-bpf test-netns test-attacker bench bench-deps bench-ring bench-netns bench-xen fuzz soak \
 	check format clean demo xen-lab test-deploy install
 
-all: $(LIB) $(RING_TESTS) $(UNIT_TESTS) $(BENCH_BINS) $(SKEL) $(BPF_TESTS) $(FASTIVC) \
-	$(TOOLS)
+all: $(LIB) $(RING_TESTS) $(UNIT_TESTS) $(BENCH_BINS) $(SKEL) $(ADOPT_SKEL) \
+	$(BPF_TESTS) $(FASTIVC) $(TOOLS)
 
 deps:
 	$(Q)./scripts/install-deps.sh
@@ -131,6 +134,10 @@ $(SKEL): $(O)/fastivc.bpf.o
 	$(call msg,GEN-SKEL,$@)
 	$(Q)$(BPFTOOL) gen skeleton $< > $@
 
+$(ADOPT_SKEL): $(O)/bpf/listen_adopt.bpf.o
+	$(call msg,GEN-SKEL,$@)
+	$(Q)$(BPFTOOL) gen skeleton $< name listen_adopt > $@
+
 BPF_TEST_OBJS := $(BPF_TESTS:$(O)/tests/bpf/%=$(O)/obj/tests/bpf/%.o)
 $(BPF_TEST_OBJS): override CFLAGS += -I$(O)
 $(BPF_TEST_OBJS): $(SKEL)
@@ -142,7 +149,7 @@ $(O)/tests/bpf/%: $(O)/obj/tests/bpf/%.o
 
 # --- the fastivc binary (agent and CLI) --------------------------------------
 $(O)/obj/agent/%.o: override CFLAGS += -I$(O)
-$(AGENT_OBJS): $(SKEL)
+$(AGENT_OBJS): $(SKEL) $(ADOPT_SKEL)
 
 # libsystemd for sd_notify (agent/notify.c): the agent only.
 $(FASTIVC): $(AGENT_OBJS) $(LIB)

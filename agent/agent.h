@@ -199,6 +199,10 @@ struct agent_counters {
 	uint64_t rings_evicted;	     /* ours dropped: the peer told to unmap */
 	uint64_t ring_refused;	     /* CREATEs naming rings they should not */
 	uint64_t shm_mem_short;	     /* times the memory bound cut the room */
+	/* Listeners opened before the agent (listen_adopt.c): prepared for
+	 * the option, or left on plain TCP for listeners_reason ("" none). */
+	uint64_t listeners_adopted, listeners_not_adopted;
+	const char *listeners_reason;
 };
 
 struct agent_bpf; /* agent/bpf.c */
@@ -270,6 +274,8 @@ int agent_config_set(struct agent_config *c, const char *key, const char *val);
 int agent_pin_dir(const struct agent_config *c, char *buf, size_t len);
 int agent_bpf_open(struct agent *a);
 void agent_bpf_close(struct agent *a);
+/* agent/listen_adopt.c: once, after sockops is attached to @cgroup_fd */
+void listen_adopt(struct agent *a, int cgroup_fd);
 int agent_bpf_events_fd(struct agent *a);
 void agent_bpf_events_poll(struct agent *a);
 int agent_bpf_slot_add(struct agent *a, uint32_t slot, int fd_x, int fd_y,

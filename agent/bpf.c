@@ -351,6 +351,7 @@ int agent_bpf_open(struct agent *a)
 		       strerror(errno));
 		return err;
 	}
+	listen_adopt(a, b->cgroup_fd);
 	err = tc_attach(a);
 	if (err)
 		return err;

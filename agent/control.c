@@ -142,6 +142,27 @@ static void print_backend(struct agent *a, FILE *o, bool json)
 	fprintf(o, "\n");
 }
 
+/* Listeners opened before the agent (listen_adopt.c). */
+static void print_listeners(struct agent *a, FILE *o, bool json)
+{
+	const struct agent_counters *c = &a->ctr;
+	const char *why = c->listeners_reason ? c->listeners_reason : "";
+
+	if (json)
+		fprintf(o,
+			"\"listeners\":{\"adopted\":%llu,"
+			"\"not_adopted\":%llu,\"reason\":\"%s\"},",
+			(unsigned long long)c->listeners_adopted,
+			(unsigned long long)c->listeners_not_adopted, why);
+	else
+		fprintf(o,
+			"listeners opened before the agent: adopted %llu, "
+			"not adopted %llu%s%s\n",
+			(unsigned long long)c->listeners_adopted,
+			(unsigned long long)c->listeners_not_adopted,
+			*why ? ": " : "", why);
+}
+
 /* Clients of this socket and /metrics dropped, by cause (clients.c). */
 static void print_drops(struct agent *a, FILE *o, bool json)
 {
@@ -184,6 +205,7 @@ static void print_status(struct agent *a, FILE *o, bool json)
 			"\"pid\":%d,\"tunnels\":%u,\"slots_free\":%u,",
 			a->cfg.instance, a->cfg.domid, (int)getpid(),
 			a->n_tunnels, a->slots_free);
+		print_listeners(a, o, true);
 		fprintf(o, "\"counters\":{");
 		print_drops(a, o, true);
 		fprintf(o,
@@ -280,6 +302,7 @@ static void print_status(struct agent *a, FILE *o, bool json)
 			(unsigned long long)c->bytes_rx);
 		print_backend(a, o, false);
 		print_drops(a, o, false);
+		print_listeners(a, o, false);
 		fprintf(o,
 			"links: hello timeouts %llu frame timeouts %llu "
 			"out overflows %llu; parked %u refused %llu\n",

@@ -173,6 +173,14 @@ static void write_metrics(struct agent *a, FILE *o)
 	head(o, "pokes_total", "counter",
 	     "Runs of the write-space poke iterator.");
 	one(o, "pokes_total", NULL, NULL, c->pokes);
+	head(o, "listeners_adopted", "gauge",
+	     "Listeners opened before the agent, prepared for the option.");
+	one(o, "listeners_adopted", NULL, NULL, c->listeners_adopted);
+	head(o, "listeners_not_adopted", "gauge",
+	     "Listeners opened before the agent left on plain TCP, by reason.");
+	one(o, "listeners_not_adopted", "reason",
+	    c->listeners_reason ? c->listeners_reason : "none",
+	    c->listeners_not_adopted);
 	head(o, "local_abuse_total", "counter",
 	     "What local processes tried and the agent bounded, by kind.");
 	one(o, "local_abuse_total", "kind", "slot_impostor", c->slot_impostors);
