@@ -62,13 +62,16 @@ OUTSIDER=$!
 connect ipv4 $IP_B 5301 1
 connect ipv6 $IP6_B 5302 1
 
-agents_up || { fail "agents start"; exit 1; }
+agents_up --set metrics_listen=127.0.0.1:9464 || { fail "agents start"; exit 1; }
 check "B adopted its 2 listeners, not the one outside its cgroup" \
 	[ "$(json_get B 'd["listeners"]["adopted"]')" = 2 ]
 check "B left none on plain TCP" \
 	[ "$(json_get B '"%d %s" % (d["listeners"]["not_adopted"], d["listeners"]["reason"] or "-")')" = "0 -" ]
 check "A had none to adopt" [ "$(json_get A 'd["listeners"]["adopted"]')" = 0 ]
 check "B's log says so" grep -q "Adopted 2 listeners opened before the agent" "$LOGS/agent-B.log"
+nsenter --net="/run/netns/$NS_B" python3 -c 'import urllib.request as u
+print(u.urlopen("http://127.0.0.1:9464/metrics").read().decode())' >"$LOGS/metrics-B.txt"
+check "B's metrics say so" grep -qx 'fastivc_listeners_adopted 2' "$LOGS/metrics-B.txt"
 
 for fam in ipv4 ipv6; do
 	if [ $fam = ipv4 ]; then addr=$IP_B port=5301; else addr=$IP6_B port=5302; fi
