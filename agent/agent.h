@@ -193,6 +193,8 @@ struct agent_counters {
 	uint64_t link_hello_timeouts; /* links closed: no HELLO in time */
 	uint64_t link_frame_timeouts; /* links closed: a message never ended */
 	uint64_t parked_refused; /* early messages refused: a link's bound */
+	uint64_t
+		parked_expired; /* CREATEs for no flow of ours: REJECT ENOENT */
 	uint64_t link_out_overflows; /* links closed: the peer did not read */
 	uint64_t rings_reused;	     /* our rings named again by id */
 	uint64_t peer_rings_reused;  /* the peer's attached from our cache */

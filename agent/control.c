@@ -225,7 +225,7 @@ static void print_status(struct agent *a, FILE *o, bool json)
 			"\"slots_reused\":%llu,\"slots_eof_shut\":%llu,"
 			"\"link_hello_timeouts\":%llu,"
 			"\"link_frame_timeouts\":%llu,"
-			"\"parked_refused\":%llu,"
+			"\"parked_refused\":%llu,\"parked_expired\":%llu,"
 			"\"link_out_overflows\":%llu,"
 			"\"rings_reused\":%llu,\"peer_rings_reused\":%llu,"
 			"\"rings_evicted\":%llu,\"ring_refused\":%llu,"
@@ -260,6 +260,7 @@ static void print_status(struct agent *a, FILE *o, bool json)
 			(unsigned long long)c->link_hello_timeouts,
 			(unsigned long long)c->link_frame_timeouts,
 			(unsigned long long)c->parked_refused,
+			(unsigned long long)c->parked_expired,
 			(unsigned long long)c->link_out_overflows,
 			(unsigned long long)c->rings_reused,
 			(unsigned long long)c->peer_rings_reused,
@@ -305,11 +306,13 @@ static void print_status(struct agent *a, FILE *o, bool json)
 		print_listeners(a, o, false);
 		fprintf(o,
 			"links: hello timeouts %llu frame timeouts %llu "
-			"out overflows %llu; parked %u refused %llu\n",
+			"out overflows %llu; parked %u refused %llu expired "
+			"%llu\n",
 			(unsigned long long)c->link_hello_timeouts,
 			(unsigned long long)c->link_frame_timeouts,
 			(unsigned long long)c->link_out_overflows,
-			park_count(a), (unsigned long long)c->parked_refused);
+			park_count(a), (unsigned long long)c->parked_refused,
+			(unsigned long long)c->parked_expired);
 		fprintf(o,
 			"local: slot impostors %llu, stalled handshakes %llu\n",
 			(unsigned long long)c->slot_impostors,

@@ -1050,6 +1050,24 @@ void flow_fin_held(struct agent *a, const struct fivc_event *ev)
 		flow_fin_release(a, f);
 }
 
+/*
+ * A CREATE waited setup_timeout_ms for a connection of ours that never
+ * came: the peer steered one that we did not (or a forger lies). Its
+ * bytes cannot reach our app; said at most once a minute.
+ */
+static void create_expired(struct agent *a, struct peer_link *l, uint64_t now)
+{
+	static uint64_t said_ns;
+
+	a->ctr.parked_expired++;
+	if (said_ns && now - said_ns < 60 * 1000000000ULL)
+		return;
+	said_ns = now;
+	pr_warn("a CREATE from domain %u named no connection steered here "
+		"(parked_expired %llu): steered on its side only",
+		l->domid, (unsigned long long)a->ctr.parked_expired);
+}
+
 void flow_expire(struct agent *a, uint64_t now)
 {
 	struct fivc_tunnel_msg m;
@@ -1057,6 +1075,8 @@ void flow_expire(struct agent *a, uint64_t now)
 
 	while (park_expired(a, now, &l, &m)) {
 		/* No such flow here: the peer's bytes and ours stay on TCP. */
+		if (m.type == FIVC_TMSG_CREATE)
+			create_expired(a, l, now);
 		if (m.fb_mode != FIVC_FB_END)
 			reply(a, l, m.tunnel_id, ENOENT);
 		fivc_tunnel_msg_release(&m);

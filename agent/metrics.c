@@ -195,6 +195,8 @@ static void write_metrics(struct agent *a, FILE *o)
 	    c->link_frame_timeouts);
 	one(o, "link_bounds_total", "bound", "parked_refused",
 	    c->parked_refused);
+	one(o, "link_bounds_total", "bound", "parked_expired",
+	    c->parked_expired);
 	one(o, "link_bounds_total", "bound", "out_overflow",
 	    c->link_out_overflows);
 	head(o, "rings_reused_total", "counter",

@@ -284,7 +284,7 @@ bounded "trickle" link_frame_timeouts "$base" 'a link frame did not complete' "$
 # (b) A flood of CREATEs for flows that do not exist, 3 fds each.
 sleep 0.5
 fds0=$(ls /proc/"$VICTIM"/fd | wc -l)
-base=$(ctr parked_refused)
+base=$(ctr parked_refused) exp0=$(ctr parked_expired)
 lines0=$(grep -c 'parked messages from domain' "$LOGS/agent-A.log")
 hostile flood flood 5000
 sample_until 20 "$LOGS/flood.out" 'flooded'
@@ -304,8 +304,12 @@ check "flood: the victim's fds stayed bounded ($fds0 -> at most $f1)" \
 	[ "$f1" -le $((fds0 + 3 * PARK_MAX + 32)) ]
 check "flood: one log line" \
 	[ $(($(grep -c 'parked messages from domain' "$LOGS/agent-A.log") - lines0)) = 1 ]
+sleep 2.5 # setup_timeout_ms, the link still up: what was parked expires
+exp=$(ctr parked_expired)
+check "flood: the parked CREATEs expired and were counted (parked_expired $exp0 -> $exp)" \
+	[ $((exp - exp0)) -ge 1 ] && [ $((exp - exp0)) -le "$p1" ]
 unhold
-sleep 2.5 # setup_timeout_ms: what was parked expires
+sleep 0.5
 check "flood: the parked fds were closed ($fds0 -> $(ls /proc/"$VICTIM"/fd | wc -l))" \
 	[ "$(ls /proc/"$VICTIM"/fd | wc -l)" -le "$fds0" ]
 transfer after-flood 5303 $((8 << 20)) >"$LOGS/transfer-flood.out" 2>&1

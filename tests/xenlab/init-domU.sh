@@ -86,6 +86,10 @@ agent_start() { # above the apps: under TCG 200 busy threads starve it
 	agent=$!
 	renice -n -10 -p $agent >/dev/null
 }
+agent_said_flows() { # why flows failed, left their tunnel, or never had one
+	grep -E "flow slot|refused|ring|steered on its side" /tmp/agent.log |
+		tail -8 | sed "s/^/xenlab: $role agent: /"
+}
 agent_log() { # what the agent said about links and failures, its CPU
 	grep -E "link|err:|warn:|ready" /tmp/agent.log | tail -40 |
 		sed "s/^/xenlab: $role agent: /"
