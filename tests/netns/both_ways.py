@@ -14,6 +14,8 @@ import os
 import socket
 import sys
 
+from one_conn import listener
+
 CHUNK = 1 << 16
 
 
@@ -38,12 +40,7 @@ def recv_to_eof(s):
 
 
 def server(host, port, conns, nbytes):
-    fam = socket.AF_INET6 if ":" in host else socket.AF_INET
-    lst = socket.socket(fam, socket.SOCK_STREAM)
-    lst.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    lst.bind((host, port))
-    lst.listen(8)
-    print("listening", flush=True)
+    lst = listener(host, port, 8)
     for i in range(conns):
         c, _ = lst.accept()
         got = recv_to_eof(c)

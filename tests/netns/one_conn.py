@@ -1,23 +1,27 @@
 # SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
-"""What the netns test programs share: one accepted connection, a stream
-read to its end, a deterministic pattern, a failure, and how a stream
-ended, in words."""
+"""What the netns test programs share: a listener, one accepted
+connection, a stream read to its end, a deterministic pattern, a failure,
+and how a stream ended, in words."""
 import errno
 import hashlib
 import socket
 import sys
 
 
-def accept_one(host, port):
-    """Listen on HOST PORT, say "listening" (the tests wait for it), and
-    return the first connection."""
+def listener(host, port, backlog=1):
+    """Listen on HOST PORT and say "listening" (the tests wait for it)."""
     fam = socket.AF_INET6 if ":" in host else socket.AF_INET
     lst = socket.socket(fam, socket.SOCK_STREAM)
     lst.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     lst.bind((host, port))
-    lst.listen(1)
+    lst.listen(backlog)
     print("listening", flush=True)
-    c, _ = lst.accept()
+    return lst
+
+
+def accept_one(host, port):
+    """The first connection to a listener on HOST PORT."""
+    c, _ = listener(host, port).accept()
     return c
 
 

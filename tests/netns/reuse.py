@@ -23,7 +23,7 @@ import socket
 import struct
 import sys
 
-from one_conn import fail, halfclose_exchange, pattern
+from one_conn import fail, halfclose_exchange, listener, pattern
 
 SIZES = [0, 1, 1000, 65536, 300000, 4096, 17]
 
@@ -89,11 +89,7 @@ def main():
     fam = socket.AF_INET6 if ":" in addr else socket.AF_INET
     rx = 0
     if role == "server":
-        ls = socket.socket(fam, socket.SOCK_STREAM)
-        ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        ls.bind((addr, port))
-        ls.listen(8)
-        print("listening", flush=True)
+        ls = listener(addr, port, 8)
     for i in range(n):
         c2s = pattern(SIZES[i % len(SIZES)], "c2s %d" % i)
         s2c = pattern(SIZES[(i + 3) % len(SIZES)], "s2c %d" % i)

@@ -29,22 +29,11 @@ import sys
 import tempfile
 import time
 
-from one_conn import fail, halfclose_exchange, pattern, recv_all
+from one_conn import accept_one, fail, halfclose_exchange, pattern, recv_all
 
 SIZE = 1 << 20
 TOTAL = 64 << 20  # backpressure volume
 PAUSE = 2.0  # seconds the backpressure server does not read
-
-
-def listen(addr, port):
-    fam = socket.AF_INET6 if ":" in addr else socket.AF_INET
-    ls = socket.socket(fam, socket.SOCK_STREAM)
-    ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    ls.bind((addr, port))
-    ls.listen(8)
-    print("listening", flush=True)
-    s, _ = ls.accept()
-    return s
 
 
 def connect(addr, port):
@@ -173,7 +162,7 @@ def main():
     # No mark of an earlier run: only this server's may be found.
     if server and os.path.exists(reading_mark(port)):
         os.unlink(reading_mark(port))
-    s = listen(addr, port) if server else connect(addr, port)
+    s = accept_one(addr, port) if server else connect(addr, port)
     if case == "halfclose-client":
         halfclose(s, first=not server)
     elif case == "halfclose-server":
