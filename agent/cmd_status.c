@@ -38,6 +38,29 @@ static void usage(FILE *o)
 		   "error.\n");
 }
 
+#define ASK_TRIES 5
+
+/* Connect and send the request: the fd, or -errno. */
+static int ask(const struct sockaddr_un *sun, const struct timeval *tv,
+	       bool json)
+{
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0), err;
+
+	if (fd < 0)
+		return -errno;
+	/* The agent answers within 1 s or drops us; never wait forever. */
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, tv, sizeof(*tv));
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, tv, sizeof(*tv));
+	if (connect(fd, (const struct sockaddr *)sun, sizeof(*sun)) ||
+	    send(fd, json ? "status json\n" : "status\n", json ? 12 : 7,
+		 MSG_NOSIGNAL) < 0) {
+		err = -errno;
+		close(fd);
+		return err;
+	}
+	return fd;
+}
+
 int cmd_status(int argc, char **argv)
 {
 	static const struct option lo[] = {
@@ -94,36 +117,45 @@ int cmd_status(int argc, char **argv)
 		return 2;
 	}
 	control_path(&c, sun.sun_path, sizeof(sun.sun_path));
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	/* The agent answers within 1 s or drops us; never wait forever. */
-	if (fd >= 0) {
-		setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-		setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-	}
-	if (fd < 0 || connect(fd, (struct sockaddr *)&sun, sizeof(sun))) {
-		pr_err("No agent answers for instance '%s' (%s): %s",
-		       c.instance, sun.sun_path, strerror(errno));
-		return 1;
-	}
-	if (send(fd, json ? "status json\n" : "status\n", json ? 12 : 7,
-		 MSG_NOSIGNAL) < 0) {
-		pr_err("Failed to ask the agent: %s", strerror(errno));
-		close(fd);
-		return 1;
-	}
-	while ((n = read(fd, buf, sizeof(buf))) > 0) {
-		total += (size_t)n;
-		if (!quiet)
-			fwrite(buf, 1, (size_t)n, stdout);
+	/*
+	 * A crowd of clients may fill the agent's client slots: it then drops
+	 * the newest before reading its request (docs/security.md). That is
+	 * no answer yet: ask again, a few times.
+	 */
+	for (int try = 1;; try++) {
+		fd = ask(&sun, &tv, json);
+		if (fd == -ENOENT || fd == -ECONNREFUSED || fd == -EACCES) {
+			pr_err("No agent answers for instance '%s' (%s): %s",
+			       c.instance, sun.sun_path, strerror(-fd));
+			return 1;
+		}
+		if (fd < 0 && fd != -EPIPE && fd != -ECONNRESET) {
+			pr_err("Failed to ask the agent: %s", strerror(-fd));
+			return 1;
+		}
+		n = 0;
+		if (fd >= 0) {
+			while ((n = read(fd, buf, sizeof(buf))) > 0) {
+				total += (size_t)n;
+				if (!quiet)
+					fwrite(buf, 1, (size_t)n, stdout);
+			}
+			if (n < 0)
+				n = -errno;
+			close(fd);
+			if (total || n == -EAGAIN)
+				break; /* a reply, or no answer in time */
+		}
+		if (try == ASK_TRIES) {
+			pr_err("The agent for instance '%s' closed without a "
+			       "reply (%d tries)",
+			       c.instance, try);
+			return 1;
+		}
+		usleep(try * 50000);
 	}
 	if (n < 0)
 		pr_err("Failed to read the agent's reply: %s",
-		       errno == EAGAIN ? "timed out" : strerror(errno));
-	close(fd);
-	if (!n && !total) {
-		pr_err("The agent for instance '%s' closed without a reply",
-		       c.instance);
-		return 1;
-	}
+		       n == -EAGAIN ? "timed out" : strerror((int)-n));
 	return n < 0 ? 1 : 0;
 }
