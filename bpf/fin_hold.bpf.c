@@ -24,7 +24,8 @@
  *   segment goes on with its FIN bit cleared: as a pure ACK it still
  *   completes the handshake, and sockops tells the agent a FIN is held.
  *
- * RSTs always pass. A flow whose agent is gone is ended instead (see
+ * RSTs pass, one behind a held FIN given that FIN's sequence number (see
+ * rst_after_fin). A flow whose agent is gone is ended instead (see
  * orphan.bpf.h); a SYN for its 4-tuple starts a new connection, so the
  * stale entry goes.
  */
@@ -149,6 +150,26 @@ static __always_inline int orphan_ingress(struct __sk_buff *skb, int off,
 }
 
 /*
+ * The peer's RST after its FIN, while that FIN is held: its sequence number
+ * is one past what the app socket expects, and TCP answers it with a
+ * challenge ACK instead of a reset (RFC 5961); only the peer's answer to
+ * that ACK, unless rate limited, would end the connection. Given the held
+ * FIN's sequence number it is taken at once.
+ */
+static __always_inline int rst_after_fin(struct __sk_buff *skb, int off,
+					 __u32 seq,
+					 const struct fivc_flow_key *k)
+{
+	__u32 *end = bpf_map_lookup_elem(&peer_fin_end, k);
+
+	if (!end || seq != *end || bpf_map_lookup_elem(&fin_ok, k))
+		return TC_ACT_OK;
+	if (!tcp_make_rst(skb, off, *end - 1))
+		stat_inc(FIVC_STAT_RST_AFTER_FIN);
+	return TC_ACT_OK;
+}
+
+/*
  * Keep a copy of the peer's FIN (IP header on, @ip_len bytes, no payload)
  * in held_fins, and where its sequence space ends. 0 or -1.
  */
@@ -235,10 +256,12 @@ int fivc_fin_hold(struct __sk_buff *skb)
 	if (off < 0)
 		return TC_ACT_OK;
 	th = (void *)(long)skb->data + off;
-	if ((void *)(th + 1) > (void *)(long)skb->data_end || th->rst)
+	if ((void *)(th + 1) > (void *)(long)skb->data_end)
 		return TC_ACT_OK;
 	k.lport = bpf_ntohs(th->dest);
 	k.rport = bpf_ntohs(th->source);
+	if (th->rst)
+		return rst_after_fin(skb, off, bpf_ntohl(th->seq), &k);
 	flow = bpf_map_lookup_elem(&flows, &k);
 	if (!flow)
 		return TC_ACT_OK;

@@ -194,6 +194,7 @@ enum fivc_stat {
 	FIVC_STAT_ORPHAN_DROP,	 /* agent gone: app payload dropped */
 	FIVC_STAT_FIN_EARLY,	 /* FINs held before the handshake ended */
 	FIVC_STAT_UID_LIMIT,	 /* a local uid at its share: plain TCP */
+	FIVC_STAT_RST_AFTER_FIN, /* peer RSTs given their held FIN's seq */
 	FIVC_STAT__MAX,
 };
 

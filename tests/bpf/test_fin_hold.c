@@ -4,7 +4,10 @@
  * passive flow that is still a reservation (its handshake's last ACK has
  * not reached the stack). A bare FIN|ACK is kept in held_fins and goes on
  * as a pure ACK with a valid checksum (it completes the handshake); a FIN
- * with payload, a pure ACK, and a segment of no flow pass untouched.
+ * with payload, a pure ACK, and a segment of no flow pass untouched. The
+ * peer's RST just past that held FIN gets the FIN's sequence number (the
+ * socket would otherwise answer it with a challenge ACK); other RSTs, and
+ * any once the FIN was released, pass untouched.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -99,6 +102,18 @@ static size_t make_pkt(struct pkt *p, bool fin, size_t payload)
 	memset(p->payload, 'x', payload);
 	p->tcp.check = htons((__u16)~tcp_sum(p, tcp_len));
 	return sizeof(p->eth) + sizeof(p->ip) + tcp_len;
+}
+
+/* The peer's RST with sequence number @seq. */
+static size_t make_rst(struct pkt *p, __u32 seq)
+{
+	size_t len = make_pkt(p, false, 0);
+
+	p->tcp.rst = 1;
+	p->tcp.seq = htonl(seq);
+	p->tcp.check = 0;
+	p->tcp.check = htons((__u16)~tcp_sum(p, TCP_HLEN));
+	return len;
 }
 
 static void flow_key(struct fivc_flow_key *k)
@@ -207,6 +222,26 @@ int main(void)
 	check(stat_sum(s, FIVC_STAT_FIN_EARLY) == 1 &&
 		      stat_sum(s, FIVC_STAT_FIN_HELD) == 0,
 	      "... counted as fin_early (1), not fin_held");
+
+	len = make_rst(&in, SEQ + 5);
+	verdict = run(s, &in, len, &out);
+	check(verdict == TC_ACT_OK && !memcmp(&in, &out, len),
+	      "an RST not just past the held FIN passes untouched");
+	len = make_rst(&in, SEQ + 1);
+	verdict = run(s, &in, len, &out);
+	check(verdict == TC_ACT_OK && out.tcp.rst && out.tcp.ack &&
+		      ntohl(out.tcp.seq) == SEQ && !out.tcp.fin &&
+		      tcp_sum(&out, TCP_HLEN) == 0xffff,
+	      "the RST just past the held FIN gets the FIN's sequence "
+	      "number, a valid checksum");
+	check(stat_sum(s, FIVC_STAT_RST_AFTER_FIN) == 1,
+	      "... counted as rst_after_fin (1)");
+	check(!bpf_map__update_elem(s->maps.fin_ok, &k, sizeof(k), &(__u32){1},
+				    sizeof(__u32), BPF_ANY),
+	      "the FIN released (fin_ok)");
+	verdict = run(s, &in, len, &out);
+	check(verdict == TC_ACT_OK && !memcmp(&in, &out, len),
+	      "... then that RST passes untouched");
 
 	fastivc_bpf__destroy(s);
 	printf("# %d passed, %d failed\n", n_ok, n_fail);
