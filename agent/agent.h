@@ -140,7 +140,8 @@ struct flow {
 	bool app_closed;    /* the app socket is gone */
 	bool tx_eof;	    /* Y read to EOF and SEND_CLOSE sent */
 	bool x_shut;	    /* X shut down: Y's EOF ends tx, no reuse */
-	uint64_t tx_final;  /* at the app's FIN: what it sent into X */
+	uint64_t tx_final;  /* at the app's FIN: what it sent into the slot */
+	uint64_t short_ns;  /* Y was found short of tx_final since then */
 	uint64_t y_read;    /* read from this pair's Y before this flow */
 	bool rx_eof;	    /* the peer's SEND_CLOSE was delivered */
 	bool fin_held;	    /* tc holds the peer's FIN for us */
@@ -289,10 +290,14 @@ void agent_bpf_flow_del(struct agent *a, const struct fivc_flow_key *key);
 /* The slot's word of slot_sw (bpf_abi.h), shared with sk_msg. */
 uint64_t *agent_bpf_slot_sw(struct agent *a, uint32_t slot);
 uint64_t agent_bpf_slot_sent(struct agent *a, uint32_t slot);
+void agent_bpf_slot_read(struct agent *a, uint32_t slot, uint64_t n);
+void agent_bpf_ingress_window(struct agent *a, uint32_t bytes);
 int agent_bpf_slot_reuse(struct agent *a, uint32_t slot);
 void agent_bpf_app_release(struct agent *a, const struct fivc_flow_key *key);
 bool agent_bpf_app_present(struct agent *a, const struct fivc_flow_key *key);
 int agent_bpf_poke_mark(struct agent *a, const struct fivc_flow_key *key);
+bool hold_stalled(const struct fivc_flow *hold, uint64_t now,
+		  uint64_t active_ns, uint64_t passive_ns);
 uint32_t agent_bpf_reap_holds(struct agent *a, uint64_t active_ns,
 			      uint64_t passive_ns);
 void agent_bpf_uid_limits(struct agent *a, uint32_t holds, uint32_t flows);

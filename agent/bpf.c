@@ -42,6 +42,7 @@ struct agent_bpf {
 	bool skmsg_attached;
 	char pin_dir[256];
 	uint64_t *slot_sw;	    /* the slot_sw map, mapped: atomics only */
+	uint64_t *slot_rd;	    /* the slot_rd map, mapped: ours to write */
 	int tc_ifindex[MAX_IFACES]; /* FIN hold attached here */
 	int n_tc;
 };
@@ -326,6 +327,15 @@ int agent_bpf_open(struct agent *a)
 		return err;
 	}
 
+	b->slot_rd = mmap(NULL, SLOT_SW_BYTES, PROT_READ | PROT_WRITE,
+			  MAP_SHARED, bpf_map__fd(b->skel->maps.slot_rd), 0);
+	if (b->slot_rd == MAP_FAILED) {
+		b->slot_rd = NULL;
+		err = -errno;
+		pr_err("Failed to map slot_rd: %s", strerror(errno));
+		return err;
+	}
+
 	b->cgroup_fd = open(a->cfg.cgroup, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (b->cgroup_fd < 0) {
 		err = -errno;
@@ -409,6 +419,8 @@ void agent_bpf_close(struct agent *a)
 			bpf_map__unpin(map, NULL);
 	if (b->slot_sw)
 		munmap(b->slot_sw, SLOT_SW_BYTES);
+	if (b->slot_rd)
+		munmap(b->slot_rd, SLOT_SW_BYTES);
 	fastivc_bpf__destroy(b->skel);
 	if (b->cgroup_fd >= 0)
 		close(b->cgroup_fd);
@@ -435,6 +447,7 @@ int agent_bpf_slot_add(struct agent *a, uint32_t slot, int fd_x, int fd_y,
 	__u64 x = (__u64)fd_x, y = (__u64)fd_y; /* sockhash values are u64 */
 	__u16 port = y_port;
 
+	__atomic_store_n(&a->bpf->slot_rd[slot], 0, __ATOMIC_SEQ_CST);
 	__atomic_store_n(&a->bpf->slot_sw[slot], 0, __ATOMIC_SEQ_CST);
 	if (bpf_map__update_elem(s->maps.slots, &slot, sizeof(slot), &idle,
 				 sizeof(idle), BPF_ANY) ||
@@ -473,6 +486,7 @@ int agent_bpf_slot_reuse(struct agent *a, uint32_t slot)
 	struct fastivc_bpf *s = a->bpf->skel;
 	struct fivc_slot idle = {.mode = FIVC_SLOT_IDLE};
 
+	__atomic_store_n(&a->bpf->slot_rd[slot], 0, __ATOMIC_SEQ_CST);
 	__atomic_store_n(&a->bpf->slot_sw[slot], 0, __ATOMIC_SEQ_CST);
 	if (bpf_map__update_elem(s->maps.slots, &slot, sizeof(slot), &idle,
 				 sizeof(idle), BPF_ANY) ||
@@ -513,6 +527,18 @@ uint64_t agent_bpf_slot_sent(struct agent *a, uint32_t slot)
 {
 	return __atomic_load_n(&a->bpf->slot_sw[slot], __ATOMIC_ACQUIRE) >>
 	       FIVC_SW_SENT_SHIFT;
+}
+
+/* The agent has read @n bytes of the slot's current flow from its Y. */
+void agent_bpf_slot_read(struct agent *a, uint32_t slot, uint64_t n)
+{
+	__atomic_store_n(&a->bpf->slot_rd[slot], n, __ATOMIC_RELEASE);
+}
+
+/* Bytes in flight to us under which an app's send skips X (skmsg.bpf.c). */
+void agent_bpf_ingress_window(struct agent *a, uint32_t bytes)
+{
+	a->bpf->skel->bss->ingress_window = bytes;
 }
 
 /* Back to plain TCP: the app socket leaves the sockhash (and tcp_bpf). */
@@ -589,10 +615,7 @@ uint32_t agent_bpf_reap_holds(struct agent *a, uint64_t active_ns,
 		prev = &k;
 		if (bpf_map__lookup_elem(s->maps.flows, &k, sizeof(k), &hold,
 					 sizeof(hold), 0) ||
-		    !hold.hold_ns ||
-		    now - hold.hold_ns < (hold.dir == FIVC_FLOW_ACTIVE
-						  ? active_ns
-						  : passive_ns))
+		    !hold_stalled(&hold, now, active_ns, passive_ns))
 			continue;
 		if (bpf_map__delete_elem(s->maps.flows, &k, sizeof(k), 0))
 			continue;

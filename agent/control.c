@@ -42,6 +42,7 @@ static const char *const stat_names[FIVC_STAT__MAX] = {
 	[FIVC_STAT_FIN_EARLY] = "fin_early",
 	[FIVC_STAT_UID_LIMIT] = "uid_limit",
 	[FIVC_STAT_RST_AFTER_FIN] = "rst_after_fin",
+	[FIVC_STAT_VIA_X] = "via_x",
 };
 
 const char *agent_stat_name(unsigned int i)

@@ -399,20 +399,28 @@ static bool tx_at_end(const struct flow *f)
 }
 
 /*
- * Y is empty short of the count: bytes X still holds are on their way
- * (Y's EPOLLIN comes). With X empty, the count was too high (a push into
- * a full X that failed part way and was sent again) or another thread's
- * send is still pushing: shut X as before, the end is Y's EOF (a push
- * after it fails with EPIPE, as it always did), and the pair is not
- * reused. True if X was shut now.
+ * Y is empty short of the count: bytes on their way come (Y's EPOLLIN),
+ * those X still holds and those of another thread's send still pushing
+ * (on the ingress route they never were in X). With X empty and nothing
+ * come for TX_SHORT_NS, the count was too high (a push that failed part
+ * way and was sent again): shut X, the end is Y's EOF (a push after it
+ * fails with EPIPE), and the pair is not reused. flow_expire() looks
+ * again. True if X was shut now.
  */
+#define TX_SHORT_NS (100 * 1000000ULL)
+
 static bool tx_short(struct agent *a, struct flow *f)
 {
+	uint64_t now = agent_now_ns();
 	int outq;
 
 	if (!f->app_wr_shut || f->x_shut)
 		return false;
 	if (!ioctl(f->w_x.fd, SIOCOUTQ, &outq) && outq > 0)
+		return false;
+	if (!f->short_ns)
+		f->short_ns = now;
+	if (now - f->short_ns < TX_SHORT_NS)
 		return false;
 	x_shut(f);
 	a->ctr.slots_eof_shut++;
@@ -468,7 +476,9 @@ static void pump_tx(struct agent *a, struct flow *f)
 		if (n > 0) {
 			fivc_tx_commit(&f->tx, (size_t)n);
 			f->bytes_tx += (uint64_t)n;
+			agent_bpf_slot_read(a, f->slot, f->bytes_tx);
 			a->ctr.bytes_tx += (uint64_t)n;
+			f->short_ns = 0;
 			/*
 			 * Less than asked: Y was empty. No recv() to hear
 			 * EAGAIN: Y's watch is level-triggered and says if
@@ -1099,6 +1109,8 @@ void flow_expire(struct agent *a, uint64_t now)
 			flow_fail(a, f, "peer did not confirm the fallback");
 			continue;
 		}
+		if (f->short_ns && now - f->short_ns >= TX_SHORT_NS)
+			flow_more(a, f, false);
 		if (f->destroy_ns && f->destroy_ns <= now) {
 			f->destroy_ns = 0;
 			agent_sock_destroy(a, &f->key, f->cookie);

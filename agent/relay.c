@@ -62,6 +62,7 @@ void relay_pump_tx(struct agent *a, struct flow *f)
 			b->len -= (size_t)n;
 			b->total += (uint64_t)n;
 			f->bytes_tx += (uint64_t)n;
+			agent_bpf_slot_read(a, f->slot, f->bytes_tx);
 			a->ctr.relay_bytes_tx += (uint64_t)n;
 			continue;
 		}

@@ -2,8 +2,9 @@
 /*
  * Is a used slot pair fit for another flow? Only if nothing of its flow
  * is left anywhere in it (docs/steering.md, "Slot reuse"): X's TCP has
- * every byte it took acked and nothing unsent, Y received exactly what the
- * agent read from it (so its receive queue is empty), Y never sent on its
+ * every byte it took acked and nothing unsent, Y received all of it and
+ * no more than the agent read from Y (the rest came straight into Y's
+ * ingress queue), Y never sent on its
  * own TCP (every injection went to the app), both are still ESTABLISHED
  * (so the guard still holds X: it drops X only at X's FIN or RST), and no
  * byte waits in Y's psock queue. Any doubt: the pair is closed as before.
@@ -34,10 +35,12 @@ bool slot_pair_clean(int fd_x, int fd_y, uint64_t y_read)
 	char byte;
 
 	if (!tcp_info_of(fd_x, &x) || x.tcpi_notsent_bytes || x.tcpi_unacked ||
-	    x.tcpi_bytes_acked != y_read || x.tcpi_bytes_received)
+	    x.tcpi_bytes_received)
 		return false;
-	if (!tcp_info_of(fd_y, &y) || y.tcpi_bytes_received != y_read ||
-	    y.tcpi_bytes_sent || y.tcpi_notsent_bytes)
+	if (!tcp_info_of(fd_y, &y) ||
+	    y.tcpi_bytes_received != x.tcpi_bytes_acked ||
+	    y.tcpi_bytes_received > y_read || y.tcpi_bytes_sent ||
+	    y.tcpi_notsent_bytes)
 		return false;
 	/* Y's psock queue (tcp_bpf reads it first) and its TCP queue. */
 	return recv(fd_y, &byte, 1, MSG_PEEK | MSG_DONTWAIT) < 0 &&

@@ -97,14 +97,23 @@ static int slot_id_take(struct agent *a, uint32_t *slot)
 }
 
 /*
- * Start one pair: Y connects, non-blocking. X's send and Y's receive
- * buffers hold what the app sent and the agent has not yet put in the
- * ring: fixed at half the window each (the kernel doubles the value set),
- * which also stops their autotuning.
+ * What the app sent and the agent has not yet put in the ring stays under
+ * the window: up to a quarter of it straight in Y's ingress queue (sk_msg's
+ * route while the agent keeps up), the rest in X's send and Y's receive
+ * buffers, 3/8 each (the kernel doubles the value set; fixing it also
+ * stops their autotuning). A sender that keeps the window full stays on X
+ * (skmsg.bpf.c), so X gets the larger share.
  */
+static int slot_buf(struct agent *a)
+{
+	agent_bpf_ingress_window(a, a->cfg.window / 4);
+	return (int)(a->cfg.window / 16 * 3);
+}
+
+/* Start one pair: Y connects, non-blocking. */
 static int pair_start(struct agent *a, uint32_t slot)
 {
-	int buf = (int)(a->cfg.window / 4);
+	int buf = slot_buf(a);
 	struct sockaddr_in sin;
 	socklen_t len = sizeof(sin);
 	struct pending_y *p;
@@ -143,7 +152,7 @@ static void pending_drop(struct agent *a, uint32_t i)
 /* Guarded before sockops can hand it to a flow (guard.c), then pooled. */
 static int pair_finish(struct agent *a, const struct pending_y *p, int x)
 {
-	int buf = (int)(a->cfg.window / 4), one = 1, err;
+	int buf = slot_buf(a), one = 1, err;
 
 	/* Y carries many small writes to the app: no Nagle on either end. */
 	setsockopt(x, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));

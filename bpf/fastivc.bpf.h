@@ -54,6 +54,15 @@ FIVC_MAP struct {
 	__uint(map_flags, BPF_F_MMAPABLE);
 } slot_sw SEC(".maps");
 
+/* What the agent has read from each slot's Y; see slot_rd in bpf_abi.h. */
+FIVC_MAP struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(max_entries, FIVC_MAX_SLOTS);
+	__uint(map_flags, BPF_F_MMAPABLE);
+} slot_rd SEC(".maps");
+
 /* App sockets (by flow) and slot ends X, Y (by slot); sk_msg runs on all. */
 FIVC_MAP struct {
 	__uint(type, BPF_MAP_TYPE_SOCKHASH);

@@ -3,9 +3,10 @@
  * sk_msg, attached to socks: runs on every send of a steered app socket and
  * of the agent's slot sockets (docs/steering.md, "The data path").
  *
- * App socket A: egress redirect to its slot's X (or plain TCP once the
- * agent cancelled the flow). Agent socket Y: by its slot's mode, ingress
- * into A (INJECT) or egress out of A (RELAY).
+ * App socket A: ingress redirect into its slot's Y, or egress to its X
+ * under backpressure (or plain TCP once the agent cancelled the flow). Agent
+ * socket Y: by its slot's mode, ingress into A (INJECT) or egress out of A
+ * (RELAY).
  *
  * The verdict is never SK_DROP: one drop makes every later send() on the
  * socket fail with EACCES without running the program again. A failed
@@ -112,11 +113,39 @@ static __always_inline bool app_may_send(const struct sk_msg_md *msg)
 	       sk->state == BPF_TCP_CLOSE_WAIT;
 }
 
+/* Bytes in flight to the agent under which a send skips X (agent-set). */
+volatile __u32 ingress_window;
+
 /*
- * A steered app socket sends: its bytes go to X, the agent reads them on Y.
- * A redirect fails only without X: before the flow's first byte that
- * leaves it on TCP; after it, X went with its agent, whose peer resets the
- * connection (docs/steering.md, "RST, close() and failures").
+ * Which of the slot's ends takes this send: Y's receive queue directly
+ * (ingress: no loopback TCP on the way, but no backpressure either), or X
+ * (egress: X's send and Y's receive buffers bound it, a blocking app
+ * blocks). Ingress while the bytes in flight to the agent stay under
+ * ingress_window. The agent reads Y's ingress queue before its TCP queue,
+ * so bytes may follow X's onto ingress only once every byte sent is read:
+ * until then the flow stays on X.
+ */
+static __always_inline bool route_via_x(struct fivc_flow *flow, __u64 sw,
+					__u32 size)
+{
+	__u64 *rd = bpf_map_lookup_elem(&slot_rd, &flow->slot);
+	__u64 in_flight;
+
+	if (!rd)
+		return true;
+	in_flight = (sw >> FIVC_SW_SENT_SHIFT) - *(volatile __u64 *)rd;
+	if (flow->via_x && in_flight)
+		return true;
+	flow->via_x = in_flight + size > ingress_window;
+	return flow->via_x;
+}
+
+/*
+ * A steered app socket sends: its bytes go to the slot, the agent reads
+ * them on Y. A redirect fails only without the slot: before the flow's
+ * first byte that leaves it on TCP; after it, X went with its agent, whose
+ * peer resets the connection (docs/steering.md, "RST, close() and
+ * failures").
  */
 static __always_inline int app_send(struct sk_msg_md *msg, __u32 family)
 {
@@ -140,7 +169,12 @@ static __always_inline int app_send(struct sk_msg_md *msg, __u32 family)
 		return SK_PASS;
 	}
 	skey.slot = flow->slot;
-	if (bpf_msg_redirect_hash(msg, &socks, &skey, 0) != SK_PASS) {
+	if (!route_via_x(flow, claim == CLAIM_NOW ? seen : *sw, msg->size))
+		skey.role = FIVC_SOCK_SLOT_Y;
+	if (bpf_msg_redirect_hash(msg, &socks, &skey,
+				  skey.role == FIVC_SOCK_SLOT_Y
+					  ? BPF_F_INGRESS
+					  : 0) != SK_PASS) {
 		/* Nothing took the tunnel yet: the claim is void. */
 		if (claim == CLAIM_NOW)
 			__sync_val_compare_and_swap(sw, seen | FIVC_SW_CAPTURED,
@@ -152,6 +186,8 @@ static __always_inline int app_send(struct sk_msg_md *msg, __u32 family)
 	flow->tx_bytes += msg->size;
 	__sync_fetch_and_add(sw, (__u64)msg->size << FIVC_SW_SENT_SHIFT);
 	stat_inc(FIVC_STAT_MSG_REDIRECT);
+	if (flow->via_x)
+		stat_inc(FIVC_STAT_VIA_X);
 	return SK_PASS;
 pass:
 	stat_inc(FIVC_STAT_MSG_PASS);

@@ -79,6 +79,8 @@ struct fivc_flow {
 	__u64 tx_msgs; /* sk_msg redirects of app sends (counter) */
 	__u64 tx_bytes;
 	__u64 hold_ns; /* bpf_ktime_get_ns() of the reservation; 0: steered */
+	__u32 via_x;   /* sk_msg's route for the app's sends (skmsg.bpf.c) */
+	__u32 pad;
 };
 
 /*
@@ -100,6 +102,15 @@ struct fivc_flow {
  * push into a full X that failed part way, which the app sends again),
  * never too low. The agent resets the word to 0 before the slot goes back
  * to free_slots (docs/steering.md, "Slot reuse").
+ */
+/*
+ * slot_rd: array by slot, mmap-able, one __u64 per slot, written by the
+ * agent only: the bytes it has read from the slot's Y for its current flow
+ * (reset with slot_sw). sk_msg takes sent - read as the flow's bytes in
+ * flight to the agent, and routes a send straight into Y's receive queue
+ * (ingress) while they stay under ingress_window, through X otherwise
+ * (docs/steering.md, "The data path"). A count too low only keeps the
+ * flow on X longer.
  */
 #define FIVC_SW_CAPTURED (1ULL << 0)
 #define FIVC_SW_CANCELLED (1ULL << 1)
@@ -195,6 +206,7 @@ enum fivc_stat {
 	FIVC_STAT_FIN_EARLY,	 /* FINs held before the handshake ended */
 	FIVC_STAT_UID_LIMIT,	 /* a local uid at its share: plain TCP */
 	FIVC_STAT_RST_AFTER_FIN, /* peer RSTs given their held FIN's seq */
+	FIVC_STAT_VIA_X,	 /* app sends that went through X */
 	FIVC_STAT__MAX,
 };
 

@@ -108,6 +108,7 @@ static const char *const stat_names[FIVC_STAT__MAX] = {
 	[FIVC_STAT_MSG_PASS] = "msg_pass",
 	[FIVC_STAT_INJECT] = "inject",
 	[FIVC_STAT_INJECT_FAIL] = "inject_fail",
+	[FIVC_STAT_VIA_X] = "via_x",
 };
 
 /* --- reporting ------------------------------------------------------------ */
@@ -679,6 +680,8 @@ static void slot_recycle(struct side *s, __u32 slot,
 	bpf_map_update_elem(map_fd(s->skel->maps.slots), &slot, &idle, BPF_ANY);
 	bpf_map_update_elem(map_fd(s->skel->maps.slot_sw), &slot, &zero,
 			    BPF_ANY);
+	bpf_map_update_elem(map_fd(s->skel->maps.slot_rd), &slot, &zero,
+			    BPF_ANY);
 	drain(s->x[slot]);
 	drain(s->y[slot]);
 	bpf_map_update_elem(map_fd(s->skel->maps.free_slots), NULL, &slot, 0);
@@ -1118,6 +1121,62 @@ static void check_bpftool_dump(void)
  * the veth, both sides steer, and the test moves bytes the way an agent
  * would.
  */
+/* What an agent does after reading from Y: slot_rd says how much. */
+static void rd_set(struct side *s, __u32 slot, __u64 n)
+{
+	bpf_map_update_elem(map_fd(s->skel->maps.slot_rd), &slot, &n, BPF_ANY);
+}
+
+/*
+ * (r) The route of a's sends (cli's slot sa; ROUTE_WINDOW in flight): Y's
+ * queue directly until the bytes the agent has not read would pass the
+ * window, then X, and back to Y only once every byte was read. The agent
+ * reads them in the order sent: Y's queue before X's bytes.
+ */
+#define ROUTE_WINDOW (64 * 1024)
+#define ROUTE_CHUNK (24 * 1024)
+
+static void test_routes(int cli, __u32 sa, const char *fam)
+{
+	static char out[5][ROUTE_CHUNK], in[sizeof(out)];
+	__u64 read0 = sw_get(&side_a, sa) >> FIVC_SW_SENT_SHIFT;
+	__u64 via_x[5];
+
+	t_begin();
+	side_reset(&side_a);
+	rd_set(&side_a, sa, read0);
+	side_a.skel->bss->ingress_window = ROUTE_WINDOW;
+	for (int i = 0; i < 5; i++) {
+		char what[32];
+
+		snprintf(what, sizeof(what), "r:route %d", i);
+		make_msg(out[i], ROUTE_CHUNK, what);
+		if (i == 4) { /* the agent read the first four */
+			EXPECT(read_exact(side_a.y[sa], in, 4 * ROUTE_CHUNK) ==
+					       4 * ROUTE_CHUNK &&
+				       !memcmp(in, out, 4 * ROUTE_CHUNK),
+			       "Y did not give the first four sends in order");
+			rd_set(&side_a, sa, read0 + 4 * ROUTE_CHUNK);
+		}
+		EXPECT(!write_all(cli, out[i], ROUTE_CHUNK), "send %d", i);
+		via_x[i] = stat_delta(&side_a, FIVC_STAT_VIA_X);
+	}
+	EXPECT(read_exact(side_a.y[sa], in, ROUTE_CHUNK) == ROUTE_CHUNK &&
+		       !memcmp(in, out[4], ROUTE_CHUNK),
+	       "Y did not give the fifth send");
+	EXPECT(via_x[0] == 0 && via_x[1] == 0, "sends 1-2 took X (%llu)",
+	       (unsigned long long)via_x[1]);
+	EXPECT(via_x[2] >= 1, "send 3 (past the window) did not take X");
+	EXPECT(via_x[3] > via_x[2], "send 4 (after X's) did not take X");
+	EXPECT(via_x[4] == via_x[3], "send 5 (all read) took X");
+	rd_set(&side_a, sa, read0 + 5 * ROUTE_CHUNK);
+	side_a.skel->bss->ingress_window = 0;
+	t_end("(r) %s: sends go straight into Y while the unread bytes stay "
+	      "under the window, then through X until every byte was read; "
+	      "Y gives them in the order sent",
+	      fam);
+}
+
 static void test_steered(const char *fam, int family, const char *b_ip,
 			 bool extra)
 {
@@ -1217,6 +1276,8 @@ static void test_steered(const char *fam, int family, const char *b_ip,
 	memset(want_a, 0, sizeof(want_a));
 	memset(want_b, 0, sizeof(want_b));
 	want_a[FIVC_STAT_MSG_REDIRECT] = want_b[FIVC_STAT_MSG_REDIRECT] = 1;
+	/* ingress_window is 0 here: every send takes X (see (r)). */
+	want_a[FIVC_STAT_VIA_X] = want_b[FIVC_STAT_VIA_X] = 1;
 	EXPECT(stats_are(&side_a, want_a), "side a counters");
 	EXPECT(stats_are(&side_b, want_b), "side b counters");
 	EXPECT(sw_get(&side_a, sa) ==
@@ -1229,6 +1290,9 @@ static void test_steered(const char *fam, int family, const char *b_ip,
 	      "not at the peer app; the first one marks the flow CAPTURED, "
 	      "slot_sw counts its bytes",
 	      fam);
+
+	if (extra)
+		test_routes(cli, sa, fam);
 
 	/* (c) IDLE: Y's bytes stay on loopback; INJECT: the app reads them. */
 	t_begin();
