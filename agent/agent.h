@@ -190,6 +190,7 @@ struct agent_counters {
 	uint64_t holds_reaped;	 /* stalled handshakes: slot back */
 	uint64_t slots_reused;	 /* pairs that served another flow */
 	uint64_t slots_eof_shut; /* FINs ended by shutting X (no reuse) */
+	uint64_t ingress_closed; /* times TCP memory closed the ingress route */
 	struct client_drops metrics_dropped, control_dropped;
 	uint64_t link_hello_timeouts; /* links closed: no HELLO in time */
 	uint64_t link_frame_timeouts; /* links closed: a message never ended */
@@ -292,6 +293,8 @@ uint64_t *agent_bpf_slot_sw(struct agent *a, uint32_t slot);
 uint64_t agent_bpf_slot_sent(struct agent *a, uint32_t slot);
 void agent_bpf_slot_read(struct agent *a, uint32_t slot, uint64_t n);
 void agent_bpf_ingress_window(struct agent *a, uint32_t bytes);
+uint32_t ingress_share(const struct agent *a);
+void ingress_tick(struct agent *a);
 int agent_bpf_slot_reuse(struct agent *a, uint32_t slot);
 void agent_bpf_app_release(struct agent *a, const struct fivc_flow_key *key);
 bool agent_bpf_app_present(struct agent *a, const struct fivc_flow_key *key);

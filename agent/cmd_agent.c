@@ -230,6 +230,7 @@ static void on_tick(struct agent *a, struct agent_watch *w, uint32_t events)
 		return;
 	}
 	slots_fill(a);
+	ingress_tick(a);
 	agent_notify_tick(a);
 	if (!(++a->ticks % (1000 / TICK_MS)))
 		holds_check(a);
@@ -456,6 +457,7 @@ int cmd_agent(int argc, char **argv)
 		err = coresident_init(a);
 	if (err)
 		goto out;
+	ingress_tick(a);
 	slots_fill(a);
 	pr_info("agent ready: instance %s, domain %u, cgroup %s, %u channels "
 		"of %u bytes",

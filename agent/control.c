@@ -225,6 +225,7 @@ static void print_status(struct agent *a, FILE *o, bool json)
 			"\"flows_no_shm\":%llu,\"pool_shm_short\":%llu,"
 			"\"slot_impostors\":%llu,\"holds_reaped\":%llu,"
 			"\"slots_reused\":%llu,\"slots_eof_shut\":%llu,"
+			"\"ingress_closed\":%llu,"
 			"\"link_hello_timeouts\":%llu,"
 			"\"link_frame_timeouts\":%llu,"
 			"\"parked_refused\":%llu,\"parked_expired\":%llu,"
@@ -259,6 +260,7 @@ static void print_status(struct agent *a, FILE *o, bool json)
 			(unsigned long long)c->holds_reaped,
 			(unsigned long long)c->slots_reused,
 			(unsigned long long)c->slots_eof_shut,
+			(unsigned long long)c->ingress_closed,
 			(unsigned long long)c->link_hello_timeouts,
 			(unsigned long long)c->link_frame_timeouts,
 			(unsigned long long)c->parked_refused,

@@ -422,6 +422,7 @@ static bool tx_short(struct agent *a, struct flow *f)
 		f->short_ns = now;
 	if (now - f->short_ns < TX_SHORT_NS)
 		return false;
+	f->short_ns = 0;
 	x_shut(f);
 	a->ctr.slots_eof_shut++;
 	return true;

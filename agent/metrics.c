@@ -170,6 +170,9 @@ static void write_metrics(struct agent *a, FILE *o)
 	head(o, "slots_eof_shut_total", "counter",
 	     "App FINs whose end was X's shutdown, not the count (no reuse).");
 	one(o, "slots_eof_shut_total", NULL, NULL, c->slots_eof_shut);
+	head(o, "ingress_closed_total", "counter",
+	     "Times the host's TCP memory closed sk_msg's ingress route.");
+	one(o, "ingress_closed_total", NULL, NULL, c->ingress_closed);
 	head(o, "pokes_total", "counter",
 	     "Runs of the write-space poke iterator.");
 	one(o, "pokes_total", NULL, NULL, c->pokes);

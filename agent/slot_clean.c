@@ -4,10 +4,10 @@
  * is left anywhere in it (docs/steering.md, "Slot reuse"): X's TCP has
  * every byte it took acked and nothing unsent, Y received all of it and
  * no more than the agent read from Y (the rest came straight into Y's
- * ingress queue), Y never sent on its
- * own TCP (every injection went to the app), both are still ESTABLISHED
- * (so the guard still holds X: it drops X only at X's FIN or RST), and no
- * byte waits in Y's psock queue. Any doubt: the pair is closed as before.
+ * ingress queue), Y never sent on its own TCP (every injection went to
+ * the app), both are still ESTABLISHED (so the guard still holds X: it
+ * drops X only at X's FIN or RST), and no byte waits in Y's psock queue.
+ * Any doubt: the pair is closed as before.
  * Linux's own tcp_info: the C library's lacks the byte counts.
  */
 #include <errno.h>

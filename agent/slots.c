@@ -98,16 +98,14 @@ static int slot_id_take(struct agent *a, uint32_t *slot)
 
 /*
  * What the app sent and the agent has not yet put in the ring stays under
- * the window: up to a quarter of it straight in Y's ingress queue (sk_msg's
- * route while the agent keeps up), the rest in X's send and Y's receive
- * buffers, 3/8 each (the kernel doubles the value set; fixing it also
- * stops their autotuning). A sender that keeps the window full stays on X
- * (skmsg.bpf.c), so X gets the larger share.
+ * the window: ingress_share() straight in Y's ingress queue (sk_msg's route
+ * while the agent keeps up: agent/ingress.c), the rest in X's send and Y's
+ * receive buffers, half each (the kernel doubles the value set; fixing it
+ * also stops their autotuning).
  */
 static int slot_buf(struct agent *a)
 {
-	agent_bpf_ingress_window(a, a->cfg.window / 4);
-	return (int)(a->cfg.window / 16 * 3);
+	return (int)((a->cfg.window - ingress_share(a)) / 4);
 }
 
 /* Start one pair: Y connects, non-blocking. */
