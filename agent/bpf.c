@@ -272,6 +272,23 @@ static void poke_run(struct agent *a)
 		pr_warn("Failed to ring the poke thread: %s", strerror(errno));
 }
 
+/* An mmap-able array of one __u64 per slot (slot_sw, slot_rd), mapped. */
+static int slot_words_map(struct bpf_map *map, uint64_t **words)
+{
+	void *p = mmap(NULL, SLOT_SW_BYTES, PROT_READ | PROT_WRITE, MAP_SHARED,
+		       bpf_map__fd(map), 0);
+
+	if (p == MAP_FAILED) {
+		int err = -errno;
+
+		pr_err("Failed to map %s: %s", bpf_map__name(map),
+		       strerror(-err));
+		return err;
+	}
+	*words = p;
+	return 0;
+}
+
 int agent_bpf_open(struct agent *a)
 {
 	struct agent_bpf *b = calloc(1, sizeof(*b));
@@ -318,23 +335,11 @@ int agent_bpf_open(struct agent *a)
 		return err;
 	}
 
-	b->slot_sw = mmap(NULL, SLOT_SW_BYTES, PROT_READ | PROT_WRITE,
-			  MAP_SHARED, bpf_map__fd(b->skel->maps.slot_sw), 0);
-	if (b->slot_sw == MAP_FAILED) {
-		b->slot_sw = NULL;
-		err = -errno;
-		pr_err("Failed to map slot_sw: %s", strerror(errno));
+	err = slot_words_map(b->skel->maps.slot_sw, &b->slot_sw);
+	if (!err)
+		err = slot_words_map(b->skel->maps.slot_rd, &b->slot_rd);
+	if (err)
 		return err;
-	}
-
-	b->slot_rd = mmap(NULL, SLOT_SW_BYTES, PROT_READ | PROT_WRITE,
-			  MAP_SHARED, bpf_map__fd(b->skel->maps.slot_rd), 0);
-	if (b->slot_rd == MAP_FAILED) {
-		b->slot_rd = NULL;
-		err = -errno;
-		pr_err("Failed to map slot_rd: %s", strerror(errno));
-		return err;
-	}
 
 	b->cgroup_fd = open(a->cfg.cgroup, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (b->cgroup_fd < 0) {
