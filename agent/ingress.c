@@ -10,7 +10,6 @@
  * whole host is above half of tcp_mem's low mark, under which the kernel
  * refuses no charge. X's path blocks instead, as TCP does.
  */
-#include <errno.h>
 #include <stdio.h>
 
 #include "agent.h"
