@@ -293,14 +293,10 @@ uint64_t *agent_bpf_slot_sw(struct agent *a, uint32_t slot);
 uint64_t agent_bpf_slot_sent(struct agent *a, uint32_t slot);
 void agent_bpf_slot_read(struct agent *a, uint32_t slot, uint64_t n);
 void agent_bpf_ingress_window(struct agent *a, uint32_t bytes);
-uint32_t ingress_share(const struct agent *a);
-void ingress_tick(struct agent *a);
 int agent_bpf_slot_reuse(struct agent *a, uint32_t slot);
 void agent_bpf_app_release(struct agent *a, const struct fivc_flow_key *key);
 bool agent_bpf_app_present(struct agent *a, const struct fivc_flow_key *key);
 int agent_bpf_poke_mark(struct agent *a, const struct fivc_flow_key *key);
-bool hold_stalled(const struct fivc_flow *hold, uint64_t now,
-		  uint64_t active_ns, uint64_t passive_ns);
 uint32_t agent_bpf_reap_holds(struct agent *a, uint64_t active_ns,
 			      uint64_t passive_ns);
 void agent_bpf_uid_limits(struct agent *a, uint32_t holds, uint32_t flows);
@@ -449,5 +445,12 @@ void coresident_fini(struct agent *a);
 
 /* agent/cmd_dom0.c: dom0's list in xenstore (coresident.h) */
 int cmd_dom0(int argc, char **argv);
+
+/* agent/ingress.c, agent/hold_age.c, agent/meminfo.c */
+uint32_t ingress_share(const struct agent *a);
+void ingress_tick(struct agent *a);
+bool hold_stalled(const struct fivc_flow *hold, uint64_t now,
+		  uint64_t active_ns, uint64_t passive_ns);
+unsigned long long mem_total_kb(void);
 
 #endif /* FASTIVC_AGENT_H */

@@ -411,13 +411,14 @@ static bool tx_at_end(const struct flow *f)
 
 static bool tx_short(struct agent *a, struct flow *f)
 {
-	uint64_t now = agent_now_ns();
+	uint64_t now;
 	int outq;
 
 	if (!f->app_wr_shut || f->x_shut)
 		return false;
 	if (!ioctl(f->w_x.fd, SIOCOUTQ, &outq) && outq > 0)
 		return false;
+	now = agent_now_ns();
 	if (!f->short_ns)
 		f->short_ns = now;
 	if (now - f->short_ns < TX_SHORT_NS)

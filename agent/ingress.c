@@ -26,8 +26,7 @@ static bool closed;
  */
 static unsigned long long tcp_mem_low(void)
 {
-	unsigned long long v = 0, kb = 0;
-	char line[128];
+	unsigned long long v = 0;
 	FILE *f = fopen("/proc/sys/net/ipv4/tcp_mem", "re");
 
 	if (f) {
@@ -37,14 +36,7 @@ static unsigned long long tcp_mem_low(void)
 		if (v)
 			return v;
 	}
-	f = fopen("/proc/meminfo", "re");
-	if (!f)
-		return 0;
-	while (fgets(line, sizeof(line), f))
-		if (sscanf(line, "MemTotal: %llu kB", &kb) == 1)
-			break;
-	fclose(f);
-	return kb / 4 * 3 / 64;
+	return mem_total_kb() / 4 * 3 / 64;
 }
 
 /* The host's TCP memory in pages (/proc/net/sockstat), or -1. */

@@ -65,16 +65,8 @@ static bool bound_biting;  /* the bound cut the room short, said once */
 
 int ringcache_init(struct agent *a)
 {
-	unsigned long long kb = 0;
-	char line[128];
-	FILE *f = fopen("/proc/meminfo", "re");
+	unsigned long long kb = mem_total_kb();
 
-	if (!f)
-		return -errno;
-	while (fgets(line, sizeof(line), f))
-		if (sscanf(line, "MemTotal: %llu kB", &kb) == 1)
-			break;
-	fclose(f);
 	if (!kb) {
 		pr_err("No MemTotal in /proc/meminfo: ring memory unbounded");
 		return -EINVAL;
