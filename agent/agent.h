@@ -279,7 +279,7 @@ int agent_pin_dir(const struct agent_config *c, char *buf, size_t len);
 int agent_bpf_open(struct agent *a);
 void agent_bpf_close(struct agent *a);
 /* agent/listen_adopt.c: once, after sockops is attached to @cgroup_fd */
-void listen_adopt(struct agent *a, int cgroup_fd);
+void listen_adopt(struct agent *a, int cgroup_fd, int listen_opts_fd);
 int agent_bpf_events_fd(struct agent *a);
 void agent_bpf_events_poll(struct agent *a);
 int agent_bpf_slot_add(struct agent *a, uint32_t slot, int fd_x, int fd_y,

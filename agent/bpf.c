@@ -33,6 +33,7 @@ struct agent_bpf {
 	struct fastivc_bpf *skel;
 	struct ring_buffer *rb;
 	struct bpf_link *sockops;
+	struct bpf_link *sockopt_watch; /* cgroup/setsockopt */
 	struct bpf_link *poke; /* iter/tcp, in our (the apps') namespace */
 	int poke_bell;	       /* eventfd: wake the poke thread */
 	bool poke_pending;     /* ring it after this batch of events */
@@ -366,7 +367,15 @@ int agent_bpf_open(struct agent *a)
 		       strerror(errno));
 		return err;
 	}
-	listen_adopt(a, b->cgroup_fd);
+	b->sockopt_watch = bpf_program__attach_cgroup(
+		b->skel->progs.fivc_sockopt_watch, b->cgroup_fd);
+	if (!b->sockopt_watch) {
+		err = -errno;
+		pr_err("Failed to attach the setsockopt watch to %s: %s",
+		       a->cfg.cgroup, strerror(errno));
+		return err;
+	}
+	listen_adopt(a, b->cgroup_fd, bpf_map__fd(b->skel->maps.listen_opts));
 	err = tc_attach(a);
 	if (err)
 		return err;
@@ -412,6 +421,7 @@ void agent_bpf_close(struct agent *a)
 		close(b->poke_bell);
 	tc_detach_all(b);
 	bpf_link__destroy(b->poke);
+	bpf_link__destroy(b->sockopt_watch);
 	bpf_link__destroy(b->sockops);
 	if (b->skmsg_attached)
 		bpf_prog_detach2(bpf_program__fd(b->skel->progs.fivc_skmsg),

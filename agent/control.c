@@ -43,6 +43,9 @@ static const char *const stat_names[FIVC_STAT__MAX] = {
 	[FIVC_STAT_UID_LIMIT] = "uid_limit",
 	[FIVC_STAT_RST_AFTER_FIN] = "rst_after_fin",
 	[FIVC_STAT_VIA_X] = "via_x",
+	[FIVC_STAT_OPT_RCVLOWAT] = "opt_rcvlowat",
+	[FIVC_STAT_OPT_DEFER] = "opt_defer_accept",
+	[FIVC_STAT_OPT_LATE] = "opt_late",
 };
 
 const char *agent_stat_name(unsigned int i)

@@ -37,7 +37,7 @@ static int run_iter(struct listen_adopt *s)
 	return err;
 }
 
-void listen_adopt(struct agent *a, int cgroup_fd)
+void listen_adopt(struct agent *a, int cgroup_fd, int listen_opts_fd)
 {
 	struct agent_counters *c = &a->ctr;
 	struct listen_adopt *s;
@@ -48,8 +48,10 @@ void listen_adopt(struct agent *a, int cgroup_fd)
 	err = s ? 0 : -errno;
 	if (!err) {
 		s->rodata->apps_cgroup_id = st.st_ino; /* the cgroup's id */
-		err = listen_adopt__load(s);
+		err = bpf_map__reuse_fd(s->maps.listen_opts, listen_opts_fd);
 	}
+	if (!err)
+		err = listen_adopt__load(s);
 	if (!err)
 		err = run_iter(s);
 	if (err) {

@@ -9,15 +9,15 @@
  * SYN saves it and writes options by the listener's flags, and the child
  * copies them and gets PASSIVE_ESTABLISHED. See docs/steering.md.
  *
+ * It also enters each listener's socket options the tunnel cannot honour
+ * in listen_opts, as sockops does at TCP_LISTEN_CB.
+ *
  * Its own object, loaded apart from the rest: where it does not load the
- * agent runs without it and says so.
+ * agent runs without it and says so. The agent hands it the main object's
+ * listen_opts.
  */
-#include "vmlinux.h"
-#include <bpf/bpf_core_read.h>
-#include <bpf/bpf_helpers.h>
-
-#define SOL_TCP 6
-#define TCP_SAVE_SYN 27
+#define FIVC_LISTEN_OPTS_DEFINE
+#include "sockopt_refuse.bpf.h"
 /* uapi, since Linux 6.10 in bpf_setsockopt; older kernels: -EINVAL. */
 #define FIVC_TCP_BPF_SOCK_OPS_CB_FLAGS 1008
 #define FIVC_CGROUP_MAX_LEVEL 64
@@ -75,6 +75,24 @@ static int adopt(struct tcp_sock *tp)
 	return err;
 }
 
+/* The listener's entry in listen_opts, if it refuses anything. */
+static void note_refusals(struct sock_common *skc, struct tcp_sock *tp)
+{
+	__u32 why = sockopt_refusals((struct sock *)tp, true);
+	struct fivc_listen_key lk = {};
+
+	if (!why)
+		return;
+	lk.netns = BPF_CORE_READ(skc, skc_net.net, net_cookie);
+	if (skc->skc_family == AF_INET)
+		addr_v4mapped(lk.addr, skc->skc_rcv_saddr);
+	else
+		__builtin_memcpy(lk.addr, &skc->skc_v6_rcv_saddr,
+				 sizeof(lk.addr));
+	lk.port = skc->skc_num;
+	listen_opts_set(&lk, why);
+}
+
 SEC("iter/tcp")
 int fivc_listen_adopt(struct bpf_iter__tcp *ctx)
 {
@@ -87,6 +105,7 @@ int fivc_listen_adopt(struct bpf_iter__tcp *ctx)
 	tp = bpf_skc_to_tcp_sock(skc);
 	if (!tp || !in_apps_cgroup((struct sock *)tp))
 		return 0;
+	note_refusals(skc, tp);
 	err = adopt(tp);
 	if (!err) {
 		adopted++;

@@ -17,6 +17,7 @@
  */
 #define FIVC_MAPS_DEFINE
 #include "fastivc.bpf.h"
+#include "sockopt_refuse.bpf.h"
 #include "uid_share.bpf.h"
 
 /* This domain's id, set by the loader. */
@@ -145,8 +146,9 @@ static __always_inline void unreserve(const struct fivc_flow_key *k)
 static void on_connect(struct bpf_sock_ops *skops)
 {
 	struct fivc_flow_key k;
+	struct tcp_sock *tp;
 	struct bpf_sock *sk;
-	__u32 *nonce;
+	__u32 *nonce, why;
 
 	if (skops_flow_key(skops, &k))
 		return;
@@ -157,6 +159,12 @@ static void on_connect(struct bpf_sock_ops *skops)
 	sk = skops->sk;
 	if (!sk)
 		return;
+	tp = bpf_skc_to_tcp_sock(sk);
+	why = tp ? sockopt_refusals((struct sock *)tp, false) : 0;
+	if (why) {
+		stat_inc(refusal_stat(why));
+		return;
+	}
 	/* What we could not steer we do not offer. */
 	if (!uid_charge_hold(skops))
 		return;
@@ -181,10 +189,34 @@ static void on_connect(struct bpf_sock_ops *skops)
 		     0);
 }
 
+/*
+ * A new listener's entry in listen_opts: what it refuses already (options
+ * set before listen()); the setsockopt watch follows later changes.
+ */
+static void listen_opts_note(struct bpf_sock_ops *skops)
+{
+	struct fivc_listen_key lk = {};
+	struct fivc_flow_key k;
+	struct tcp_sock *tp;
+	struct bpf_sock *sk;
+
+	sk = skops->sk;
+	if (!sk || skops_flow_key(skops, &k))
+		return;
+	tp = bpf_skc_to_tcp_sock(sk);
+	if (!tp)
+		return;
+	lk.netns = bpf_get_netns_cookie(skops);
+	__builtin_memcpy(lk.addr, k.laddr, sizeof(lk.addr));
+	lk.port = k.lport;
+	listen_opts_set(&lk, sockopt_refusals((struct sock *)tp, true));
+}
+
 static void on_listen(struct bpf_sock_ops *skops)
 {
 	int save = 0;
 
+	listen_opts_note(skops);
 	/*
 	 * PASSIVE_ESTABLISHED sees the final ACK, not the SYN: keep the SYN
 	 * (TCP/IP headers) on the listener's requests and children. An app's
@@ -202,7 +234,8 @@ static void on_listen(struct bpf_sock_ops *skops)
 
 /*
  * Passive side, for a SYN-ACK: answer (fill *opt) only a SYN that carried
- * our option from an address peers maps to the domid it claims, and only
+ * our option from an address peers maps to the domid it claims, to a
+ * listener with no option the tunnel cannot honour (listen_opts), and only
  * with a reservation (else the active side would steer alone). Not in SYN
  * cookie mode: no SYN would be saved for PASSIVE_ESTABLISHED. @count: the
  * length callback counts a refusal, the write callback does not again.
@@ -212,6 +245,7 @@ static __always_inline bool synack_answer(struct bpf_sock_ops *skops,
 {
 	struct fivc_peer_val *peer;
 	struct fivc_flow_key k;
+	__u32 why;
 
 	if (skops->args[0] & BPF_WRITE_HDR_TCP_SYNACK_COOKIE)
 		return false;
@@ -224,6 +258,12 @@ static __always_inline bool synack_answer(struct bpf_sock_ops *skops,
 		return false;
 	if (bpf_ntohl(opt->domid) != peer->domid)
 		return false;
+	why = listen_refusals(bpf_get_netns_cookie(skops), k.laddr, k.lport);
+	if (why) {
+		if (count)
+			stat_inc(refusal_stat(why));
+		return false;
+	}
 	if (!reserve(&k, 0, FIVC_FLOW_PASSIVE, count))
 		return false;
 	opt->domid = bpf_htonl(self_domid); /* the nonce is echoed */

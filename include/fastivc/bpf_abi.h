@@ -183,6 +183,28 @@ struct fivc_held_fin {
 	__u8 pkt[FIVC_HELD_FIN_MAX];
 };
 
+/*
+ * Socket options the tunnel cannot honour (docs/steering.md, "Socket
+ * options"): a connection whose socket has one at the handshake stays on
+ * plain TCP. listen_opts keeps them per listener, by its network namespace
+ * and the address and port it is bound to (a wildcard as bound:
+ * ::ffff:0.0.0.0 or ::), because the SYN-ACK's callback sees the request,
+ * not the listener.
+ */
+enum fivc_opt_refusal {
+	FIVC_OPT_RCVLOWAT = 1 << 0,
+	FIVC_OPT_DEFER = 1 << 1,
+};
+
+#define FIVC_MAX_LISTENERS 4096
+
+struct fivc_listen_key {
+	__u64 netns; /* the namespace's cookie */
+	__u8 addr[16];
+	__u16 port;
+	__u16 pad[3]; /* 0 */
+};
+
 /* stats: per-CPU array, one __u64 per counter. */
 enum fivc_stat {
 	FIVC_STAT_STEERED = 0,	 /* sockets put on the fast path */
@@ -207,6 +229,9 @@ enum fivc_stat {
 	FIVC_STAT_UID_LIMIT,	 /* a local uid at its share: plain TCP */
 	FIVC_STAT_RST_AFTER_FIN, /* peer RSTs given their held FIN's seq */
 	FIVC_STAT_VIA_X,	 /* app sends that went through X */
+	FIVC_STAT_OPT_RCVLOWAT,	 /* SO_RCVLOWAT above 1: plain TCP */
+	FIVC_STAT_OPT_DEFER,	 /* a TCP_DEFER_ACCEPT listener: plain TCP */
+	FIVC_STAT_OPT_LATE,	 /* SO_RCVLOWAT set on a steered socket */
 	FIVC_STAT__MAX,
 };
 

@@ -1,0 +1,116 @@
+#!/bin/bash
+# SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+# Socket options (tests/netns/sockopts.py; docs/steering.md, "Socket
+# options"). Every case runs over plain TCP first (no agents: the case
+# checks TCP's own behaviour), then with the agents, where it must behave
+# the same: through the tunnel for the options it honours (SO_LINGER,
+# SO_OOBINLINE), on TCP for those it cannot (SO_RCVLOWAT, TCP_DEFER_ACCEPT),
+# with the reason counted on the side that set the option. A deferring
+# listener opened before the agents must be found by the adoption walk. An
+# SO_RCVLOWAT set on a steered socket leaves it on the tunnel, counted.
+. "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/tunnel.sh"
+FAILED=0
+PROG=$PWD/tests/netns/sockopts.py
+CASES=${CASES:-"defer-accept rcvlowat-client rcvlowat-listener linger oobinline"}
+
+# Where a case goes: "tcp SIDE STAT" (the side whose socket carries the
+# option, the bpf stat naming it) or "tunnel BYTES" (what A sends).
+expect() {
+	case $1 in
+	defer-accept) echo "tcp B opt_defer_accept" ;;
+	rcvlowat-client) echo "tcp A opt_rcvlowat" ;;
+	rcvlowat-listener) echo "tcp B opt_rcvlowat" ;;
+	linger) echo "tunnel $((256 << 10))" ;;
+	oobinline) echo "tunnel 7" ;;
+	esac
+}
+
+stat() { json_get "$1" "d[\"bpf\"][\"$2\"]"; }
+
+# serve CASE ADDR PORT N: the case's server, in the background ($SPID).
+serve() {
+	in_ns B timeout 120 python3 "$PROG" server "$2" "$3" "$1" "$4" \
+		>"$LOGS/sockopts-$1-$3-server.out" 2>&1 &
+	SPID=$!
+	for _ in $(seq 50); do grep -qs listening "$LOGS/sockopts-$1-$3-server.out" && break; sleep 0.1; done
+}
+
+# client CASE ADDR PORT: the case's client; its exit status.
+client() {
+	in_ns A timeout 60 python3 "$PROG" client "$2" "$3" "$1" \
+		>"$LOGS/sockopts-$1-$3-client.out" 2>&1
+}
+
+# run CASE ADDR PORT: one connection, both ends; true if both passed.
+run() {
+	local crc src
+	serve "$1" "$2" "$3" 1
+	client "$1" "$2" "$3"
+	crc=$?
+	wait $SPID
+	src=$?
+	grep -h -v '^ok$\|^listening$\|^conn 0 ok$' "$LOGS/sockopts-$1-$3-"*.out | sed 's/^/# /'
+	[ $crc = 0 ] && [ $src = 0 ]
+}
+
+netns_setup
+
+port=6100
+for fam in 4 6; do
+	addr=$IP_B
+	[ $fam = 6 ] && addr=$IP6_B
+	for c in $CASES; do
+		port=$((port + 1))
+		check "plain TCP, IPv$fam $c: as TCP says" run "$c" "$addr" $port
+	done
+done
+
+# Opened before the agents, kept across their start.
+serve defer-accept $IP_B 6200 2
+ADOPTED=$SPID
+check "plain TCP: a deferring listener answers" client defer-accept $IP_B 6200
+
+agents_up || { fail "agents start"; exit 1; }
+
+steered_a=$(stat A steered) steered_b=$(stat B steered) before=$(stat B opt_defer_accept)
+check "the deferring listener opened before the agents: answered in time" \
+	client defer-accept $IP_B 6200
+check "... and wait for its server" wait $ADOPTED
+check "... its connection stayed on TCP, counted as opt_defer_accept on B" \
+	[ "$(stat B opt_defer_accept)" = $((before + 1)) -a \
+	  "$(stat A steered)$(stat B steered)" = "$steered_a$steered_b" ]
+
+for fam in 4 6; do
+	addr=$IP_B
+	[ $fam = 6 ] && addr=$IP6_B
+	for c in $CASES; do
+		port=$((port + 1))
+		set -- $(expect "$c")
+		way=$1 side=${2:-} name=${3:-}
+		[ "$way" = tcp ] && before=$(stat "$side" "$name")
+		steered_a=$(stat A steered) steered_b=$(stat B steered)
+		tunnel_mark
+		check "with the agents, IPv$fam $c: as TCP says" run "$c" "$addr" $port
+		if [ "$way" = tunnel ]; then
+			check "IPv$fam $c: steered on both sides" \
+				[ "$(stat A steered) $(stat B steered)" = "$((steered_a + 1)) $((steered_b + 1))" ]
+			check_tunneled "IPv$fam $c" A "$side" exact
+			continue
+		fi
+		check "IPv$fam $c: stayed on TCP (steered: A $steered_a -> $(stat A steered), B $steered_b -> $(stat B steered))" \
+			[ "$(stat A steered)$(stat B steered)" = "$steered_a$steered_b" ]
+		check "IPv$fam $c: counted once as $name on $side" \
+			[ "$(stat "$side" "$name")" = $((before + 1)) ]
+	done
+done
+
+# An option set on a steered socket: it stays on the tunnel, counted.
+port=$((port + 1))
+before=$(stat A opt_late)
+tunnel_mark
+check "late SO_RCVLOWAT: 1 MiB echoed intact" run late $IP_B $port
+check "late SO_RCVLOWAT: counted once as opt_late on A" [ "$(stat A opt_late)" = $((before + 1)) ]
+check_tunneled "late SO_RCVLOWAT: A to B" A $((1 << 20)) exact
+check_tunneled "late SO_RCVLOWAT: B to A" B $((1 << 20)) exact
+exit $FAILED
