@@ -48,6 +48,11 @@ GOALS = [
      "veth_tcp", 0.9, None),
     ("netns", "MariaDB under sysbench oltp_read_write (transactions/s)",
      "server_mariadb_sysbench", "oltp_read_write", "veth_tcp", 0.9, None),
+] + [
+    # CPU seconds, lower is better: the ratio is TCP's over fastivc's.
+    ("netns", "server CPU blocked on a slow reader, %s" % style,
+     "blocked_server_cpu", style, "veth_tcp", 0.5, None)
+    for style in ("blocking", "poll", "select", "epoll-lt", "epoll-et")
 ]
 WHERE = {"xen": "Xen lab", "netns": "one kernel"}
 

@@ -8,6 +8,7 @@
 #   netns_chsize.sh  iperf3 -P 1/-P 4 with 64 KiB, 256 KiB, 1 MiB channels
 #   netns_servers.sh nginx under wrk, MariaDB under sysbench
 #   netns_scale.sh   1..1000 flows: throughput, agent CPU, memory per flow
+#   netns_blocked.sh a server's CPU while a slow reader blocks it
 # Outputs in $O/bench: results.csv (rows appended), netns.md (medians and
 # ratios), spread.md (median [min..max] per mode), goals.md (the goal
 # table of the performance issue, also printed last), *.png (one per
@@ -17,7 +18,7 @@
 cd "$(dirname "$0")/../.." || exit 1
 export O=${O:-build}
 OUT=$O/bench
-PARTS=${PARTS:-stream files rr chsize servers scale}
+PARTS=${PARTS:-stream files rr chsize servers scale blocked}
 mkdir -p "$OUT/samples"
 rm -f "$OUT"/samples/*.csv "$OUT/not-ok" "$OUT/skipped"
 
