@@ -152,31 +152,10 @@ s = json.load(sys.stdin)["end"]["sum_received"]
 print("%.3f %d" % (s["bits_per_second"] / 1e9, s["bytes"]))' 2>/dev/null
 }
 
-# serve_nginx ROOT: nginx in B on $IP_B:8080 serving ROOT (sendfile on),
-# its state under $RUN/nginx; stopped with the other servers.
+# serve_nginx ROOT: nginx in B on $IP_B:8080 serving ROOT (nginx_conf);
+# stopped with the other servers.
 serve_nginx() {
-	mkdir -p "$RUN/nginx"
-	cat >"$RUN/nginx/nginx.conf" <<CONF
-# root: the files live under the build folder, whatever its permissions.
-user root;
-worker_processes 1;
-pid $RUN/nginx/nginx.pid;
-error_log $LOGS/nginx-error.log;
-events {}
-http {
-	access_log off;
-	sendfile on;
-	client_body_temp_path $RUN/nginx;
-	proxy_temp_path $RUN/nginx;
-	fastcgi_temp_path $RUN/nginx;
-	uwsgi_temp_path $RUN/nginx;
-	scgi_temp_path $RUN/nginx;
-	server {
-		listen $IP_B:8080;
-		root $1;
-	}
-}
-CONF
+	nginx_conf "$1"
 	serve B nginx -p "$RUN/nginx" -e "$LOGS/nginx-error.log" -c "$RUN/nginx/nginx.conf" \
 		-g 'daemon off;'
 	sleep 0.5

@@ -146,3 +146,35 @@ json_get() {
 	fivc "$1" status --json |
 		python3 -c "import json,sys; d=json.load(sys.stdin); print($2)"
 }
+
+# nginx_conf ROOT [LISTEN...]: $RUN/nginx/nginx.conf, for nginx in B
+# serving ROOT on $IP_B:8080 and on each LISTEN (e.g. "8081 deferred"):
+# sendfile on, keep-alive as configured by default, its state under
+# $RUN/nginx. Run it with -p "$RUN/nginx" -c "$RUN/nginx/nginx.conf".
+nginx_conf() {
+	local root=$1 l listens="listen $IP_B:8080;"
+	shift
+	for l in "$@"; do listens="$listens listen $IP_B:$l;"; done
+	mkdir -p "$RUN/nginx"
+	cat >"$RUN/nginx/nginx.conf" <<CONF
+# root: the files live under the build folder, whatever its permissions.
+user root;
+worker_processes 1;
+pid $RUN/nginx/nginx.pid;
+error_log $LOGS/nginx-error.log;
+events {}
+http {
+	access_log off;
+	sendfile on;
+	client_body_temp_path $RUN/nginx;
+	proxy_temp_path $RUN/nginx;
+	fastcgi_temp_path $RUN/nginx;
+	uwsgi_temp_path $RUN/nginx;
+	scgi_temp_path $RUN/nginx;
+	server {
+		$listens
+		root $root;
+	}
+}
+CONF
+}

@@ -1,0 +1,85 @@
+#!/bin/bash
+# SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+# Real servers, unmodified, over plain TCP and through fastivc in the same
+# run: the same case first with the peers unknown to the agents (plain
+# TCP), then co-resident. nginx (sendfile on, keep-alive) serves 3 x 4 MiB
+# to curl over one connection, from a plain listener and from a
+# `listen ... deferred` one (TCP_DEFER_ACCEPT, which keeps its connections
+# on TCP: docs/steering.md, "Socket options"). Each fetch checks curl's
+# exit, every file's SHA-256, that the connection was reused, and where the
+# bytes went.
+. "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/tunnel.sh"
+FAILED=0
+command -v nginx >/dev/null && command -v curl >/dev/null || {
+	skip "nginx or curl is not installed (scripts/install-deps.sh)"
+	exit 77
+}
+netns_setup
+agents_up || { fail "agents start"; exit 1; }
+
+WWW=$RUN/www
+mkdir -p "$WWW"
+head -c $((4 << 20)) /dev/urandom >"$WWW/4m"
+SHA=$(sha256sum <"$WWW/4m" | cut -d' ' -f1)
+nginx_conf "$WWW" "8081 deferred"
+in_ns B nginx -p "$RUN/nginx" -e "$LOGS/nginx-error.log" -c "$RUN/nginx/nginx.conf" \
+	-g 'daemon off;' >"$LOGS/nginx.out" 2>&1 &
+for _ in $(seq 100); do
+	[ "$(ip netns exec "$NS_B" ss -ltnH "( sport = :8080 or sport = :8081 )" | wc -l)" = 2 ] && break
+	sleep 0.1
+done
+
+stat() { json_get "$1" "d[\"bpf\"][\"$2\"]"; }
+
+# co_resident yes|no: whether the agents take A and B for co-resident.
+co_resident() {
+	if [ "$1" = yes ]; then
+		fivc A peer add $IP_B/32 $DOM_B && fivc B peer add $IP_A/32 $DOM_A
+	else
+		fivc A peer del $IP_B/32 && fivc B peer del $IP_A/32
+	fi
+}
+
+# fetch NAME PORT: curl gets /4m three times over one connection; checks
+# its exit, the files and the reuse.
+fetch() {
+	local name=$1 port=$2 out rc i ok=yes
+	out=$(in_ns A timeout 60 curl -sS --fail \
+		-o "$LOGS/4m-1" "http://$IP_B:$port/4m" -o "$LOGS/4m-2" "http://$IP_B:$port/4m" \
+		-o "$LOGS/4m-3" "http://$IP_B:$port/4m" -w '%{num_connects}/%{time_total} ' 2>&1)
+	rc=$?
+	say "$name: curl exit $rc, connects/seconds per file: $out"
+	for i in 1 2 3; do
+		[ "$(sha256sum <"$LOGS/4m-$i" | cut -d' ' -f1)" = "$SHA" ] || ok=no
+		rm -f "$LOGS/4m-$i"
+	done
+	check "$name: curl exit 0, 3 files with the right SHA-256" [ $rc = 0 -a $ok = yes ]
+	check "$name: one connection, kept alive" \
+		[ "$(echo "$out" | sed 's|/[0-9.]*||g' | xargs)" = "1 0 0" ]
+}
+
+for where in tcp fastivc; do
+	if [ $where = tcp ]; then co_resident no; else co_resident yes; fi
+	steered_a=$(stat A steered) steered_b=$(stat B steered) defer=$(stat B opt_defer_accept)
+	tunnel_mark
+	fetch "nginx over $where" 8080
+	if [ $where = fastivc ]; then
+		check "nginx over fastivc: steered on both sides" \
+			[ "$(stat A steered) $(stat B steered)" = "$((steered_a + 1)) $((steered_b + 1))" ]
+		check_tunneled "nginx over fastivc: the files" B $((3 << 22))
+		check_tunneled "nginx over fastivc: the requests" A 100
+	else
+		check "nginx over tcp: nothing through the tunnels ($(tunnel_moved A) / $(tunnel_moved B))" \
+			[ "$(tunnel_moved A) $(tunnel_moved B)" = "0 0 0 0" ]
+	fi
+	steered_a=$(stat A steered) steered_b=$(stat B steered)
+	fetch "nginx deferred over $where" 8081
+	check "nginx deferred over $where: stayed on TCP" \
+		[ "$(stat A steered) $(stat B steered)" = "$steered_a $steered_b" ]
+	if [ $where = fastivc ]; then
+		check "nginx deferred over fastivc: counted as opt_defer_accept on B" \
+			[ "$(stat B opt_defer_accept)" = $((defer + 1)) ]
+	fi
+done
+exit $FAILED
