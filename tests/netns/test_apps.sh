@@ -2,19 +2,23 @@
 # SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 # Real servers, unmodified, over plain TCP and through fastivc in the same
 # run: the same case first with the peers unknown to the agents (plain
-# TCP), then co-resident. nginx (sendfile on, keep-alive) serves 3 x 4 MiB
-# to curl over one connection, from a plain listener and from a
-# `listen ... deferred` one (TCP_DEFER_ACCEPT, which keeps its connections
-# on TCP: docs/steering.md, "Socket options"). Each fetch checks curl's
-# exit, every file's SHA-256, that the connection was reused, and where the
-# bytes went.
+# TCP), then co-resident; each checks the client's own success, integrity
+# and where the bytes went.
+#   nginx (sendfile on, keep-alive) serves 3 x 4 MiB to curl over one
+#   connection, from a plain listener and from a `listen ... deferred` one
+#   (TCP_DEFER_ACCEPT keeps its connections on TCP: docs/steering.md,
+#   "Socket options"); every file's SHA-256, the connection reused.
+#   memcached: memccp stores a 512 KiB file, memccat reads it back (SHA-256),
+#   memcslap runs its own load and must exit 0.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/tunnel.sh"
 FAILED=0
-command -v nginx >/dev/null && command -v curl >/dev/null || {
-	skip "nginx or curl is not installed (scripts/install-deps.sh)"
-	exit 77
-}
+for tool in nginx curl memcached memccp memccat memcslap; do
+	command -v $tool >/dev/null || {
+		skip "$tool is not installed (scripts/install-deps.sh)"
+		exit 77
+	}
+done
 netns_setup
 agents_up || { fail "agents start"; exit 1; }
 
@@ -25,10 +29,14 @@ SHA=$(sha256sum <"$WWW/4m" | cut -d' ' -f1)
 nginx_conf "$WWW" "8081 deferred"
 in_ns B nginx -p "$RUN/nginx" -e "$LOGS/nginx-error.log" -c "$RUN/nginx/nginx.conf" \
 	-g 'daemon off;' >"$LOGS/nginx.out" 2>&1 &
+in_ns B memcached -u root -l $IP_B -p 11211 -U 0 -m 64 >"$LOGS/memcached.out" 2>&1 &
 for _ in $(seq 100); do
-	[ "$(ip netns exec "$NS_B" ss -ltnH "( sport = :8080 or sport = :8081 )" | wc -l)" = 2 ] && break
+	[ "$(ip netns exec "$NS_B" ss -ltnH "( sport = :8080 or sport = :8081 or sport = :11211 )" |
+		wc -l)" = 3 ] && break
 	sleep 0.1
 done
+head -c $((512 << 10)) /dev/urandom >"$LOGS/512k"
+MC=--servers=$IP_B:11211
 
 stat() { json_get "$1" "d[\"bpf\"][\"$2\"]"; }
 
@@ -80,6 +88,30 @@ for where in tcp fastivc; do
 	if [ $where = fastivc ]; then
 		check "nginx deferred over fastivc: counted as opt_defer_accept on B" \
 			[ "$(stat B opt_defer_accept)" = $((defer + 1)) ]
+	fi
+
+	steered_a=$(stat A steered)
+	tunnel_mark
+	(cd "$LOGS" && in_ns A timeout 30 memccp "$MC" --set 512k) &&
+		in_ns A timeout 30 memccat "$MC" 512k >"$LOGS/512k.back"
+	rc=$?
+	# memccat ends what it prints with a newline.
+	printf '\n' | cat "$LOGS/512k" - | cmp -s - "$LOGS/512k.back" || rc="$rc, differs"
+	check "memcached over $where: memccp and memccat exit 0, the file back intact ($rc)" \
+		[ "$rc" = 0 ]
+	in_ns A timeout 60 memcslap "$MC" --concurrency=4 --execute-number=2000 \
+		>"$LOGS/memcslap-$where.out" 2>&1
+	rc=$?
+	say "memcslap over $where: $(grep 'Time total' "$LOGS/memcslap-$where.out" | xargs)"
+	check "memcslap over $where: exit 0" [ $rc = 0 ]
+	if [ $where = fastivc ]; then
+		check "memcached over fastivc: its 6 connections or more steered ($(stat A steered) after $steered_a)" \
+			[ "$(stat A steered)" -ge $((steered_a + 6)) ]
+		check_tunneled "memcached over fastivc: the stored file" A $((512 << 10))
+		check_tunneled "memcached over fastivc: the file read back" B $((512 << 10))
+	else
+		check "memcached over tcp: nothing through the tunnels" \
+			[ "$(tunnel_moved A) $(tunnel_moved B)" = "0 0 0 0" ]
 	fi
 done
 exit $FAILED
