@@ -52,7 +52,8 @@ GOALS = [
     # CPU seconds, lower is better: the ratio is TCP's over fastivc's.
     ("netns", "server CPU blocked on a slow reader, %s" % style,
      "blocked_server_cpu", style, "veth_tcp", 0.5, None)
-    for style in ("blocking", "poll", "select", "epoll-lt", "epoll-et")
+    for style in ("blocking", "poll", "select", "epoll-lt", "epoll-et",
+                  "redis")
 ]
 WHERE = {"xen": "Xen lab", "netns": "one kernel"}
 

@@ -4,11 +4,13 @@
 
     blocked_writer.py server ADDR PORT STYLE   (one connection)
     blocked_writer.py client ADDR PORT PAUSE
+    blocked_writer.py redis ADDR PORT PAUSE    (GET big from a redis-server)
 
 The server writes 32 MiB in 64 KiB sends, waiting for room in STYLE
 (blocking, poll, select, epoll-lt, epoll-et) and prints "cpu_s X", the CPU
 seconds it used for the whole transfer. The client reads nothing for PAUSE
-seconds, then everything, and prints "got N".
+seconds, then everything, and prints "got N". As "redis" it asks first for
+the value of the key "big" and prints the value's length.
 """
 import resource
 import select
@@ -57,6 +59,24 @@ def serve(c, style):
     print("cpu_s %.3f" % (cpu_s() - start), flush=True)
 
 
+def redis_value(s):
+    """The length of a bulk reply ("$N", CRLF, N bytes, CRLF), once read."""
+    buf = b""
+    while b"\r\n" not in buf:
+        b = s.recv(64)
+        if not b:
+            return -1
+        buf += b
+    line, rest = buf.split(b"\r\n", 1)
+    want, got = int(line[1:]) + 2, len(rest)
+    while got < want:
+        b = s.recv(1 << 20)
+        if not b:
+            break
+        got += len(b)
+    return got - 2
+
+
 def main():
     role, addr, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
     fam = socket.AF_INET6 if ":" in addr else socket.AF_INET
@@ -69,6 +89,11 @@ def main():
         serve(s.accept()[0], sys.argv[4])
         return
     s.connect((addr, port))
+    if role == "redis":
+        s.sendall(b"GET big\r\n")
+        time.sleep(float(sys.argv[4]))
+        print("got %d" % redis_value(s), flush=True)
+        return
     time.sleep(float(sys.argv[4]))
     got = 0
     while True:
