@@ -42,10 +42,11 @@ client() {
 		>"$LOGS/sockopts-$1-$3-client.out" 2>&1
 }
 
-# run CASE ADDR PORT: one connection, both ends; true if both passed.
+# run CASE ADDR PORT [BIND]: one connection, both ends, the server bound to
+# BIND (default ADDR); true if both passed.
 run() {
 	local crc src
-	serve "$1" "$2" "$3" 1
+	serve "$1" "${4:-$2}" "$3" 1
 	client "$1" "$2" "$3"
 	crc=$?
 	wait $SPID
@@ -103,6 +104,19 @@ for fam in 4 6; do
 		check "IPv$fam $c: counted once as $name on $side" \
 			[ "$(stat "$side" "$name")" = $((before + 1)) ]
 	done
+done
+
+# Listeners bound to a wildcard, found by their family's wildcard entry
+# (an IPv4 client of a dual-stack listener by ::).
+for pair in "0.0.0.0 $IP_B" ":: $IP_B" ":: $IP6_B"; do
+	set -- $pair
+	port=$((port + 1))
+	before=$(stat B opt_defer_accept)
+	steered_a=$(stat A steered) steered_b=$(stat B steered)
+	check "defer-accept, listener on $1, client to $2: as TCP says" run defer-accept "$2" $port "$1"
+	check "defer-accept, listener on $1, client to $2: stayed on TCP, counted once on B" \
+		[ "$(stat A steered)$(stat B steered)" = "$steered_a$steered_b" -a \
+		  "$(stat B opt_defer_accept)" = $((before + 1)) ]
 done
 
 # An option set on a steered socket: it stays on the tunnel, counted.
