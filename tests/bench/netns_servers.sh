@@ -40,31 +40,12 @@ else
 	fi
 fi
 
-# db_up: MariaDB in B as root, on a socket for the setup and on IP_B for
-# sysbench; sets WHY when it cannot.
+# db_up: MariaDB in B (mariadb_up), sysbench's table made over plain TCP.
 DB=
-DBDIR=$RUN/mysql
-SOCK=$DBDIR/sock
-SB=(sysbench oltp_read_write --db-driver=mysql "--mysql-host=$IP_B" --mysql-port=3306
-	--mysql-user=sb --mysql-password=sb --mysql-db=sbtest --tables=1 --table-size=10000)
 db_up() {
-	command -v mariadbd >/dev/null && command -v sysbench >/dev/null ||
-		{ WHY="mariadb-server or sysbench is not installed (scripts/install-deps.sh bench)"; return 1; }
-	mkdir -p "$DBDIR/data"
-	mariadb-install-db --no-defaults --user=root --datadir="$DBDIR/data" \
-		>"$LOGS/mariadb-install.log" 2>&1 ||
-		{ WHY="mariadb-install-db failed: $(tail -1 "$LOGS/mariadb-install.log")"; return 1; }
-	serve B mariadbd --no-defaults --user=root --datadir="$DBDIR/data" \
-		--socket="$SOCK" --pid-file="$DBDIR/pid" --bind-address=$IP_B --port=3306 \
-		--log-error="$LOGS/mariadb.log" --innodb-buffer-pool-size=64M
-	for _ in $(seq 100); do
-		mariadb --no-defaults -S "$SOCK" -u root -e 'select 1' >/dev/null 2>&1 && break
-		sleep 0.2
-	done
-	mariadb --no-defaults -S "$SOCK" -u root -e "create database sbtest;
-		create user sb@'%' identified by 'sb'; grant all on sbtest.* to sb@'%';" \
-		2>"$LOGS/mariadb-setup.log" ||
-		{ WHY="mariadb did not start: $(tail -1 "$LOGS/mariadb.log" 2>/dev/null)"; return 1; }
+	command -v sysbench >/dev/null ||
+		{ WHY="sysbench is not installed (scripts/install-deps.sh bench)"; return 1; }
+	mariadb_up || return 1
 	mode tcp
 	in_ns A "${SB[@]}" prepare >"$LOGS/sysbench-prepare.log" 2>&1 ||
 		{ WHY="sysbench prepare failed: $(tail -1 "$LOGS/sysbench-prepare.log")"; return 1; }

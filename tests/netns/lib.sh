@@ -178,3 +178,30 @@ http {
 }
 CONF
 }
+
+# mariadb_up: MariaDB in B as root (data under $RUN/mysql, a tmpfs), on a
+# socket for the setup and on $IP_B:3306, with database sbtest for user
+# sb (password sb); SB is sysbench's oltp_read_write against it, one table
+# of 10000 rows. Sets WHY when it cannot.
+SB=(sysbench oltp_read_write --db-driver=mysql "--mysql-host=$IP_B" --mysql-port=3306
+	--mysql-user=sb --mysql-password=sb --mysql-db=sbtest --tables=1 --table-size=10000)
+mariadb_up() {
+	local dir=$RUN/mysql
+	command -v mariadbd >/dev/null ||
+		{ WHY="mariadb-server is not installed (scripts/install-deps.sh)"; return 1; }
+	mkdir -p "$dir/data"
+	mariadb-install-db --no-defaults --user=root --datadir="$dir/data" \
+		>"$LOGS/mariadb-install.log" 2>&1 ||
+		{ WHY="mariadb-install-db failed: $(tail -1 "$LOGS/mariadb-install.log")"; return 1; }
+	in_ns B mariadbd --no-defaults --user=root --datadir="$dir/data" \
+		--socket="$dir/sock" --pid-file="$dir/pid" --bind-address=$IP_B --port=3306 \
+		--log-error="$LOGS/mariadb.log" --innodb-buffer-pool-size=64M >/dev/null 2>&1 &
+	for _ in $(seq 100); do
+		mariadb --no-defaults -S "$dir/sock" -u root -e 'select 1' >/dev/null 2>&1 && break
+		sleep 0.2
+	done
+	mariadb --no-defaults -S "$dir/sock" -u root -e "create database sbtest;
+		create user sb@'%' identified by 'sb'; grant all on sbtest.* to sb@'%';" \
+		2>"$LOGS/mariadb-setup.log" ||
+		{ WHY="mariadb did not start: $(tail -1 "$LOGS/mariadb.log" 2>/dev/null)"; return 1; }
+}

@@ -10,10 +10,12 @@
 #   "Socket options"); every file's SHA-256, the connection reused.
 #   memcached: memccp stores a 512 KiB file, memccat reads it back (SHA-256),
 #   memcslap runs its own load and must exit 0.
+#   MariaDB under sysbench oltp_read_write (2 threads, 3 s): sysbench's exit
+#   and its transactions.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/tunnel.sh"
 FAILED=0
-for tool in nginx curl memcached memccp memccat memcslap; do
+for tool in nginx curl memcached memccp memccat memcslap mariadbd sysbench; do
 	command -v $tool >/dev/null || {
 		skip "$tool is not installed (scripts/install-deps.sh)"
 		exit 77
@@ -35,8 +37,6 @@ for _ in $(seq 100); do
 		wc -l)" = 3 ] && break
 	sleep 0.1
 done
-head -c $((512 << 10)) /dev/urandom >"$LOGS/512k"
-MC=--servers=$IP_B:11211
 
 stat() { json_get "$1" "d[\"bpf\"][\"$2\"]"; }
 
@@ -48,6 +48,12 @@ co_resident() {
 		fivc A peer del $IP_B/32 && fivc B peer del $IP_A/32
 	fi
 }
+
+head -c $((512 << 10)) /dev/urandom >"$LOGS/512k"
+MC=--servers=$IP_B:11211
+co_resident no
+mariadb_up && in_ns A "${SB[@]}" prepare >"$LOGS/sysbench-prepare.log" 2>&1 ||
+	fail "MariaDB and sysbench's table: ${WHY:-$(tail -1 "$LOGS/sysbench-prepare.log")}"
 
 # fetch NAME PORT: curl gets /4m three times over one connection; checks
 # its exit, the files and the reuse.
@@ -111,6 +117,25 @@ for where in tcp fastivc; do
 		check_tunneled "memcached over fastivc: the file read back" B $((512 << 10))
 	else
 		check "memcached over tcp: nothing through the tunnels" \
+			[ "$(tunnel_moved A) $(tunnel_moved B)" = "0 0 0 0" ]
+	fi
+
+	steered_a=$(stat A steered)
+	tunnel_mark
+	out=$(in_ns A timeout 60 "${SB[@]}" --threads=2 --time=3 run 2>&1)
+	rc=$?
+	echo "$out" >"$LOGS/sysbench-$where.out"
+	tps=$(echo "$out" | sed -n 's/.*transactions: *\([0-9]*\) *(\([0-9.]*\) per sec.*/\1 \2/p')
+	say "sysbench over $where: exit $rc, transactions, per second: ${tps:-none}"
+	check "MariaDB under sysbench over $where: exit 0, transactions done" \
+		[ $rc = 0 -a "${tps%% *}" -gt 0 ]
+	if [ $where = fastivc ]; then
+		check "MariaDB over fastivc: its 2 connections steered" \
+			[ "$(stat A steered)" -ge $((steered_a + 2)) ]
+		check_tunneled "MariaDB over fastivc: the queries" A 10000
+		check_tunneled "MariaDB over fastivc: the results" B 10000
+	else
+		check "MariaDB over tcp: nothing through the tunnels" \
 			[ "$(tunnel_moved A) $(tunnel_moved B)" = "0 0 0 0" ]
 	fi
 done
