@@ -53,18 +53,6 @@ bench_agents() {
 	agents_up "$@" || { echo "bench: agents did not start" >&2; exit 1; }
 }
 
-# mode tcp|fastivc: whether the peers are co-resident. Connections opened
-# after this take the mode; the parts open new ones for every measurement.
-mode() {
-	if [ "$1" = fastivc ]; then
-		fivc A peer add $IP_B/32 $DOM_B && fivc B peer add $IP_A/32 $DOM_A
-	else
-		fivc A peer del $IP_B/32 2>/dev/null
-		fivc B peer del $IP_A/32 2>/dev/null
-	fi
-	return 0
-}
-
 # Bytes both agents have put into tunnels so far; bounded, since a stuck
 # agent does not answer its control socket.
 tunneled() {

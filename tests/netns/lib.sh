@@ -126,6 +126,18 @@ agents_up() {
 		fivc B peer add $IP_A/32 $DOM_A && fivc B peer add $IP6_A/128 $DOM_A
 }
 
+# mode tcp|fastivc: whether the peers are co-resident. Connections opened
+# after this take the mode.
+mode() {
+	if [ "$1" = fastivc ]; then
+		fivc A peer add $IP_B/32 $DOM_B && fivc B peer add $IP_A/32 $DOM_A
+	else
+		fivc A peer del $IP_B/32 2>/dev/null
+		fivc B peer del $IP_A/32 2>/dev/null
+	fi
+	return 0
+}
+
 # Both agents stopped (their pins go with them), e.g. to restart them with
 # other fixed config keys.
 agents_down() {

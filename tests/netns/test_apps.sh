@@ -40,18 +40,9 @@ done
 
 stat() { json_get "$1" "d[\"bpf\"][\"$2\"]"; }
 
-# co_resident yes|no: whether the agents take A and B for co-resident.
-co_resident() {
-	if [ "$1" = yes ]; then
-		fivc A peer add $IP_B/32 $DOM_B && fivc B peer add $IP_A/32 $DOM_A
-	else
-		fivc A peer del $IP_B/32 && fivc B peer del $IP_A/32
-	fi
-}
-
 head -c $((512 << 10)) /dev/urandom >"$LOGS/512k"
 MC=--servers=$IP_B:11211
-co_resident no
+mode tcp
 mariadb_up && in_ns A "${SB[@]}" prepare >"$LOGS/sysbench-prepare.log" 2>&1 ||
 	fail "MariaDB and sysbench's table: ${WHY:-$(tail -1 "$LOGS/sysbench-prepare.log")}"
 
@@ -74,7 +65,7 @@ fetch() {
 }
 
 for where in tcp fastivc; do
-	if [ $where = tcp ]; then co_resident no; else co_resident yes; fi
+	mode $where
 	steered_a=$(stat A steered) steered_b=$(stat B steered) defer=$(stat B opt_defer_accept)
 	tunnel_mark
 	fetch "nginx over $where" 8080
