@@ -46,6 +46,8 @@ static const char *const stat_names[FIVC_STAT__MAX] = {
 	[FIVC_STAT_OPT_RCVLOWAT] = "opt_rcvlowat",
 	[FIVC_STAT_OPT_DEFER] = "opt_defer_accept",
 	[FIVC_STAT_OPT_LATE] = "opt_late",
+	[FIVC_STAT_LISTEN_FULL] = "listen_opts_full",
+	[FIVC_STAT_LISTEN_NONE] = "listener_unknown",
 };
 
 const char *agent_stat_name(unsigned int i)

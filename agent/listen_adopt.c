@@ -68,6 +68,10 @@ void listen_adopt(struct agent *a, int cgroup_fd, int listen_opts_fd)
 	if (c->listeners_adopted)
 		pr_info("Adopted %llu listeners opened before the agent",
 			(unsigned long long)c->listeners_adopted);
+	if (s->bss->no_entry)
+		pr_warn("%u adopted listeners found listen_opts full: their "
+			"connections stay on plain TCP (bpf.listener_unknown)",
+			s->bss->no_entry);
 	if (c->listeners_not_adopted) {
 		bool no_sockopt = s->bss->first_err == -EINVAL;
 

@@ -9,8 +9,9 @@
  * SYN saves it and writes options by the listener's flags, and the child
  * copies them and gets PASSIVE_ESTABLISHED. See docs/steering.md.
  *
- * It also enters each listener's socket options the tunnel cannot honour
- * in listen_opts, as sockops does at TCP_LISTEN_CB.
+ * It also gives each listener it adopts its listen_opts entry (the socket
+ * options the tunnel cannot honour), as sockops does at TCP_LISTEN_CB, and
+ * the state callback that removes it at close.
  *
  * Its own object, loaded apart from the rest: where it does not load the
  * agent runs without it and says so. The agent hands it the main object's
@@ -26,6 +27,7 @@ const volatile __u64 apps_cgroup_id; /* the agent's --cgroup */
 
 __u32 adopted;	   /* flags set now, or set by an earlier agent */
 __u32 not_adopted; /* left as they were: plain TCP */
+__u32 no_entry;	   /* adopted, but listen_opts was full: plain TCP */
 int first_err;	   /* bpf_setsockopt's answer for the first of those */
 
 static bool in_apps_cgroup(struct sock *sk)
@@ -50,14 +52,16 @@ static bool in_apps_cgroup(struct sock *sk)
 
 static int adopt(struct tcp_sock *tp)
 {
+	const int want =
+		BPF_SOCK_OPS_WRITE_HDR_OPT_CB_FLAG | BPF_SOCK_OPS_STATE_CB_FLAG;
 	int flags = tp->bpf_sock_ops_cb_flags;
 	int save = 1, err;
 
-	if ((flags & BPF_SOCK_OPS_WRITE_HDR_OPT_CB_FLAG) &&
+	if ((flags & want) == want &&
 	    BPF_CORE_READ_BITFIELD_PROBED(tp, save_syn))
 		return 0;
 	/* The flags first: where the kernel cannot, nothing is changed. */
-	flags |= BPF_SOCK_OPS_WRITE_HDR_OPT_CB_FLAG;
+	flags |= want;
 	err = bpf_setsockopt(tp, SOL_TCP, FIVC_TCP_BPF_SOCK_OPS_CB_FLAGS,
 			     &flags, sizeof(flags));
 	if (err)
@@ -75,14 +79,11 @@ static int adopt(struct tcp_sock *tp)
 	return err;
 }
 
-/* The listener's entry in listen_opts, if it refuses anything. */
-static void note_refusals(struct sock_common *skc, struct tcp_sock *tp)
+/* The listener's entry in listen_opts; false if the table is full. */
+static bool note_listener(struct sock_common *skc, struct tcp_sock *tp)
 {
-	__u32 why = sockopt_refusals((struct sock *)tp, true);
 	struct fivc_listen_key lk = {};
 
-	if (!why)
-		return;
 	lk.netns = BPF_CORE_READ(skc, skc_net.net, net_cookie);
 	if (skc->skc_family == AF_INET)
 		addr_v4mapped(lk.addr, skc->skc_rcv_saddr);
@@ -90,7 +91,7 @@ static void note_refusals(struct sock_common *skc, struct tcp_sock *tp)
 		__builtin_memcpy(lk.addr, &skc->skc_v6_rcv_saddr,
 				 sizeof(lk.addr));
 	lk.port = skc->skc_num;
-	listen_opts_set(&lk, why);
+	return listen_opts_add(&lk, sockopt_refusals((struct sock *)tp, true));
 }
 
 SEC("iter/tcp")
@@ -105,10 +106,11 @@ int fivc_listen_adopt(struct bpf_iter__tcp *ctx)
 	tp = bpf_skc_to_tcp_sock(skc);
 	if (!tp || !in_apps_cgroup((struct sock *)tp))
 		return 0;
-	note_refusals(skc, tp);
 	err = adopt(tp);
 	if (!err) {
 		adopted++;
+		if (!note_listener(skc, tp))
+			no_entry++;
 	} else {
 		if (!not_adopted)
 			first_err = err;

@@ -189,27 +189,39 @@ static void on_connect(struct bpf_sock_ops *skops)
 		     0);
 }
 
+/* A listener's key in listen_opts: its namespace, address and port. */
+static __always_inline int listener_key(struct bpf_sock_ops *skops,
+					struct fivc_listen_key *lk)
+{
+	struct fivc_flow_key k;
+
+	if (skops_flow_key(skops, &k))
+		return -1;
+	lk->netns = bpf_get_netns_cookie(skops);
+	__builtin_memcpy(lk->addr, k.laddr, sizeof(lk->addr));
+	lk->port = k.lport;
+	return 0;
+}
+
 /*
  * A new listener's entry in listen_opts: what it refuses already (options
- * set before listen()); the setsockopt watch follows later changes.
+ * set before listen()); the setsockopt watch follows later changes, its
+ * close (on_state) removes it.
  */
 static void listen_opts_note(struct bpf_sock_ops *skops)
 {
 	struct fivc_listen_key lk = {};
-	struct fivc_flow_key k;
 	struct tcp_sock *tp;
 	struct bpf_sock *sk;
 
 	sk = skops->sk;
-	if (!sk || skops_flow_key(skops, &k))
+	if (!sk || listener_key(skops, &lk))
 		return;
 	tp = bpf_skc_to_tcp_sock(sk);
 	if (!tp)
 		return;
-	lk.netns = bpf_get_netns_cookie(skops);
-	__builtin_memcpy(lk.addr, k.laddr, sizeof(lk.addr));
-	lk.port = k.lport;
-	listen_opts_set(&lk, sockopt_refusals((struct sock *)tp, true));
+	if (!listen_opts_add(&lk, sockopt_refusals((struct sock *)tp, true)))
+		stat_inc(FIVC_STAT_LISTEN_FULL);
 }
 
 static void on_listen(struct bpf_sock_ops *skops)
@@ -229,13 +241,18 @@ static void on_listen(struct bpf_sock_ops *skops)
 				   sizeof(save)))
 			return;
 	}
-	set_cb_flags(skops, BPF_SOCK_OPS_WRITE_HDR_OPT_CB_FLAG, 0);
+	/* STATE: its close removes its listen_opts entry. */
+	set_cb_flags(skops,
+		     BPF_SOCK_OPS_WRITE_HDR_OPT_CB_FLAG |
+			     BPF_SOCK_OPS_STATE_CB_FLAG,
+		     0);
 }
 
 /*
  * Passive side, for a SYN-ACK: answer (fill *opt) only a SYN that carried
  * our option from an address peers maps to the domid it claims, to a
- * listener with no option the tunnel cannot honour (listen_opts), and only
+ * listener known to set no option the tunnel cannot honour (listen_opts;
+ * one without an entry may have set one), and only
  * with a reservation (else the active side would steer alone). Not in SYN
  * cookie mode: no SYN would be saved for PASSIVE_ESTABLISHED. @count: the
  * length callback counts a refusal, the write callback does not again.
@@ -243,9 +260,9 @@ static void on_listen(struct bpf_sock_ops *skops)
 static __always_inline bool synack_answer(struct bpf_sock_ops *skops,
 					  struct fivc_tcpopt *opt, bool count)
 {
+	struct fivc_listen_opts *lopts;
 	struct fivc_peer_val *peer;
 	struct fivc_flow_key k;
-	__u32 why;
 
 	if (skops->args[0] & BPF_WRITE_HDR_TCP_SYNACK_COOKIE)
 		return false;
@@ -258,10 +275,11 @@ static __always_inline bool synack_answer(struct bpf_sock_ops *skops,
 		return false;
 	if (bpf_ntohl(opt->domid) != peer->domid)
 		return false;
-	why = listen_refusals(bpf_get_netns_cookie(skops), k.laddr, k.lport);
-	if (why) {
+	lopts = listen_opts_find(bpf_get_netns_cookie(skops), k.laddr, k.lport);
+	if (!lopts || lopts->why) {
 		if (count)
-			stat_inc(refusal_stat(why));
+			stat_inc(lopts ? refusal_stat(lopts->why)
+				       : FIVC_STAT_LISTEN_NONE);
 		return false;
 	}
 	if (!reserve(&k, 0, FIVC_FLOW_PASSIVE, count))
@@ -410,8 +428,9 @@ unreserve:
 }
 
 /*
- * Option callbacks off in any case; the state callback only if steered.
- * The uid's charge follows: a flow now, or given back.
+ * Option callbacks off in any case; the state callback only if steered (a
+ * child has its listener's). The uid's charge follows: a flow now, or
+ * given back.
  */
 static __always_inline void established_done(struct bpf_sock_ops *skops,
 					     bool steered)
@@ -420,8 +439,13 @@ static __always_inline void established_done(struct bpf_sock_ops *skops,
 		uid_charge_flow(skops);
 	else
 		uid_uncharge(skops);
-	set_cb_flags(skops, steered ? BPF_SOCK_OPS_STATE_CB_FLAG : 0,
-		     BPF_SOCK_OPS_WRITE_HDR_OPT_CB_FLAG);
+	if (steered)
+		set_cb_flags(skops, BPF_SOCK_OPS_STATE_CB_FLAG,
+			     BPF_SOCK_OPS_WRITE_HDR_OPT_CB_FLAG);
+	else
+		set_cb_flags(skops, 0,
+			     BPF_SOCK_OPS_WRITE_HDR_OPT_CB_FLAG |
+				     BPF_SOCK_OPS_STATE_CB_FLAG);
 }
 
 static void on_active_established(struct bpf_sock_ops *skops)
@@ -504,15 +528,22 @@ out:
 
 /*
  * A steered socket changed state (args: old, new): tell the agent. An
- * active connect that failed gives its reservation back.
+ * active connect that failed gives its reservation back; a listener that
+ * closed, its listen_opts entry.
  */
 static void on_state(struct bpf_sock_ops *skops)
 {
+	struct fivc_listen_key lk = {};
 	struct fivc_flow_key k;
 	struct fivc_flow *flow;
 	struct fivc_event *ev;
 	__u64 cookie;
 
+	if (skops->args[0] == BPF_TCP_LISTEN) {
+		if (!listener_key(skops, &lk))
+			listen_opts_drop(&lk);
+		return;
+	}
 	/* Before the lookup: the agent may have reaped the reservation. */
 	if (skops->args[1] == BPF_TCP_CLOSE)
 		uid_uncharge(skops);

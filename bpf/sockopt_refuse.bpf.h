@@ -22,7 +22,7 @@
 FIVC_LISTEN_OPTS_MAP struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__type(key, struct fivc_listen_key);
-	__type(value, __u32);
+	__type(value, struct fivc_listen_opts);
 	__uint(max_entries, FIVC_MAX_LISTENERS);
 } listen_opts SEC(".maps");
 
@@ -51,40 +51,81 @@ static __always_inline __u32 refusal_stat(__u32 why)
 				       : FIVC_STAT_OPT_DEFER;
 }
 
-/* A listener's entry: its refusals, or none. */
-static __always_inline void listen_opts_set(const struct fivc_listen_key *lk,
+/*
+ * A listener on @lk starts, refusing @why: its entry, shared with the
+ * other listeners of an SO_REUSEPORT group (their refusals add up; they
+ * go with the last). False where the table is full: the listener has no
+ * entry, and its SYN-ACKs are not answered (listen_opts_find).
+ */
+static __always_inline bool listen_opts_add(const struct fivc_listen_key *lk,
 					    __u32 why)
 {
-	if (why)
-		bpf_map_update_elem(&listen_opts, lk, &why, BPF_ANY);
-	else
+	struct fivc_listen_opts first = {.why = why, .listeners = 1}, *v;
+
+	v = bpf_map_lookup_elem(&listen_opts, lk);
+	if (!v) {
+		if (!bpf_map_update_elem(&listen_opts, lk, &first, BPF_NOEXIST))
+			return true;
+		v = bpf_map_lookup_elem(&listen_opts, lk); /* a race */
+		if (!v)
+			return false;
+	}
+	__sync_fetch_and_or(&v->why, why);
+	__sync_fetch_and_add(&v->listeners, 1);
+	return true;
+}
+
+/* A listener on @lk closed. */
+static __always_inline void listen_opts_drop(const struct fivc_listen_key *lk)
+{
+	struct fivc_listen_opts *v = bpf_map_lookup_elem(&listen_opts, lk);
+
+	if (v && __sync_fetch_and_add(&v->listeners, -1) <= 1)
 		bpf_map_delete_elem(&listen_opts, lk);
 }
 
 /*
- * What the listener of a connection to @laddr:@port in namespace @netns
- * refuses: found by its exact address, else by its family's wildcard.
+ * A listener on @lk sets or clears an option's @bit. Cleared only where it
+ * is the key's one listener: a sibling may have set it.
  */
-static __always_inline __u32 listen_refusals(__u64 netns, const __u8 *laddr,
-					     __u16 port)
+static __always_inline void listen_opts_change(const struct fivc_listen_key *lk,
+					       __u32 bit, bool on)
+{
+	struct fivc_listen_opts *v = bpf_map_lookup_elem(&listen_opts, lk);
+
+	if (!v)
+		return; /* none: its SYN-ACKs are not answered anyway */
+	if (on)
+		__sync_fetch_and_or(&v->why, bit);
+	else if (v->listeners <= 1)
+		__sync_fetch_and_and(&v->why, ~bit);
+}
+
+/*
+ * The entry of the listener of a connection to @laddr:@port in namespace
+ * @netns: by its exact address, else by its family's wildcard; NULL if it
+ * has none.
+ */
+static __always_inline struct fivc_listen_opts *
+listen_opts_find(__u64 netns, const __u8 *laddr, __u16 port)
 {
 	struct fivc_listen_key lk = {.netns = netns, .port = port};
-	__u32 w[4], *why;
+	struct fivc_listen_opts *v;
+	__u32 w[4];
 
 	__builtin_memcpy(lk.addr, laddr, sizeof(lk.addr));
-	why = bpf_map_lookup_elem(&listen_opts, &lk);
-	if (why)
-		return *why;
+	v = bpf_map_lookup_elem(&listen_opts, &lk);
+	if (v)
+		return v;
 	__builtin_memcpy(w, laddr, sizeof(w));
 	if (!w[0] && !w[1] && w[2] == bpf_htonl(0xffff)) {
 		addr_v4mapped(lk.addr, 0);
-		why = bpf_map_lookup_elem(&listen_opts, &lk);
-		if (why)
-			return *why;
+		v = bpf_map_lookup_elem(&listen_opts, &lk);
+		if (v)
+			return v;
 	}
 	__builtin_memset(lk.addr, 0, sizeof(lk.addr));
-	why = bpf_map_lookup_elem(&listen_opts, &lk); /* :: (dual stack) */
-	return why ? *why : 0;
+	return bpf_map_lookup_elem(&listen_opts, &lk); /* :: (dual stack) */
 }
 
 #endif /* FASTIVC_SOCKOPT_REFUSE_BPF_H */

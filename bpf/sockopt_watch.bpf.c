@@ -76,14 +76,11 @@ static __always_inline void listener_update(struct bpf_sockopt *ctx,
 					    __u32 fam, __u32 bit, bool on)
 {
 	struct fivc_listen_key lk = {};
-	__u32 *old, why;
 
 	lk.netns = bpf_get_netns_cookie(ctx);
 	sock_addrs(sk, fam, lk.addr, NULL);
 	lk.port = CTX_READ(sk, src_port);
-	old = bpf_map_lookup_elem(&listen_opts, &lk);
-	why = (old ? *old & ~bit : 0) | (on ? bit : 0);
-	listen_opts_set(&lk, why);
+	listen_opts_change(&lk, bit, on);
 }
 
 SEC("cgroup/setsockopt")

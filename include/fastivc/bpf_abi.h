@@ -189,7 +189,9 @@ struct fivc_held_fin {
  * plain TCP. listen_opts keeps them per listener, by its network namespace
  * and the address and port it is bound to (a wildcard as bound:
  * ::ffff:0.0.0.0 or ::), because the SYN-ACK's callback sees the request,
- * not the listener.
+ * not the listener. Every listener has an entry, refusing or not, from
+ * listen() to its close: a SYN-ACK whose listener has none (the table was
+ * full) is not answered, so a full table costs speed, never behaviour.
  */
 enum fivc_opt_refusal {
 	FIVC_OPT_RCVLOWAT = 1 << 0,
@@ -203,6 +205,11 @@ struct fivc_listen_key {
 	__u8 addr[16];
 	__u16 port;
 	__u16 pad[3]; /* 0 */
+};
+
+struct fivc_listen_opts {
+	__u32 why;	 /* enum fivc_opt_refusal bits */
+	__u32 listeners; /* on this key (SO_REUSEPORT): the last deletes it */
 };
 
 /* stats: per-CPU array, one __u64 per counter. */
@@ -232,6 +239,8 @@ enum fivc_stat {
 	FIVC_STAT_OPT_RCVLOWAT,	 /* SO_RCVLOWAT above 1: plain TCP */
 	FIVC_STAT_OPT_DEFER,	 /* a TCP_DEFER_ACCEPT listener: plain TCP */
 	FIVC_STAT_OPT_LATE,	 /* SO_RCVLOWAT set on a steered socket */
+	FIVC_STAT_LISTEN_FULL,	 /* a listener got no listen_opts entry */
+	FIVC_STAT_LISTEN_NONE,	 /* its SYN-ACKs, unanswered: plain TCP */
 	FIVC_STAT__MAX,
 };
 

@@ -4,6 +4,7 @@
 
     sockopts.py server ADDR PORT CASE N   (serves N connections)
     sockopts.py client ADDR PORT CASE
+    sockopts.py flood ADDR PORT N         (N deferring listeners, held)
 
 Both ends exit 0 only if the case behaved as TCP says it must; on failure
 they print why. The test runs each case over plain TCP and with the
@@ -26,8 +27,13 @@ the option). Cases:
                      "abc!def"
   late               the client sets SO_RCVLOWAT after connect(): the
                      connection stays as it is; 1 MiB echoed intact
+
+flood, run as another uid: more deferring listeners than the table of
+listeners' options holds, on ports PORT to PORT+N-1, held until SIGTERM;
+another uid's deferring listener opened meanwhile must still stay on TCP.
 """
 import os
+import signal
 import socket
 import sys
 import tempfile
@@ -162,9 +168,24 @@ def client(addr, port, case):
     s.close()
 
 
+def flood(addr, port, n):
+    held = []
+    for p in range(port, port + n):
+        lst = socket.socket(family(addr), socket.SOCK_STREAM)
+        lst.bind((addr, p))
+        lst.listen(1)
+        lst.setsockopt(socket.IPPROTO_TCP, socket.TCP_DEFER_ACCEPT, DEFER_S)
+        held.append(lst)
+    print("holding %d" % len(held), flush=True)
+    signal.pause()
+
+
 def main():
     role, addr, port, case = sys.argv[1], sys.argv[2], int(sys.argv[3]), \
         sys.argv[4]
+    if role == "flood":
+        flood(addr, port, int(case))
+        return
     if role == "client":
         client(addr, port, case)
         print("ok", flush=True)

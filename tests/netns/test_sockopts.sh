@@ -119,6 +119,43 @@ for pair in "0.0.0.0 $IP_B" ":: $IP_B" ":: $IP6_B"; do
 		  "$(stat B opt_defer_accept)" = $((before + 1)) ]
 done
 
+# Another uid holds more listeners than listen_opts holds (a local user
+# may): a deferring listener opened meanwhile has no entry, and its
+# connections stay on TCP, counted as listener_unknown. Once they close,
+# their entries go: a listener then has its entry again, and the tunnel.
+FLOOD=5000
+full=$(stat B listen_opts_full)
+in_ns B sh -c "ulimit -n $((FLOOD + 100)) && exec setpriv --reuid=65534 --regid=65534 --clear-groups \
+	timeout 300 python3 $PROG flood $IP_B 20000 $FLOOD" >"$LOGS/sockopts-flood.out" 2>&1 &
+FLOODER=$!
+for _ in $(seq 600); do grep -qs holding "$LOGS/sockopts-flood.out" && break; sleep 0.1; done
+check "another uid holds $FLOOD deferring listeners" grep -q "holding $FLOOD" "$LOGS/sockopts-flood.out"
+check "... the table filled: listen_opts_full counted on B" [ "$(stat B listen_opts_full)" -gt "$full" ]
+port=$((port + 1))
+before=$(stat B listener_unknown)
+steered_a=$(stat A steered) steered_b=$(stat B steered)
+check "defer-accept while the table is full: as TCP says" run defer-accept $IP_B $port
+check "defer-accept while the table is full: stayed on TCP, counted once as listener_unknown on B" \
+	[ "$(stat A steered)$(stat B steered)" = "$steered_a$steered_b" -a \
+	  "$(stat B listener_unknown)" = $((before + 1)) ]
+pkill -TERM -f "$PROG flood" # the flooder, not the shell of in_ns
+wait $FLOODER
+for c in defer-accept oobinline; do
+	port=$((port + 1))
+	set -- $(expect "$c")
+	before=$(stat B opt_defer_accept)
+	steered_a=$(stat A steered) steered_b=$(stat B steered)
+	check "$c after the flood closed: as TCP says" run "$c" $IP_B $port
+	if [ "$1" = tunnel ]; then
+		check "$c after the flood closed: steered on both sides (its listener has its entry)" \
+			[ "$(stat A steered) $(stat B steered)" = "$((steered_a + 1)) $((steered_b + 1))" ]
+	else
+		check "$c after the flood closed: stayed on TCP, counted once as opt_defer_accept on B" \
+			[ "$(stat A steered)$(stat B steered)" = "$steered_a$steered_b" -a \
+			  "$(stat B opt_defer_accept)" = $((before + 1)) ]
+	fi
+done
+
 # An option set on a steered socket: it stays on the tunnel, counted.
 port=$((port + 1))
 before=$(stat A opt_late)

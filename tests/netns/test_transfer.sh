@@ -44,6 +44,17 @@ agent_fds() {
 	n=$(ls /proc/"${AGENT_PIDS[$1]}"/fd | wc -l)
 	echo $((n - 3 * $(json_get $side 'd["counters"]["rings_cached"]')))
 }
+# ... once two counts 0.3 s apart agree: the slot pool refills after a run.
+settled_fds() {
+	local a b
+	b=$(agent_fds "$1")
+	for _ in $(seq 20); do
+		sleep 0.3
+		a=$b b=$(agent_fds "$1")
+		[ "$a" = "$b" ] && break
+	done
+	echo "$b"
+}
 map_entries() { # map_entries SIDE MAP
 	bpftool -j map dump pinned "/sys/fs/bpf/fastivc/$TAG-$1/$2" |
 		python3 -c 'import json,sys; print(len(json.load(sys.stdin)))'
@@ -51,11 +62,12 @@ map_entries() { # map_entries SIDE MAP
 
 run ipv4 $IP_B 5201
 sleep 0.5 # the last events (TCP_CLOSE) reach the agents
-fds_a=$(agent_fds 0) fds_b=$(agent_fds 1)
+fds_a=$(settled_fds 0) fds_b=$(settled_fds 1)
 run ipv6 $IP6_B 5202
 sleep 0.5
-say "agent fds after run 1 / run 2: A $fds_a / $(agent_fds 0), B $fds_b / $(agent_fds 1)"
-check "no fd leaked by either agent" [ "$(agent_fds 0)" = "$fds_a" -a "$(agent_fds 1)" = "$fds_b" ]
+now_a=$(settled_fds 0) now_b=$(settled_fds 1)
+say "agent fds after run 1 / run 2: A $fds_a / $now_a, B $fds_b / $now_b"
+check "no fd leaked by either agent" [ "$now_a" = "$fds_a" -a "$now_b" = "$fds_b" ]
 check "no flow or FIN state left in the maps (A and B)" \
 	[ "$(map_entries a flows)$(map_entries b flows)" = 00 -a \
 	  "$(map_entries a fin_ok)$(map_entries a fin_sent)$(map_entries a held_fins)" = 000 -a \
