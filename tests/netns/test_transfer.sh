@@ -67,7 +67,8 @@ run ipv6 $IP6_B 5202
 sleep 0.5
 now_a=$(settled_fds 0) now_b=$(settled_fds 1)
 say "agent fds after run 1 / run 2: A $fds_a / $now_a, B $fds_b / $now_b"
-check "no fd leaked by either agent" [ "$now_a" = "$fds_a" -a "$now_b" = "$fds_b" ]
+# Fewer is no leak: which rings stay cached, with which fds, varies.
+check "no fd leaked by either agent" [ "$now_a" -le "$fds_a" -a "$now_b" -le "$fds_b" ]
 check "no flow or FIN state left in the maps (A and B)" \
 	[ "$(map_entries a flows)$(map_entries b flows)" = 00 -a \
 	  "$(map_entries a fin_ok)$(map_entries a fin_sent)$(map_entries a held_fins)" = 000 -a \
