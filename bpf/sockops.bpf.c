@@ -90,12 +90,12 @@ static __always_inline int load_opt(struct bpf_sock_ops *skops,
 	return 0;
 }
 
-static __always_inline void set_cb_flags(struct bpf_sock_ops *skops, __u32 on,
+static __always_inline long set_cb_flags(struct bpf_sock_ops *skops, __u32 on,
 					 __u32 off)
 {
 	__u32 flags = skops->bpf_sock_ops_cb_flags;
 
-	bpf_sock_ops_cb_flags_set(skops, (flags & ~off) | on);
+	return bpf_sock_ops_cb_flags_set(skops, (flags & ~off) | on);
 }
 
 /*
@@ -228,7 +228,6 @@ static void on_listen(struct bpf_sock_ops *skops)
 {
 	int save = 0;
 
-	listen_opts_note(skops);
 	/*
 	 * PASSIVE_ESTABLISHED sees the final ACK, not the SYN: keep the SYN
 	 * (TCP/IP headers) on the listener's requests and children. An app's
@@ -241,11 +240,13 @@ static void on_listen(struct bpf_sock_ops *skops)
 				   sizeof(save)))
 			return;
 	}
-	/* STATE: its close removes its listen_opts entry. */
-	set_cb_flags(skops,
-		     BPF_SOCK_OPS_WRITE_HDR_OPT_CB_FLAG |
-			     BPF_SOCK_OPS_STATE_CB_FLAG,
-		     0);
+	/* STATE: its close removes the listen_opts entry noted next. */
+	if (set_cb_flags(skops,
+			 BPF_SOCK_OPS_WRITE_HDR_OPT_CB_FLAG |
+				 BPF_SOCK_OPS_STATE_CB_FLAG,
+			 0))
+		return;
+	listen_opts_note(skops);
 }
 
 /*
