@@ -747,9 +747,10 @@ size_t flow_ring_bytes(const struct agent_config *cfg)
 /*
  * Offer our ring: a new one described, or a cached one the peer keeps
  * mapped, named by its id. Either way (re)formatted first: the peer
- * released it, so nobody reads it until our CREATE.
+ * released it, so nobody reads it until our CREATE. @accepts: the peer's
+ * CREATE is attached, and ours answers it.
  */
-static int flow_offer(struct agent *a, struct flow *f)
+static int flow_offer(struct agent *a, struct flow *f, bool accepts)
 {
 	struct fivc_ring_geom g;
 	struct fivc_tunnel_msg m;
@@ -759,6 +760,7 @@ static int flow_offer(struct agent *a, struct flow *f)
 	ring_geom_of(&a->cfg, &g);
 	fivc_tunnel_msg_init(&m, FIVC_TMSG_CREATE, f->tunnel_id);
 	m.geom = g;
+	m.accepts = accepts;
 	err = ring_tx_take(a, f, &g, &m);
 	if (err)
 		return err;
@@ -815,22 +817,54 @@ static int flow_attach_rx(struct agent *a, struct flow *f, struct peer_link *l,
 	return 0;
 }
 
+/* Offer our ring; false if the flow gave up for want of one. */
+static bool flow_offer_or_give_up(struct agent *a, struct flow *f, bool accepts)
+{
+	int err = flow_offer(a, f, accepts);
+
+	/* No room for our ring (a full grant table, max_shm_bytes). */
+	if (!f->tx_shm && (err == -ENOSPC || err == -ENOMEM)) {
+		a->ctr.flows_no_shm++;
+		flow_give_up(a, f, "no shared memory");
+	} else if (err) {
+		flow_give_up(a, f, "cannot offer a tunnel");
+	}
+	return !err;
+}
+
+/*
+ * The peer's CREATE: attached, and answered. The passive side offers its
+ * own ring only now, and its CREATE carries the answer
+ * (FIVC_TMSG_F_ACCEPTS): one link message, and a wake-up of the active
+ * side's agent, less per connection. An answer in the peer's CREATE counts
+ * only for a ring we offered.
+ */
 static void create_for_flow(struct agent *a, struct flow *f,
 			    struct peer_link *l, struct fivc_tunnel_msg *m)
 {
+	bool accepted = m->accepts && f->tx_sent;
 	int reason = flow_attach_rx(a, f, l, m);
+	uint32_t slot = f->slot;
 
 	if (reason) {
 		a->ctr.creates_refused++;
 		pr_info("flow slot %u: refusing the peer's tunnel: %s", f->slot,
 			strerror(reason));
 	}
-	reply(a, l, m->tunnel_id, reason);
+	if (reason || f->tx_sent)
+		reply(a, l, m->tunnel_id, reason);
 	fivc_tunnel_msg_release(m);
-	if (reason)
+	if (reason) {
 		flow_give_up(a, f, "tunnel refused here");
-	else
-		flow_maybe_up(a, f);
+		return;
+	}
+	if (!f->tx_sent && !flow_offer_or_give_up(a, f, true))
+		return;
+	if (a->flows[slot] != f)
+		return;
+	if (accepted)
+		f->tx_accepted = true;
+	flow_maybe_up(a, f);
 }
 
 /*
@@ -922,7 +956,7 @@ static void unpark(struct agent *a, struct flow *f)
 void flow_established(struct agent *a, const struct fivc_event *ev)
 {
 	struct flow *f;
-	int fd_x, fd_y, err;
+	int fd_x, fd_y;
 	uint64_t y_read;
 
 	if (ev->slot >= FIVC_MAX_SLOTS || a->flows[ev->slot] ||
@@ -959,20 +993,12 @@ void flow_established(struct agent *a, const struct fivc_event *ev)
 	agent_watch_add(a, &f->w_x, EPOLLOUT | EPOLLET);
 
 	f->link = link_get(a, f->peer_domid);
-	if (!f->link) {
+	if (!f->link)
 		flow_give_up(a, f, "no link to the peer agent");
-	} else {
-		err = flow_offer(a, f);
-		/* No room for our ring (a full grant table, max_shm_bytes). */
-		if (!f->tx_shm && (err == -ENOSPC || err == -ENOMEM)) {
-			a->ctr.flows_no_shm++;
-			flow_give_up(a, f, "no shared memory");
-		} else if (err) {
-			flow_give_up(a, f, "cannot offer a tunnel");
-		} else {
-			unpark(a, f);
-		}
-	}
+	else if (f->dir == FIVC_FLOW_PASSIVE)
+		unpark(a, f); /* the active side's CREATE: ours answers it */
+	else if (flow_offer_or_give_up(a, f, false))
+		unpark(a, f);
 	slots_fill(a);
 }
 

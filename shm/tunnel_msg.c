@@ -240,7 +240,8 @@ static void encode_create(const struct fivc_tunnel_msg *m, uint8_t *p)
 	put_le32(p + 8, m->geom.n_receivers);
 	put_le32(p + 12, m->geom.gen_first);
 	put_le32(p + 16, (m->has_evch ? FIVC_TMSG_F_EVCH : 0) |
-				 (m->cached ? FIVC_TMSG_F_CACHED : 0));
+				 (m->cached ? FIVC_TMSG_F_CACHED : 0) |
+				 (m->accepts ? FIVC_TMSG_F_ACCEPTS : 0));
 	put_le32(p + 20, m->shm.kind);
 	put_le32(p + 24, m->shm.size);
 	put_le32(p + 28, m->shm.domid);
@@ -366,7 +367,8 @@ static int decode_create(const uint8_t *p, size_t len,
 	if (len != FIVC_TMSG_CREATE_SIZE + 4 * (size_t)n_refs)
 		return fail(why, "create body length does not match n_refs");
 	flags = get_le32(p + 16);
-	if (flags & ~(FIVC_TMSG_F_EVCH | FIVC_TMSG_F_CACHED))
+	if (flags &
+	    ~(FIVC_TMSG_F_EVCH | FIVC_TMSG_F_CACHED | FIVC_TMSG_F_ACCEPTS))
 		return fail(why, "unknown create flags");
 	if (get_le32(p + 52))
 		return fail(why, "reserved field not zero");
@@ -377,6 +379,7 @@ static int decode_create(const uint8_t *p, size_t len,
 	m->geom.gen_first = get_le32(p + 12);
 	m->has_evch = flags & FIVC_TMSG_F_EVCH;
 	m->cached = flags & FIVC_TMSG_F_CACHED;
+	m->accepts = flags & FIVC_TMSG_F_ACCEPTS;
 	m->ring_id = get_le32(p + 48);
 	m->shm.kind = get_le32(p + 20);
 	m->shm.size = get_le32(p + 24);

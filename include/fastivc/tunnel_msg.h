@@ -39,7 +39,9 @@
  *    12  u32 gen_first                     (struct fivc_ring_geom)
  *    16  u32 flags       FIVC_TMSG_F_EVCH: an event channel is included;
  *                        FIVC_TMSG_F_CACHED: the consumer's cached ring
- *                        ring_id, so every shm and evch field is 0
+ *                        ring_id, so every shm and evch field is 0;
+ *                        FIVC_TMSG_F_ACCEPTS: and the sender attached the
+ *                        receiver's CREATE of this tunnel (its ACCEPT)
  *    20  u32 shm.kind, 24 u32 shm.size, 28 u32 shm.domid, 32 u32 shm.n_refs
  *    36  u32 evch.kind, 40 u32 evch.domid, 44 u32 evch.port  (0 if no evch)
  *    48  u32 ring_id     0: not reusable (never with F_CACHED)
@@ -95,6 +97,7 @@
 
 #define FIVC_TMSG_F_EVCH (1u << 0)
 #define FIVC_TMSG_F_CACHED (1u << 1)
+#define FIVC_TMSG_F_ACCEPTS (1u << 2)
 #define FIVC_TMSG_F_SOCKET (1u << 0)
 #define FIVC_TMSG_F_KEPT (1u << 0)
 /* Ring ids a producer may use (24 bits: a wrap takes 16M offers). */
@@ -124,7 +127,8 @@ struct fivc_tunnel_msg {
 	struct fivc_shm_desc shm;
 	bool has_evch;
 	struct fivc_evch_desc evch; /* zero, fds -1, unless has_evch */
-	bool cached; /* the consumer's cached ring ring_id: no shm, no evch */
+	bool cached;  /* the consumer's cached ring ring_id: no shm, no evch */
+	bool accepts; /* and the receiver's CREATE is attached: its ACCEPT */
 	/* CREATE, RELEASE, EVICT: the producer's name for the ring, 0: none */
 	uint32_t ring_id;
 	bool kept; /* RELEASE only: the consumer still maps it */
