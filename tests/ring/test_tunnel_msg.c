@@ -89,10 +89,12 @@ static void sample(int i, struct fivc_tunnel_msg *m)
 	case 7:
 		fivc_tunnel_msg_init(m, FIVC_TMSG_KEEPALIVE, 0);
 		break;
-	case 9: /* a ring the consumer keeps mapped, named by its id */
+	case 9: /* a ring the consumer keeps mapped, named by its id, and the
+		 * answer to the consumer's own CREATE */
 		fivc_tunnel_msg_init(m, FIVC_TMSG_CREATE, 9);
 		m->geom = geom(4, 65536, 1);
 		m->cached = true;
+		m->accepts = true;
 		m->ring_id = FIVC_RING_ID_MAX;
 		break;
 	case 10:
@@ -153,7 +155,7 @@ static bool msg_equal(const struct fivc_tunnel_msg *a,
 		       a->has_socket == b->has_socket &&
 		       a->fb_bytes == b->fb_bytes;
 	if (a->ring_id != b->ring_id || a->kept != b->kept ||
-	    a->cached != b->cached)
+	    a->cached != b->cached || a->accepts != b->accepts)
 		return false;
 	if (a->type != FIVC_TMSG_CREATE)
 		return true;
@@ -367,7 +369,7 @@ static const struct corruption corruptions[] = {
 	{"channel_size 2 MiB", 0, OFF_CREATE(4), 2u << 20, 4},
 	{"n_receivers 0", 0, OFF_CREATE(8), 0, 4},
 	{"n_receivers 9", 0, OFF_CREATE(8), 9, 4},
-	{"unknown flag", 0, OFF_CREATE(16), 4, 4},
+	{"unknown flag", 0, OFF_CREATE(16), 8, 4},
 	{"create reserved", 0, OFF_CREATE(52), 1, 4},
 	{"cached flag with a region", 0, OFF_CREATE(16), 2, 4},
 	{"cached ring id 0", 9, OFF_CREATE(48), 0, 4},
