@@ -440,13 +440,9 @@ static __always_inline void established_done(struct bpf_sock_ops *skops,
 		uid_charge_flow(skops);
 	else
 		uid_uncharge(skops);
-	if (steered)
-		set_cb_flags(skops, BPF_SOCK_OPS_STATE_CB_FLAG,
-			     BPF_SOCK_OPS_WRITE_HDR_OPT_CB_FLAG);
-	else
-		set_cb_flags(skops, 0,
-			     BPF_SOCK_OPS_WRITE_HDR_OPT_CB_FLAG |
-				     BPF_SOCK_OPS_STATE_CB_FLAG);
+	set_cb_flags(skops, steered ? BPF_SOCK_OPS_STATE_CB_FLAG : 0,
+		     BPF_SOCK_OPS_WRITE_HDR_OPT_CB_FLAG |
+			     (steered ? 0 : BPF_SOCK_OPS_STATE_CB_FLAG));
 }
 
 static void on_active_established(struct bpf_sock_ops *skops)
@@ -545,6 +541,14 @@ static void on_state(struct bpf_sock_ops *skops)
 			listen_opts_drop(&lk);
 		return;
 	}
+	/*
+	 * Nothing to say of ESTABLISHED: the passive side is steered in
+	 * SYN_RECV, just before the kernel moves it there, and its ESTABLISHED
+	 * event said that (every passive child passes here: a listener's state
+	 * callback is inherited).
+	 */
+	if (skops->args[1] == BPF_TCP_ESTABLISHED)
+		return;
 	/* Before the lookup: the agent may have reaped the reservation. */
 	if (skops->args[1] == BPF_TCP_CLOSE)
 		uid_uncharge(skops);
@@ -561,12 +565,6 @@ static void on_state(struct bpf_sock_ops *skops)
 			unreserve(&k);
 		return;
 	}
-	/*
-	 * The passive side is steered in SYN_RECV, just before the kernel
-	 * moves it to ESTABLISHED: the ESTABLISHED event already said that.
-	 */
-	if (skops->args[1] == BPF_TCP_ESTABLISHED)
-		return;
 	ev = bpf_ringbuf_reserve(&events, sizeof(*ev), 0);
 	if (!ev) {
 		stat_inc(FIVC_STAT_EVENT_LOST);
