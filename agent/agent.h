@@ -109,7 +109,8 @@ struct flow {
 	uint64_t cookie;
 	uint32_t peer_domid;
 	uint32_t nonce;
-	uint32_t dir; /* enum fivc_flow_dir */
+	uint32_t dir;		   /* enum fivc_flow_dir */
+	uint32_t snd_nxt, rcv_nxt; /* the app socket's, after the handshake */
 	uint64_t tunnel_id;
 	enum flow_state state;
 	const char *reason; /* why the flow is not (or no longer) tunneled */
@@ -176,7 +177,9 @@ struct agent_counters {
 	uint64_t flows_steered, flows_tunneled, flows_failed, flows_done;
 	uint64_t flows_tcp;	/* fell back to plain TCP, every byte intact */
 	uint64_t flows_relayed; /* no tunnel, but bytes captured: relayed */
-	uint64_t flows_reset; /* RSTs the apps caused (abort, close, unread) */
+	uint64_t flows_reset;  /* RSTs the apps caused (abort, close, unread) */
+	uint64_t resets_rst;   /* our RST reset the app socket (ECONNRESET) */
+	uint64_t resets_abort; /* ... it did not: SOCK_DESTROY (ECONNABORTED) */
 	uint64_t creates_refused, creates_rejected_by_peer;
 	uint64_t bytes_tx, bytes_rx;		 /* through tunnels */
 	uint64_t relay_bytes_tx, relay_bytes_rx; /* through relays */
@@ -319,6 +322,11 @@ void leftover_tc_remove(void);
 int agent_fin_init(void);
 void agent_fin_exit(void);
 int agent_fin_resend(struct agent *a, const struct fivc_flow_key *k);
+/* An IPv4 or IPv6 packet with a TCP segment: checksums set, then sent. */
+int agent_raw_send(uint8_t *pkt, uint32_t len);
+
+/* agent/reset.c: a failed flow's connection reset as a network RST would */
+void flow_reset_tcp(struct agent *a, struct flow *f);
 
 /* agent/slots.c: the pool of loopback pairs */
 int slots_init(struct agent *a);

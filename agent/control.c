@@ -219,6 +219,7 @@ static void print_status(struct agent *a, FILE *o, bool json)
 			"\"flows_steered\":%llu,"
 			"\"flows_tunneled\":%llu,\"flows_failed\":%llu,"
 			"\"flows_done\":%llu,\"flows_reset\":%llu,"
+			"\"resets_rst\":%llu,\"resets_abort\":%llu,"
 			"\"flows_tcp\":%llu,\"flows_relayed\":%llu,"
 			"\"creates_refused\":%llu,"
 			"\"creates_rejected_by_peer\":%llu,"
@@ -246,6 +247,8 @@ static void print_status(struct agent *a, FILE *o, bool json)
 			(unsigned long long)c->flows_failed,
 			(unsigned long long)c->flows_done,
 			(unsigned long long)c->flows_reset,
+			(unsigned long long)c->resets_rst,
+			(unsigned long long)c->resets_abort,
 			(unsigned long long)c->flows_tcp,
 			(unsigned long long)c->flows_relayed,
 			(unsigned long long)c->creates_refused,

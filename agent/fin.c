@@ -1,11 +1,12 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 /*
+ * Segments the agent writes itself, through two raw sockets (IPv4, IPv6)
+ * that stay open (a connection's FIN then costs one sendto() instead of
+ * three syscalls), their checksums computed here.
  * Re-sending a held FIN (see bpf/fin_hold.bpf.c): once the tunnel has
  * delivered its last byte into the app socket, the peer's FIN that tc held
- * is sent again into our own stack through a raw socket, with its TCP
- * checksum computed afresh (the held copy had only the offload's partial
- * sum). The two raw sockets (IPv4, IPv6) stay open: a connection's FIN
- * then costs one sendto() instead of three syscalls.
+ * is sent again into our own stack (the held copy had only the offload's
+ * partial sum). agent/reset.c writes RSTs the same way.
  */
 #include <errno.h>
 #include <netinet/in.h>
@@ -100,25 +101,30 @@ void agent_fin_exit(void)
 	}
 }
 
+int agent_raw_send(uint8_t *pkt, uint32_t len)
+{
+	struct sockaddr_storage to = {};
+	int family = fix_checksums(pkt, len, &to);
+
+	if (family < 0)
+		return -EINVAL;
+	if (sendto(raw_fd[family == AF_INET6], pkt, len, 0,
+		   (struct sockaddr *)&to,
+		   family == AF_INET ? sizeof(struct sockaddr_in)
+				     : sizeof(struct sockaddr_in6)) < 0)
+		return -errno;
+	return 0;
+}
+
 int agent_fin_resend(struct agent *a, const struct fivc_flow_key *k)
 {
 	struct fivc_held_fin held;
-	struct sockaddr_storage to = {};
-	int family;
+	int err;
 
 	if (agent_bpf_held_fin_take(a, k, &held))
 		return -ENOENT;
-	family = fix_checksums(held.pkt, held.len, &to);
-	if (family < 0)
-		return -EINVAL;
-	if (sendto(raw_fd[family == AF_INET6], held.pkt, held.len, 0,
-		   (struct sockaddr *)&to,
-		   family == AF_INET ? sizeof(struct sockaddr_in)
-				     : sizeof(struct sockaddr_in6)) < 0) {
-		int err = -errno;
-
+	err = agent_raw_send(held.pkt, held.len);
+	if (err)
 		pr_warn("Failed to re-send a held FIN: %s", strerror(-err));
-		return err;
-	}
-	return 0;
+	return err;
 }

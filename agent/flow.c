@@ -191,7 +191,7 @@ void flow_fail(struct agent *a, struct flow *f, const char *reason)
 	if (peer_reset)
 		f->destroy_ns = agent_now_ns() + PEER_RST_GRACE_NS;
 	else
-		agent_sock_destroy(a, &f->key, f->cookie);
+		flow_reset_tcp(a, f);
 	/*
 	 * An app blocked in send() sleeps on X's buffer, not on its own
 	 * socket: shutting X down wakes it, and its redirect fails (EPIPE).
@@ -975,6 +975,8 @@ void flow_established(struct agent *a, const struct fivc_event *ev)
 	f->peer_domid = ev->peer_domid;
 	f->nonce = ev->nonce;
 	f->dir = ev->dir;
+	f->snd_nxt = ev->snd_nxt;
+	f->rcv_nxt = ev->rcv_nxt;
 	/* The peer's FIN completed the handshake: tc holds it already. */
 	f->fin_held = ev->flags & FIVC_EV_F_FIN_HELD;
 	f->tunnel_id = tunnel_id_of(f);
@@ -1141,7 +1143,7 @@ void flow_expire(struct agent *a, uint64_t now)
 			flow_more(a, f, false);
 		if (f->destroy_ns && f->destroy_ns <= now) {
 			f->destroy_ns = 0;
-			agent_sock_destroy(a, &f->key, f->cookie);
+			flow_reset_tcp(a, f);
 		}
 	}
 }

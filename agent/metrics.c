@@ -118,6 +118,10 @@ static void write_metrics(struct agent *a, FILE *o)
 	one(o, "flows_total", "event", "done", c->flows_done);
 	one(o, "flows_total", "event", "reset", c->flows_reset);
 	one(o, "flows_total", "event", "leftover_reset", c->flows_leftover);
+	head(o, "resets_total", "counter",
+	     "App connections the agent reset, by how the app heard it.");
+	one(o, "resets_total", "by", "rst", c->resets_rst);
+	one(o, "resets_total", "by", "sock_destroy", c->resets_abort);
 	head(o, "tunnel_bytes_total", "counter",
 	     "Bytes carried through tunnels, by direction.");
 	one(o, "tunnel_bytes_total", "direction", "tx", c->bytes_tx);

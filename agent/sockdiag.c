@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 /*
  * sock_diag access to an app socket by its exact 4-tuple and cookie:
- * SOCK_DESTROY resets a connection whose tunnel failed (the app sees an
- * error, the peer an RST) instead of letting it hang; SKMEMINFO's rmem is
+ * SOCK_DESTROY resets a connection that our RSTs did not (agent/reset.c)
+ * or a previous agent left (the app sees ECONNABORTED, the peer an RST)
+ * instead of letting it hang; SKMEMINFO's rmem is
  * what the app has not read yet, injected bytes included (2-3 us a query).
  */
 #include <errno.h>

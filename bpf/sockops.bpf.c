@@ -415,6 +415,8 @@ static bool steer(struct bpf_sock_ops *skops, const struct fivc_flow_key *k,
 	ev->peer_domid = peer_domid;
 	ev->nonce = nonce;
 	ev->dir = dir;
+	ev->snd_nxt = skops->snd_nxt;
+	ev->rcv_nxt = skops->rcv_nxt;
 	if (bpf_map_lookup_elem(&held_fins, k))
 		ev->flags = FIVC_EV_F_FIN_HELD;
 	bpf_ringbuf_submit(ev, 0);

@@ -162,6 +162,14 @@ struct fivc_event {
 	__u32 old_state; /* STATE: kernel TCP_* values */
 	__u32 new_state;
 	__u32 flags; /* FIVC_EV_F_* */
+	/*
+	 * ESTABLISHED: the app socket's snd_nxt and rcv_nxt after the
+	 * handshake. Steered bytes never take its TCP, so only the FINs move
+	 * them on: the agent resets the connection with RSTs of its own at
+	 * these numbers (agent/reset.c).
+	 */
+	__u32 snd_nxt;
+	__u32 rcv_nxt;
 };
 
 /*

@@ -96,6 +96,9 @@ start_agent() {
 	shift
 	if [ "$side" = A ]; then ns=$NS_A cg=$CG_A dom=$DOM_A; else ns=$NS_B cg=$CG_B dom=$DOM_B; fi
 	log=$LOGS/agent-$side.log
+	# Emptied first: the agent's shell may open it only after the wait
+	# below began, which must not find a "ready" of an earlier run.
+	: >"$log"
 	nsenter --net="/run/netns/$ns" "$FASTIVC" agent --instance "$TAG-$(echo "$side" | tr AB ab)" \
 		--domid "$dom" --cgroup "$cg" --set run_dir="$RUN" \
 		--set link_dir="$RUN/link" "$@" >"$log" 2>&1 &
