@@ -295,6 +295,7 @@ void agent_bpf_flow_del(struct agent *a, const struct fivc_flow_key *key);
 uint64_t *agent_bpf_slot_sw(struct agent *a, uint32_t slot);
 uint64_t agent_bpf_slot_sent(struct agent *a, uint32_t slot);
 void agent_bpf_slot_read(struct agent *a, uint32_t slot, uint64_t n);
+void agent_bpf_slot_injected(struct agent *a, uint32_t slot, uint64_t n);
 void agent_bpf_ingress_window(struct agent *a, uint32_t bytes);
 int agent_bpf_slot_reuse(struct agent *a, uint32_t slot);
 void agent_bpf_app_release(struct agent *a, const struct fivc_flow_key *key);

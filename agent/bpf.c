@@ -34,6 +34,7 @@ struct agent_bpf {
 	struct ring_buffer *rb;
 	struct bpf_link *sockops;
 	struct bpf_link *sockopt_watch; /* cgroup/setsockopt */
+	struct bpf_link *tcp_info;	/* cgroup/getsockopt */
 	struct bpf_link *poke; /* iter/tcp, in our (the apps') namespace */
 	int poke_bell;	       /* eventfd: wake the poke thread */
 	bool poke_pending;     /* ring it after this batch of events */
@@ -44,6 +45,7 @@ struct agent_bpf {
 	char pin_dir[256];
 	uint64_t *slot_sw;	    /* the slot_sw map, mapped: atomics only */
 	uint64_t *slot_rd;	    /* the slot_rd map, mapped: ours to write */
+	uint64_t *slot_in;	    /* the slot_in map, mapped: ours to write */
 	int tc_ifindex[MAX_IFACES]; /* FIN hold attached here */
 	int n_tc;
 };
@@ -273,7 +275,7 @@ static void poke_run(struct agent *a)
 		pr_warn("Failed to ring the poke thread: %s", strerror(errno));
 }
 
-/* An mmap-able array of one __u64 per slot (slot_sw, slot_rd), mapped. */
+/* An mmap-able array of one __u64 per slot (slot_sw, ...), mapped. */
 static int slot_words_map(struct bpf_map *map, uint64_t **words)
 {
 	void *p = mmap(NULL, SLOT_SW_BYTES, PROT_READ | PROT_WRITE, MAP_SHARED,
@@ -339,6 +341,8 @@ int agent_bpf_open(struct agent *a)
 	err = slot_words_map(b->skel->maps.slot_sw, &b->slot_sw);
 	if (!err)
 		err = slot_words_map(b->skel->maps.slot_rd, &b->slot_rd);
+	if (!err)
+		err = slot_words_map(b->skel->maps.slot_in, &b->slot_in);
 	if (err)
 		return err;
 
@@ -372,6 +376,14 @@ int agent_bpf_open(struct agent *a)
 	if (!b->sockopt_watch) {
 		err = -errno;
 		pr_err("Failed to attach the setsockopt watch to %s: %s",
+		       a->cfg.cgroup, strerror(errno));
+		return err;
+	}
+	b->tcp_info = bpf_program__attach_cgroup(b->skel->progs.fivc_tcp_info,
+						 b->cgroup_fd);
+	if (!b->tcp_info) {
+		err = -errno;
+		pr_err("Failed to attach the TCP_INFO program to %s: %s",
 		       a->cfg.cgroup, strerror(errno));
 		return err;
 	}
@@ -422,6 +434,7 @@ void agent_bpf_close(struct agent *a)
 	tc_detach_all(b);
 	bpf_link__destroy(b->poke);
 	bpf_link__destroy(b->sockopt_watch);
+	bpf_link__destroy(b->tcp_info);
 	bpf_link__destroy(b->sockops);
 	if (b->skmsg_attached)
 		bpf_prog_detach2(bpf_program__fd(b->skel->progs.fivc_skmsg),
@@ -436,6 +449,8 @@ void agent_bpf_close(struct agent *a)
 		munmap(b->slot_sw, SLOT_SW_BYTES);
 	if (b->slot_rd)
 		munmap(b->slot_rd, SLOT_SW_BYTES);
+	if (b->slot_in)
+		munmap(b->slot_in, SLOT_SW_BYTES);
 	fastivc_bpf__destroy(b->skel);
 	if (b->cgroup_fd >= 0)
 		close(b->cgroup_fd);
@@ -463,6 +478,7 @@ int agent_bpf_slot_add(struct agent *a, uint32_t slot, int fd_x, int fd_y,
 	__u16 port = y_port;
 
 	__atomic_store_n(&a->bpf->slot_rd[slot], 0, __ATOMIC_SEQ_CST);
+	__atomic_store_n(&a->bpf->slot_in[slot], 0, __ATOMIC_SEQ_CST);
 	__atomic_store_n(&a->bpf->slot_sw[slot], 0, __ATOMIC_SEQ_CST);
 	if (bpf_map__update_elem(s->maps.slots, &slot, sizeof(slot), &idle,
 				 sizeof(idle), BPF_ANY) ||
@@ -502,6 +518,7 @@ int agent_bpf_slot_reuse(struct agent *a, uint32_t slot)
 	struct fivc_slot idle = {.mode = FIVC_SLOT_IDLE};
 
 	__atomic_store_n(&a->bpf->slot_rd[slot], 0, __ATOMIC_SEQ_CST);
+	__atomic_store_n(&a->bpf->slot_in[slot], 0, __ATOMIC_SEQ_CST);
 	__atomic_store_n(&a->bpf->slot_sw[slot], 0, __ATOMIC_SEQ_CST);
 	if (bpf_map__update_elem(s->maps.slots, &slot, sizeof(slot), &idle,
 				 sizeof(idle), BPF_ANY) ||
@@ -548,6 +565,12 @@ uint64_t agent_bpf_slot_sent(struct agent *a, uint32_t slot)
 void agent_bpf_slot_read(struct agent *a, uint32_t slot, uint64_t n)
 {
 	__atomic_store_n(&a->bpf->slot_rd[slot], n, __ATOMIC_RELEASE);
+}
+
+/* The agent has injected @n bytes into the slot's app socket (TCP_INFO). */
+void agent_bpf_slot_injected(struct agent *a, uint32_t slot, uint64_t n)
+{
+	__atomic_store_n(&a->bpf->slot_in[slot], n, __ATOMIC_RELAXED);
 }
 
 /* Bytes in flight to us under which an app's send skips X (skmsg.bpf.c). */

@@ -605,6 +605,7 @@ static void pump_rx(struct agent *a, struct flow *f)
 			f->rx_unread += (uint64_t)s;
 			fivc_rx_release(&f->rx, (size_t)s);
 			f->bytes_rx += (uint64_t)s;
+			agent_bpf_slot_injected(a, f->slot, f->bytes_rx);
 			a->ctr.bytes_rx += (uint64_t)s;
 			if ((size_t)s < budget) {
 				budget -= (size_t)s;

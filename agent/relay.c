@@ -153,6 +153,7 @@ void relay_pump_rx(struct agent *a, struct flow *f)
 			b->len -= (size_t)n;
 			f->rx_unread += (uint64_t)n;
 			f->bytes_rx += (uint64_t)n;
+			agent_bpf_slot_injected(a, f->slot, f->bytes_rx);
 			a->ctr.relay_bytes_rx += (uint64_t)n;
 			continue;
 		}

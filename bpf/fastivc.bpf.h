@@ -63,6 +63,15 @@ FIVC_MAP struct {
 	__uint(map_flags, BPF_F_MMAPABLE);
 } slot_rd SEC(".maps");
 
+/* What the agent has injected into each slot's app socket; see slot_in. */
+FIVC_MAP struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(max_entries, FIVC_MAX_SLOTS);
+	__uint(map_flags, BPF_F_MMAPABLE);
+} slot_in SEC(".maps");
+
 /* App sockets (by flow) and slot ends X, Y (by slot); sk_msg runs on all. */
 FIVC_MAP struct {
 	__uint(type, BPF_MAP_TYPE_SOCKHASH);

@@ -8,6 +8,7 @@
  * the tunnel, which does not honour the option. It never changes what the
  * app asked for.
  */
+#include "sock_flow.bpf.h"
 #include "sockopt_refuse.bpf.h"
 
 #define SOL_SOCKET 1
@@ -36,38 +37,6 @@ static __always_inline bool refuses(__u32 bit, int val)
 	if (bit == FIVC_OPT_RCVLOWAT)
 		return val < 0 || val > 1;
 	return val > 0;
-}
-
-/*
- * @sk's own address (and its peer's), IPv4-mapped if need be. CTX_READ: one
- * load per field, as the verifier wants of a socket pointer.
- */
-static __always_inline void sock_addrs(const struct bpf_sock *sk, __u32 fam,
-				       __u8 *laddr, __u8 *raddr)
-{
-	if (fam == AF_INET) {
-		addr_v4mapped(laddr, CTX_READ(sk, src_ip4));
-		if (raddr)
-			addr_v4mapped(raddr, CTX_READ(sk, dst_ip4));
-		return;
-	}
-	addr_v6(laddr, CTX_READ(sk, src_ip6[0]), CTX_READ(sk, src_ip6[1]),
-		CTX_READ(sk, src_ip6[2]), CTX_READ(sk, src_ip6[3]));
-	if (raddr)
-		addr_v6(raddr, CTX_READ(sk, dst_ip6[0]),
-			CTX_READ(sk, dst_ip6[1]), CTX_READ(sk, dst_ip6[2]),
-			CTX_READ(sk, dst_ip6[3]));
-}
-
-/* Has @sk an entry in flows: steered, or its handshake offered or answered. */
-static __always_inline bool has_flow(const struct bpf_sock *sk, __u32 fam)
-{
-	struct fivc_flow_key k = {};
-
-	sock_addrs(sk, fam, k.laddr, k.raddr);
-	k.lport = CTX_READ(sk, src_port);
-	k.rport = bpf_ntohs(sk->dst_port);
-	return bpf_map_lookup_elem(&flows, &k);
 }
 
 /* A listener's entry after this option: its other bits stay. */
@@ -108,7 +77,7 @@ int fivc_sockopt_watch(struct bpf_sockopt *ctx)
 	on = refuses(bit, *val);
 	if (CTX_READ(sk, state) == BPF_TCP_LISTEN)
 		listener_update(ctx, sk, fam, bit, on);
-	else if (on && has_flow(sk, fam))
+	else if (on && sock_flow(sk, fam))
 		stat_inc(FIVC_STAT_OPT_LATE);
 	return 1;
 }

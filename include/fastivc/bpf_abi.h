@@ -112,6 +112,12 @@ struct fivc_flow {
  * (docs/steering.md, "The data path"). A count too low only keeps the
  * flow on X longer.
  */
+/*
+ * slot_in: array by slot, mmap-able, one __u64 per slot, written by the
+ * agent only: the bytes it has injected into the slot's app socket for its
+ * current flow (reset with slot_sw). With slot_rd it is what TCP_INFO adds
+ * to the socket's own counts (bpf/tcp_info.bpf.c).
+ */
 #define FIVC_SW_CAPTURED (1ULL << 0)
 #define FIVC_SW_CANCELLED (1ULL << 1)
 #define FIVC_SW_SENT_SHIFT 2

@@ -4,8 +4,9 @@
 # agent built with ASan+UBSan: for each way of breaking the ring it offered
 # (size > S, generation jump, pend_read > K, close over an empty channel,
 # random headers) the victim tears that tunnel down with one log line, the
-# app sees its connection reset, and the agent stays up and serves new
-# connections. Also the modes of what the agent creates (docs/security.md).
+# app sees ECONNRESET from the victim's RST (IPv4, and once IPv6), the
+# server's end in domain B is reset too, and the agent stays up and serves
+# new connections. Also the modes of what the agent creates (docs/security.md).
 # Then attacks on the link itself, from a fake peer speaking for a third
 # domain while A and B have a real link (docs/security.md, "Link frames and
 # parked messages"): (a) frames trickled a byte at a time and one never
@@ -26,7 +27,9 @@ ASAN_O=${ASAN_O:-build/asan-agent}
 ASAN_FASTIVC=$PWD/$ASAN_O/fastivc
 HOSTILE=$PWD/$O/tools/hostile_peer
 RR=$PWD/$O/tools/rr
-MODES=(size gen pend close random)
+MODES=(size gen pend close random size)
+# Where each mode's client connects: the last one over IPv6.
+MODE_ADDR=($IP_B $IP_B $IP_B $IP_B $IP_B $IP6_B)
 PORT=5301
 netns_setup
 
@@ -43,7 +46,8 @@ export ASAN_OPTIONS=abort_on_error=0:detect_leaks=1 UBSAN_OPTIONS=print_stacktra
 start_agent B --set link_dir="$RUN/link-b" || { fail "agent B starts"; exit 1; }
 FASTIVC=$ASAN_FASTIVC start_agent A || { fail "victim agent A (ASan) starts"; exit 1; }
 VICTIM=${AGENT_PIDS[1]}
-fivc A peer add $IP_B/32 $DOM_B && fivc B peer add $IP_A/32 $DOM_A ||
+fivc A peer add $IP_B/32 $DOM_B && fivc B peer add $IP_A/32 $DOM_A &&
+	fivc A peer add $IP6_B/128 $DOM_B && fivc B peer add $IP6_A/128 $DOM_A ||
 	{ fail "peers added"; exit 1; }
 
 # What the agent creates: root only (docs/security.md, "Local users").
@@ -59,6 +63,7 @@ check "a non-root user cannot reach the link socket" sh -c "setpriv --reuid=6553
 	grep -q 'Permission denied'"
 
 in_ns B "$RR" server $IP_B $PORT >"$LOGS/rr.log" 2>&1 &
+in_ns B "$RR" server $IP6_B $PORT >"$LOGS/rr6.log" 2>&1 &
 sleep 0.3
 
 # client ADDR PORT wait|echo: "wait" prints what the connection came to
@@ -90,18 +95,24 @@ mkfifo "$LOGS/hold"
 	>"$LOGS/hostile.out" 2>"$LOGS/hostile.err" &
 HPID=$!
 exec 3>"$LOGS/hold"
-for mode in "${MODES[@]}"; do
+# TCP connections of domain B that an RST ended.
+b_resets() { ip netns exec "$NS_B" nstat -az TcpEstabResets | awk '/TcpEstabResets/ {print $2}'; }
+for i in "${!MODES[@]}"; do
+	mode=${MODES[$i]} addr=${MODE_ADDR[$i]}
+	[ "$addr" = "$IP6_B" ] && mode="$mode (IPv6)"
 	before=$(grep -c 'peer broke the tunnel protocol' "$LOGS/agent-A.log")
 	rst=$(json_get A "d['counters']['resets_rst']")
 	abort=$(json_get A "d['counters']['resets_abort']")
-	got=$(in_ns A python3 -c "$CLIENT" $IP_B $PORT wait 2>&1)
+	peer_resets=$(b_resets)
+	got=$(in_ns A python3 -c "$CLIENT" "$addr" $PORT wait 2>&1)
 	say "$mode: the app saw $got"
-	check "$mode: the fake peer set the tunnel up" grep -qx "$mode up" "$LOGS/hostile.out"
+	check "$mode: the fake peer set the tunnel up" grep -qx "${mode% (IPv6)} up" "$LOGS/hostile.out"
 	# As for an RST from the network (agent/reset.c); SOCK_DESTROY, the
 	# fallback, would say ECONNABORTED.
 	check "$mode: the app's connection is reset ($got)" [ "$got" = ECONNRESET ]
 	check "$mode: by the agent's RST, not SOCK_DESTROY" \
 		[ "$(json_get A "d['counters']['resets_rst']") $(json_get A "d['counters']['resets_abort']")" = "$((rst + 1)) $abort" ]
+	check "$mode: the server's end, in domain B, was reset too" [ "$(b_resets)" -gt "$peer_resets" ]
 	sleep 0.2
 	after=$(grep -c 'peer broke the tunnel protocol' "$LOGS/agent-A.log")
 	check "$mode: one log line says the peer broke the protocol" [ $((after - before)) = 1 ]
