@@ -5,6 +5,7 @@
     sockopts.py server ADDR PORT CASE N   (serves N connections)
     sockopts.py client ADDR PORT CASE
     sockopts.py flood ADDR PORT N         (N deferring listeners, held)
+    sockopts.py siblings ADDR PORT        (SO_REUSEPORT listeners, phases)
 
 Both ends exit 0 only if the case behaved as TCP says it must; on failure
 they print why. The test runs each case over plain TCP and with the
@@ -31,8 +32,14 @@ the option). Cases:
 flood, run as another uid: more deferring listeners than the table of
 listeners' options holds, on ports PORT to PORT+N-1, held until SIGTERM;
 another uid's deferring listener opened meanwhile must still stay on TCP.
+
+siblings: SO_REUSEPORT listeners on one port, in four phases of one
+defer-accept client each, "ready N" printed once phase N's listeners are
+set: (1) of two plain siblings one closed, (2) a plain and a deferring
+one, (3) the deferring one closed, (4) all closed and a new listener.
 """
 import os
+import select
 import signal
 import socket
 import sys
@@ -180,11 +187,46 @@ def flood(addr, port, n):
     signal.pause()
 
 
+def siblings(addr, port):
+    def sibling(defer=False):
+        lst = socket.socket(family(addr), socket.SOCK_STREAM)
+        lst.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        lst.bind((addr, port))
+        lst.listen(8)
+        if defer:
+            lst.setsockopt(socket.IPPROTO_TCP, socket.TCP_DEFER_ACCEPT,
+                           DEFER_S)
+        return lst
+
+    def one(phase, lsts):
+        print("ready %d" % phase, flush=True)
+        ready, _, _ = select.select(lsts, [], [], 60)
+        if not ready:
+            fail("siblings: no connection in phase %d" % phase)
+        c, _ = ready[0].accept()
+        serve(c, "defer-accept", port)
+        c.close()
+
+    first, second = sibling(), sibling()
+    first.close()
+    one(1, [second])
+    second.close()
+    plain, deferring = sibling(), sibling(defer=True)
+    one(2, [plain, deferring])
+    deferring.close()
+    one(3, [plain])
+    plain.close()
+    one(4, [sibling()])
+
+
 def main():
-    role, addr, port, case = sys.argv[1], sys.argv[2], int(sys.argv[3]), \
-        sys.argv[4]
+    role, addr, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    case = sys.argv[4] if len(sys.argv) > 4 else ""
     if role == "flood":
         flood(addr, port, int(case))
+        return
+    if role == "siblings":
+        siblings(addr, port)
         return
     if role == "client":
         client(addr, port, case)

@@ -8,6 +8,7 @@
 # with the reason counted on the side that set the option. A deferring
 # listener opened before the agents must be found by the adoption walk. An
 # SO_RCVLOWAT set on a steered socket leaves it on the tunnel, counted.
+# SO_REUSEPORT siblings share their listener entry.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/tunnel.sh"
 FAILED=0
@@ -118,6 +119,30 @@ for pair in "0.0.0.0 $IP_B" ":: $IP_B" ":: $IP6_B"; do
 		[ "$(stat A steered)$(stat B steered)" = "$steered_a$steered_b" -a \
 		  "$(stat B opt_defer_accept)" = $((before + 1)) ]
 done
+
+# SO_REUSEPORT siblings share one entry (sockopts.py siblings): a closed
+# sibling leaves the others theirs (tunneled), a deferring sibling keeps
+# the group on TCP until the last one closes, and nothing of the group is
+# left for the next listener on the port (tunneled again).
+port=$((port + 1))
+in_ns B timeout 120 python3 "$PROG" siblings $IP_B $port >"$LOGS/sockopts-siblings.out" 2>&1 &
+SPID=$!
+for phase in 1 2 3 4; do
+	for _ in $(seq 50); do grep -qs "ready $phase" "$LOGS/sockopts-siblings.out" && break; sleep 0.1; done
+	steered_a=$(stat A steered) steered_b=$(stat B steered) before=$(stat B opt_defer_accept)
+	check "SO_REUSEPORT siblings, phase $phase: as TCP says" client defer-accept $IP_B $port
+	if [ $phase = 1 ] || [ $phase = 4 ]; then
+		check "SO_REUSEPORT siblings, phase $phase: steered on both sides" \
+			[ "$(stat A steered) $(stat B steered)" = "$((steered_a + 1)) $((steered_b + 1))" ]
+	else
+		check "SO_REUSEPORT siblings, phase $phase: stayed on TCP, counted once as opt_defer_accept on B" \
+			[ "$(stat A steered)$(stat B steered)" = "$steered_a$steered_b" -a \
+			  "$(stat B opt_defer_accept)" = $((before + 1)) ]
+	fi
+done
+wait $SPID
+check "SO_REUSEPORT siblings: the server served all four phases" [ $? = 0 ]
+grep -v '^ready [1-4]$' "$LOGS/sockopts-siblings.out" | sed 's/^/# /'
 
 # Another uid holds more listeners than listen_opts holds (a local user
 # may): a deferring listener opened meanwhile has no entry, and its
