@@ -1,5 +1,9 @@
 /* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
-/* The agent: types shared by the files in agent/. See docs/steering.md. */
+/*
+ * The agent: its configuration, event loop, counters and the services its
+ * modules share. Flows are in flow.h, links to peer agents in link.h. See
+ * docs/steering.md.
+ */
 #ifndef FASTIVC_AGENT_H
 #define FASTIVC_AGENT_H
 
@@ -55,106 +59,6 @@ struct agent_watch {
 	void (*fn)(struct agent *a, struct agent_watch *w, uint32_t events);
 	int fd;
 	bool live;
-};
-
-enum flow_state {
-	FLOW_PENDING = 0, /* steered; tunnel being set up; bytes wait in Y */
-	FLOW_TUNNEL,	  /* both rings mapped: bytes take the ring */
-	FLOW_FALLBACK,	  /* no tunnel: waiting for the peer's FALLBACK */
-	FLOW_RELAY,	  /* no tunnel: captured bytes take the relay */
-	FLOW_FAILED,	  /* setup refused or torn down: see reason */
-	FLOW_DONE,	  /* both directions finished, app socket closed */
-};
-
-struct fivc_tunnel_frame;
-struct ringcache;
-struct ring_half;
-
-struct peer_link {
-	uint32_t domid;
-	struct agent_watch w;
-	bool hello_done;
-	uint8_t hello_got;	    /* bytes of the HELLO in hello_buf */
-	uint8_t hello_buf[8];	    /* struct link_hello, as it arrives */
-	uint64_t hello_deadline_ns; /* accepted: closed if no HELLO by then */
-	/* What came of the message being received, and since when (0: none) */
-	struct fivc_tunnel_rx rx;
-	uint64_t rx_since_ns;
-	uint32_t n_parked;	 /* its messages in park.c (bounded) */
-	uint64_t park_logged_ns; /* it last hit that bound, and we said so */
-	/* Messages the socket did not take yet, oldest first (never block). */
-	struct fivc_tunnel_frame *out_head, *out_tail;
-	uint32_t out_n;	  /* ... how many (at most LINK_OUT_MAX, link.c) */
-	bool out_cut;	  /* it reached that: being torn down */
-	bool out_waiting; /* registered for EPOLLOUT */
-	bool carries_fds; /* a Unix socket between agents: relays possible */
-	bool keepalive;	  /* nothing else tells that the peer died (xen) */
-	uint64_t last_rx_ns, last_tx_ns;
-	struct ringcache *rc; /* rings kept for reuse (ringcache.c) */
-	struct peer_link *next;
-};
-
-/* One direction of a relay (agent/relay.c). */
-struct relay_buf {
-	int fd; /* -1: this direction is not relayed */
-	uint8_t *data;
-	size_t off, len; /* bytes read, not yet written on */
-	uint64_t total;	 /* bytes that crossed the relay socket */
-	uint32_t events; /* what its watch is registered for */
-};
-
-struct flow {
-	uint32_t slot;
-	struct fivc_flow_key key; /* the app socket's own view */
-	uint64_t cookie;
-	uint32_t peer_domid;
-	uint32_t nonce;
-	uint32_t dir;		   /* enum fivc_flow_dir */
-	uint32_t snd_nxt, rcv_nxt; /* the app socket's, after the handshake */
-	uint64_t tunnel_id;
-	enum flow_state state;
-	const char *reason; /* why the flow is not (or no longer) tunneled */
-	uint64_t deadline_ns;
-	uint64_t destroy_ns; /* reset the app socket then, if still there */
-
-	struct agent_watch w_y; /* the slot's agent end */
-	struct agent_watch w_x; /* the redirect target: EPOLLOUT edges only */
-
-	struct peer_link *link;
-	struct ring_half *tx_half, *rx_half; /* own tx_shm and ev_tx, rx... */
-	struct fivc_shm *tx_shm, *rx_shm;
-	struct fivc_evch *ev_tx; /* offered with our CREATE */
-	struct fivc_evch *ev_rx; /* bound from the peer's CREATE */
-	struct fivc_tx tx;
-	struct fivc_rx rx;
-	bool tx_sent, tx_accepted; /* our CREATE sent, and accepted */
-	bool rx_attached;	   /* we accepted the peer's CREATE */
-	bool kicks_on;		   /* tunnel up: its rings' kicks reach it */
-	uint32_t peer_fb;	   /* the peer's FALLBACK mode, 0 if none */
-	bool fb_sent;		   /* ours went out */
-	bool rx_end_known;	   /* the peer's FALLBACK(END) came */
-	uint64_t rx_end_bytes;	   /* ... with the relay's length */
-	struct relay_buf relay_tx, relay_rx;
-	struct agent_watch w_relay_tx, w_relay_rx;
-	bool app_wr_shut;   /* the app shut its write side */
-	bool app_fd_closed; /* ... by close(): nothing reads any more */
-	bool app_closed;    /* the app socket is gone */
-	bool tx_eof;	    /* Y read to EOF and SEND_CLOSE sent */
-	bool x_shut;	    /* X shut down: Y's EOF ends tx, no reuse */
-	uint64_t tx_final;  /* at the app's FIN: what it sent into the slot */
-	uint64_t short_ns;  /* Y was found short of tx_final since then */
-	uint64_t y_read;    /* read from this pair's Y before this flow */
-	bool rx_eof;	    /* the peer's SEND_CLOSE was delivered */
-	bool fin_held;	    /* tc holds the peer's FIN for us */
-	bool rx_paused;	    /* the app's unread bytes fill the window */
-	bool x_registered;  /* X's first (registration) edge came */
-	uint64_t rx_unread; /* last measured + injected since */
-	uint32_t y_events;  /* what Y is registered for in epoll */
-	uint64_t bytes_tx, bytes_rx;
-	/* Out of budget with more to move: run again after this batch. */
-	bool more_tx, more_rx, more_queued;
-	struct flow *more_next;
-	struct poll_links poll; /* on the hot list (poll.c) */
 };
 
 /* A flow that fell back to plain TCP, kept for `fastivc status`. */
@@ -237,7 +141,10 @@ struct agent {
 	uint32_t n_recycled;
 	struct peer_link *links;
 	struct xlink *xlinks; /* xen: links being set up or up (xlink.c) */
-	struct agent_coresident *cores; /* coresident = xenstore */
+	/* xen: a link came up or went down (registered by the peers' owner) */
+	void (*xlinks_changed)(struct agent *a);
+	const struct link_handlers *link_on; /* link.c hands messages on */
+	struct agent_coresident *cores;	     /* coresident = xenstore */
 	/* Messages for flows not seen yet (park.c). */
 	struct agent_park *park;
 	struct flow *more; /* flows to pump again after this batch */
@@ -278,8 +185,14 @@ int agent_config_load(struct agent_config *c, const char *path);
 int agent_config_set(struct agent_config *c, const char *key, const char *val);
 
 /* agent/bpf.c: load, pin, attach; map access by the rest */
+/* What sockops reports, handed on to the layer above (the flows). */
+struct agent_bpf_events {
+	void (*established)(struct agent *a, const struct fivc_event *ev);
+	void (*state)(struct agent *a, const struct fivc_event *ev);
+	void (*fin_held)(struct agent *a, const struct fivc_event *ev);
+};
 int agent_pin_dir(const struct agent_config *c, char *buf, size_t len);
-int agent_bpf_open(struct agent *a);
+int agent_bpf_open(struct agent *a, const struct agent_bpf_events *on);
 void agent_bpf_close(struct agent *a);
 /* agent/listen_adopt.c: once, after sockops is attached to @cgroup_fd */
 void listen_adopt(struct agent *a, int cgroup_fd, int listen_opts_fd);
@@ -326,9 +239,6 @@ int agent_fin_resend(struct agent *a, const struct fivc_flow_key *k);
 /* An IPv4 or IPv6 packet with a TCP segment: checksums set, then sent. */
 int agent_raw_send(uint8_t *pkt, uint32_t len);
 
-/* agent/reset.c: a failed flow's connection reset as a network RST would */
-void flow_reset_tcp(struct agent *a, struct flow *f);
-
 /* agent/slots.c: the pool of loopback pairs */
 int slots_init(struct agent *a);
 void slots_fill(struct agent *a);
@@ -353,67 +263,8 @@ int agent_sock_destroy(struct agent *a, const struct fivc_flow_key *k,
 int agent_sock_rmem(struct agent *a, const struct fivc_flow_key *k,
 		    uint64_t cookie, uint32_t *rmem);
 
-/* agent/flow.c: lifecycle and data path */
-int flows_init(struct agent *a);
-void flow_established(struct agent *a, const struct fivc_event *ev);
-void flow_state_event(struct agent *a, const struct fivc_event *ev);
-void flow_fin_held(struct agent *a, const struct fivc_event *ev);
-void flow_expire(struct agent *a, uint64_t now);
-void flows_window_poll(struct agent *a);
-uint32_t flows_busy(struct agent *a);
-void flow_link_down(struct agent *a, struct peer_link *l);
-struct fivc_tunnel_msg;
-/* CREATE or FALLBACK: may come before our event; takes @m's fds */
-void flow_on_offer(struct agent *a, struct peer_link *l,
-		   struct fivc_tunnel_msg *m);
-void flow_on_reply(struct agent *a, struct peer_link *l,
-		   const struct fivc_tunnel_msg *m);
-void flows_fini(struct agent *a);
-/* ... shared with agent/relay.c */
-void flow_fail(struct agent *a, struct flow *f, const char *reason);
-void flow_maybe_done(struct agent *a, struct flow *f);
-void flow_y_want(struct agent *a, struct flow *f, uint32_t events);
-bool flow_window_open(struct agent *a, struct flow *f, size_t n);
-void flow_rx_pause(struct agent *a, struct flow *f);
-void flow_fin_release(struct agent *a, struct flow *f);
-/* A kick on @f's ring (ours: the peer read or closed; else it wrote). */
-void flow_kicked(struct agent *a, struct flow *f, bool ours);
-size_t flow_ring_bytes(const struct agent_config *cfg); /* one tx ring */
-
-/* agent/relay.c: captured bytes of a flow with no tunnel */
-int relay_offer(struct flow *f, int *peer_end);
-void relay_start(struct agent *a, struct flow *f);
-void relay_pump_tx(struct agent *a, struct flow *f);
-void relay_pump_rx(struct agent *a, struct flow *f);
-void relay_tx_end(struct agent *a, struct flow *f);
-void relay_close(struct agent *a, struct flow *f);
-
-/* agent/link.c: per-peer control links (local backend: Unix sockets) */
-int link_init(struct agent *a);
-struct peer_link *link_get(struct agent *a, uint32_t domid);
-int link_send(struct agent *a, struct peer_link *l,
-	      const struct fivc_tunnel_msg *m);
-/* A connected stream to @domid's agent (xen: from xlink.c); takes @fd. */
-struct peer_link *link_adopt(struct agent *a, int fd, uint32_t domid);
-/* Keepalives: send when idle, take down links that went silent. */
-void link_tick(struct agent *a, uint64_t now);
-void link_fini(struct agent *a);
-
-/* agent/xlink.c: links over grant pages (backend = xen) */
-struct xlink;
-/* Set a link to @peer up (no-op if there is one). */
-void xlink_want(struct agent *a, uint32_t peer);
-/* Links to exactly these domains: others are closed, missing ones set up. */
-void xlink_want_only(struct agent *a, const uint32_t *peers, uint32_t n);
-/* Both sides mapped each other's ring. */
-bool xlink_up(struct agent *a, uint32_t peer);
-/* Read peers' offers: set links up, notice restarts and destroyed peers. */
-void xlink_tick(struct agent *a, uint64_t now);
-void xlink_fini(struct agent *a);
-
 /* agent/control.c: the status socket */
 int control_path(const struct agent_config *c, char *buf, size_t len);
-const char *flow_state_name(enum flow_state s); /* status' "path" */
 int control_init(struct agent *a);
 void control_fini(struct agent *a);
 

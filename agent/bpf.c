@@ -48,6 +48,7 @@ struct agent_bpf {
 	uint64_t *slot_in;	    /* the slot_in map, mapped: ours to write */
 	int tc_ifindex[MAX_IFACES]; /* FIN hold attached here */
 	int n_tc;
+	const struct agent_bpf_events *on; /* where sockops' events go */
 };
 
 /* libbpf's own messages, one level below ours. */
@@ -141,16 +142,17 @@ static int size_maps(struct fastivc_bpf *s, uint32_t max_flows)
 static int on_event(void *ctx, void *data, size_t len)
 {
 	struct agent *a = ctx;
+	const struct agent_bpf_events *on = a->bpf->on;
 	const struct fivc_event *ev = data;
 
 	if (len < sizeof(*ev))
 		return 0;
 	if (ev->type == FIVC_EV_ESTABLISHED)
-		flow_established(a, ev);
+		on->established(a, ev);
 	else if (ev->type == FIVC_EV_STATE)
-		flow_state_event(a, ev);
+		on->state(a, ev);
 	else if (ev->type == FIVC_EV_FIN_HELD)
-		flow_fin_held(a, ev);
+		on->fin_held(a, ev);
 
 	return 0;
 }
@@ -292,7 +294,7 @@ static int slot_words_map(struct bpf_map *map, uint64_t **words)
 	return 0;
 }
 
-int agent_bpf_open(struct agent *a)
+int agent_bpf_open(struct agent *a, const struct agent_bpf_events *on)
 {
 	struct agent_bpf *b = calloc(1, sizeof(*b));
 	char base[192];
@@ -301,6 +303,7 @@ int agent_bpf_open(struct agent *a)
 	if (!b)
 		return -ENOMEM;
 	a->bpf = b;
+	b->on = on;
 	b->cgroup_fd = -1;
 	libbpf_set_print(libbpf_print);
 	err = check_fs(a->cfg.bpffs, BPF_FS_MAGIC,

@@ -16,7 +16,7 @@
 #include <sys/timerfd.h>
 #include <unistd.h>
 
-#include "agent.h"
+#include "flow.h"
 #include "ringcache.h"
 #include "clients.h"
 #include "fastivc/log.h"
@@ -329,6 +329,30 @@ static int parse_args(struct agent_config *c, int argc, char **argv)
 	return 0;
 }
 
+/*
+ * How the layers report upward: sockops' events and a link's messages go
+ * to the flows and the rings, a Xen link's state to the peers' owner.
+ */
+static const struct agent_bpf_events bpf_on = {
+	.established = flow_established,
+	.state = flow_state_event,
+	.fin_held = flow_fin_held,
+};
+
+static void link_gone(struct agent *a, struct peer_link *l)
+{
+	ringcache_link_down(a, l); /* rings in use stay their flows' */
+	flow_link_down(a, l);
+}
+
+static const struct link_handlers link_on = {
+	.offer = flow_on_offer,
+	.reply = flow_on_reply,
+	.release = ring_on_release,
+	.evict = ring_on_evict,
+	.down = link_gone,
+};
+
 static int add_fd_watch(struct agent *a, struct agent_watch *w, int fd,
 			void (*fn)(struct agent *, struct agent_watch *,
 				   uint32_t))
@@ -386,6 +410,7 @@ int cmd_agent(int argc, char **argv)
 	agent_config_defaults(&a->cfg);
 	a->argc = argc;
 	a->argv = argv;
+	a->xlinks_changed = coresident_changed;
 	err = parse_args(&a->cfg, argc, argv);
 	if (!err)
 		err = check_privileges();
@@ -425,12 +450,12 @@ int cmd_agent(int argc, char **argv)
 	if (!err)
 		err = slots_init(a);
 	if (!err)
-		err = agent_bpf_open(a);
+		err = agent_bpf_open(a, &bpf_on);
 	if (!err)
 		err = add_fd_watch(a, &a->w_events, agent_bpf_events_fd(a),
 				   on_events);
 	if (!err)
-		err = link_init(a);
+		err = link_init(a, &link_on);
 	if (!err)
 		err = control_init(a);
 	if (!err)

@@ -14,7 +14,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "agent.h"
+#include "flow.h"
 #include "ringcache.h"
 #include "clients.h"
 #include "fastivc/log.h"

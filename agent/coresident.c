@@ -13,7 +13,7 @@
 #include <unistd.h>
 #include <xenstore.h>
 
-#include "agent.h"
+#include "link.h"
 #include "coresident.h"
 #include "fastivc/log.h"
 #include "fastivc/xen_rendezvous.h"

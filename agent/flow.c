@@ -20,7 +20,7 @@
 #include <sys/timerfd.h>
 #include <unistd.h>
 
-#include "agent.h"
+#include "flow.h"
 #include "fastivc/log.h"
 #include "fastivc/tunnel_msg.h"
 #include "park.h"

@@ -29,7 +29,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "agent.h"
+#include "link.h"
 #include "fastivc/log.h"
 #include "fastivc/tunnel_msg.h"
 #include "ringcache.h"
@@ -98,8 +98,7 @@ static void link_down(struct agent *a, struct peer_link *l, int err)
 			err == -ENOTCONN    ? "closed by peer"
 			: err == -ETIMEDOUT ? "no keepalive from the peer"
 					    : strerror(-err));
-	ringcache_link_down(a, l); /* rings in use stay their flows' */
-	flow_link_down(a, l);
+	a->link_on->down(a, l);
 	link_free(a, l);
 }
 
@@ -220,13 +219,13 @@ static void link_readable(struct agent *a, struct agent_watch *w,
 			continue;
 		if (m.type == FIVC_TMSG_CREATE ||
 		    m.type == FIVC_TMSG_FALLBACK) {
-			flow_on_offer(a, l, &m); /* takes the message's fds */
+			a->link_on->offer(a, l, &m); /* takes its fds */
 		} else if (m.type == FIVC_TMSG_RELEASE) {
-			ring_on_release(a, l, &m);
+			a->link_on->release(a, l, &m);
 		} else if (m.type == FIVC_TMSG_EVICT) {
-			ring_on_evict(a, l, &m);
+			a->link_on->evict(a, l, &m);
 		} else {
-			flow_on_reply(a, l, &m);
+			a->link_on->reply(a, l, &m);
 			fivc_tunnel_msg_release(&m);
 		}
 		if (!w->live)
@@ -404,11 +403,12 @@ int link_send(struct agent *a, struct peer_link *l,
 	return err;
 }
 
-int link_init(struct agent *a)
+int link_init(struct agent *a, const struct link_handlers *on)
 {
 	struct sockaddr_un sun;
 	int fd, err;
 
+	a->link_on = on;
 	if (a->cfg.backend == FIVC_BACKEND_XEN)
 		return 0; /* xlink.c sets links up as coresident.c asks */
 	if (mkdir(a->cfg.link_dir, 0700) && errno != EEXIST) {

@@ -16,7 +16,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "agent.h"
+#include "flow.h"
 #include "ringcache.h"
 #include "clients.h"
 #include "fastivc/log.h"

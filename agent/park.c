@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "agent.h"
+#include "link.h"
 #include "fastivc/log.h"
 #include "fastivc/tunnel_msg.h"
 #include "park.h"

@@ -20,7 +20,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#include "agent.h"
+#include "flow.h"
 #include "fastivc/log.h"
 
 /* The smallest window: a fraction of the largest. */

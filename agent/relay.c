@@ -14,7 +14,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "agent.h"
+#include "flow.h"
 #include "fastivc/log.h"
 #include "fastivc/tunnel_msg.h"
 

@@ -17,7 +17,7 @@
 #include <errno.h>
 #include <string.h>
 
-#include "agent.h"
+#include "flow.h"
 #include "fastivc/log.h"
 
 #define TCP_RST 0x04

@@ -30,7 +30,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 
-#include "agent.h"
+#include "flow.h"
 #include "fastivc/log.h"
 #include "ringcache.h"
 

@@ -35,7 +35,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "agent.h"
+#include "link.h"
 #include "fastivc/log.h"
 #include "fastivc/xen_rendezvous.h"
 
@@ -213,7 +213,7 @@ static void xlink_fail(struct agent *a, struct xlink *x, const char *why)
 	if (wanted)
 		xlink_offer(a, peer);
 	if (was_up)
-		coresident_changed(a); /* its addresses leave the peers map */
+		a->xlinks_changed(a); /* its addresses leave the peers map */
 }
 
 /* link.c's bytes -> our ring. */
@@ -428,7 +428,7 @@ static bool xlink_poll(struct agent *a, struct xlink *x)
 		x->up = true;
 		pr_info("link to domain %u up (grant pages, event channels)",
 			x->peer);
-		coresident_changed(a);
+		a->xlinks_changed(a);
 	}
 	return true;
 }

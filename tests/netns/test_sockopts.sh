@@ -29,6 +29,25 @@ expect() {
 
 stat() { json_get "$1" "d[\"bpf\"][\"$2\"]"; }
 
+# mark [SIDE STAT]: the steered counts, and SIDE's STAT, before a
+# connection.
+mark() {
+	steered_a=$(stat A steered) steered_b=$(stat B steered)
+	mark_side=${1:-B} mark_stat=${2:-steered}
+	mark_before=$(stat "$mark_side" "$mark_stat")
+}
+# steered_both WHAT: the connection since mark was steered on both sides.
+steered_both() {
+	check "$1: steered on both sides" \
+		[ "$(stat A steered) $(stat B steered)" = "$((steered_a + 1)) $((steered_b + 1))" ]
+}
+# stayed_tcp WHAT: it stayed on TCP, counted once as mark's STAT.
+stayed_tcp() {
+	check "$1: stayed on TCP, counted once as $mark_stat on $mark_side" \
+		[ "$(stat A steered)$(stat B steered)" = "$steered_a$steered_b" -a \
+		  "$(stat "$mark_side" "$mark_stat")" = $((mark_before + 1)) ]
+}
+
 # serve CASE ADDR PORT N: the case's server, in the background ($SPID).
 serve() {
 	in_ns B timeout 120 python3 "$PROG" server "$2" "$3" "$1" "$4" \
@@ -75,13 +94,11 @@ check "plain TCP: a deferring listener answers" client defer-accept $IP_B 6200
 
 agents_up || { fail "agents start"; exit 1; }
 
-steered_a=$(stat A steered) steered_b=$(stat B steered) before=$(stat B opt_defer_accept)
+mark B opt_defer_accept
 check "the deferring listener opened before the agents: answered in time" \
 	client defer-accept $IP_B 6200
 check "... and wait for its server" wait $ADOPTED
-check "... its connection stayed on TCP, counted as opt_defer_accept on B" \
-	[ "$(stat B opt_defer_accept)" = $((before + 1)) -a \
-	  "$(stat A steered)$(stat B steered)" = "$steered_a$steered_b" ]
+stayed_tcp "the deferring listener opened before the agents"
 
 for fam in 4 6; do
 	addr=$IP_B
@@ -90,20 +107,15 @@ for fam in 4 6; do
 		port=$((port + 1))
 		set -- $(expect "$c")
 		way=$1 side=${2:-} name=${3:-}
-		[ "$way" = tcp ] && before=$(stat "$side" "$name")
-		steered_a=$(stat A steered) steered_b=$(stat B steered)
+		if [ "$way" = tcp ]; then mark "$side" "$name"; else mark; fi
 		tunnel_mark
 		check "with the agents, IPv$fam $c: as TCP says" run "$c" "$addr" $port
 		if [ "$way" = tunnel ]; then
-			check "IPv$fam $c: steered on both sides" \
-				[ "$(stat A steered) $(stat B steered)" = "$((steered_a + 1)) $((steered_b + 1))" ]
+			steered_both "IPv$fam $c"
 			check_tunneled "IPv$fam $c" A "$side" exact
 			continue
 		fi
-		check "IPv$fam $c: stayed on TCP (steered: A $steered_a -> $(stat A steered), B $steered_b -> $(stat B steered))" \
-			[ "$(stat A steered)$(stat B steered)" = "$steered_a$steered_b" ]
-		check "IPv$fam $c: counted once as $name on $side" \
-			[ "$(stat "$side" "$name")" = $((before + 1)) ]
+		stayed_tcp "IPv$fam $c"
 	done
 done
 
@@ -112,12 +124,9 @@ done
 for pair in "0.0.0.0 $IP_B" ":: $IP_B" ":: $IP6_B"; do
 	set -- $pair
 	port=$((port + 1))
-	before=$(stat B opt_defer_accept)
-	steered_a=$(stat A steered) steered_b=$(stat B steered)
+	mark B opt_defer_accept
 	check "defer-accept, listener on $1, client to $2: as TCP says" run defer-accept "$2" $port "$1"
-	check "defer-accept, listener on $1, client to $2: stayed on TCP, counted once on B" \
-		[ "$(stat A steered)$(stat B steered)" = "$steered_a$steered_b" -a \
-		  "$(stat B opt_defer_accept)" = $((before + 1)) ]
+	stayed_tcp "defer-accept, listener on $1, client to $2"
 done
 
 # SO_REUSEPORT siblings share one entry (sockopts.py siblings): a closed
@@ -129,15 +138,12 @@ in_ns B timeout 120 python3 "$PROG" siblings $IP_B $port >"$LOGS/sockopts-siblin
 SPID=$!
 for phase in 1 2 3 4; do
 	for _ in $(seq 50); do grep -qs "ready $phase" "$LOGS/sockopts-siblings.out" && break; sleep 0.1; done
-	steered_a=$(stat A steered) steered_b=$(stat B steered) before=$(stat B opt_defer_accept)
+	mark B opt_defer_accept
 	check "SO_REUSEPORT siblings, phase $phase: as TCP says" client defer-accept $IP_B $port
 	if [ $phase = 1 ] || [ $phase = 4 ]; then
-		check "SO_REUSEPORT siblings, phase $phase: steered on both sides" \
-			[ "$(stat A steered) $(stat B steered)" = "$((steered_a + 1)) $((steered_b + 1))" ]
+		steered_both "SO_REUSEPORT siblings, phase $phase"
 	else
-		check "SO_REUSEPORT siblings, phase $phase: stayed on TCP, counted once as opt_defer_accept on B" \
-			[ "$(stat A steered)$(stat B steered)" = "$steered_a$steered_b" -a \
-			  "$(stat B opt_defer_accept)" = $((before + 1)) ]
+		stayed_tcp "SO_REUSEPORT siblings, phase $phase"
 	fi
 done
 wait $SPID
@@ -157,27 +163,20 @@ for _ in $(seq 600); do grep -qs holding "$LOGS/sockopts-flood.out" && break; sl
 check "another uid holds $FLOOD deferring listeners" grep -q "holding $FLOOD" "$LOGS/sockopts-flood.out"
 check "... the table filled: listen_opts_full counted on B" [ "$(stat B listen_opts_full)" -gt "$full" ]
 port=$((port + 1))
-before=$(stat B listener_unknown)
-steered_a=$(stat A steered) steered_b=$(stat B steered)
+mark B listener_unknown
 check "defer-accept while the table is full: as TCP says" run defer-accept $IP_B $port
-check "defer-accept while the table is full: stayed on TCP, counted once as listener_unknown on B" \
-	[ "$(stat A steered)$(stat B steered)" = "$steered_a$steered_b" -a \
-	  "$(stat B listener_unknown)" = $((before + 1)) ]
+stayed_tcp "defer-accept while the table is full"
 pkill -TERM -f "$PROG flood" # the flooder, not the shell of in_ns
 wait $FLOODER
 for c in defer-accept oobinline; do
 	port=$((port + 1))
 	set -- $(expect "$c")
-	before=$(stat B opt_defer_accept)
-	steered_a=$(stat A steered) steered_b=$(stat B steered)
+	mark B opt_defer_accept
 	check "$c after the flood closed: as TCP says" run "$c" $IP_B $port
 	if [ "$1" = tunnel ]; then
-		check "$c after the flood closed: steered on both sides (its listener has its entry)" \
-			[ "$(stat A steered) $(stat B steered)" = "$((steered_a + 1)) $((steered_b + 1))" ]
+		steered_both "$c after the flood closed (its listener has its entry)"
 	else
-		check "$c after the flood closed: stayed on TCP, counted once as opt_defer_accept on B" \
-			[ "$(stat A steered)$(stat B steered)" = "$steered_a$steered_b" -a \
-			  "$(stat B opt_defer_accept)" = $((before + 1)) ]
+		stayed_tcp "$c after the flood closed"
 	fi
 done
 

@@ -10,7 +10,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
-#include "../../agent/agent.h"
+#include "../../agent/link.h"
 #include "../../agent/park.h"
 #include "../util/testutil.h"
 #include "fastivc/log.h"
