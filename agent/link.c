@@ -32,7 +32,6 @@
 #include "link.h"
 #include "fastivc/log.h"
 #include "fastivc/tunnel_msg.h"
-#include "ringcache.h"
 
 #define LINK_HELLO_MAGIC 0x4c564946u /* "FIVL" */
 #define LINK_KEEPALIVE_NS (1000 * 1000000ULL)
