@@ -236,8 +236,9 @@ void leftover_tc_remove(void);
 int agent_fin_init(void);
 void agent_fin_exit(void);
 int agent_fin_resend(struct agent *a, const struct fivc_flow_key *k);
-/* An IPv4 or IPv6 packet with a TCP segment: checksums set, then sent. */
-int agent_raw_send(uint8_t *pkt, uint32_t len);
+/* An RST from @from:@sport to @to:@dport at @seq (addresses as in keys). */
+int agent_raw_rst(const uint8_t from[16], uint16_t sport, const uint8_t to[16],
+		  uint16_t dport, uint32_t seq);
 
 /* agent/slots.c: the pool of loopback pairs */
 int slots_init(struct agent *a);

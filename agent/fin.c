@@ -6,7 +6,7 @@
  * Re-sending a held FIN (see bpf/fin_hold.bpf.c): once the tunnel has
  * delivered its last byte into the app socket, the peer's FIN that tc held
  * is sent again into our own stack (the held copy had only the offload's
- * partial sum). agent/reset.c writes RSTs the same way.
+ * partial sum). The RSTs agent/reset.c sends are built here too.
  */
 #include <errno.h>
 #include <netinet/in.h>
@@ -101,7 +101,7 @@ void agent_fin_exit(void)
 	}
 }
 
-int agent_raw_send(uint8_t *pkt, uint32_t len)
+static int raw_send(uint8_t *pkt, uint32_t len)
 {
 	struct sockaddr_storage to = {};
 	int family = fix_checksums(pkt, len, &to);
@@ -116,6 +116,51 @@ int agent_raw_send(uint8_t *pkt, uint32_t len)
 	return 0;
 }
 
+#define TCP_RST 0x04
+
+static const uint8_t v4_mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+
+static void put32(uint8_t *p, uint32_t v)
+{
+	put16(p, (uint16_t)(v >> 16));
+	put16(p + 2, (uint16_t)v);
+}
+
+/* An RST from @from:@sport to @to:@dport at @seq (addresses as in keys). */
+int agent_raw_rst(const uint8_t from[16], uint16_t sport, const uint8_t to[16],
+		  uint16_t dport, uint32_t seq)
+{
+	uint8_t pkt[60] = {0}, *th;
+	uint32_t len;
+
+	if (!memcmp(from, v4_mapped, 12)) {
+		len = 40;
+		pkt[0] = 0x45;
+		put16(pkt + 2, (uint16_t)len);
+		put16(pkt + 6, 0x4000); /* DF */
+		pkt[8] = 64;
+		pkt[9] = 6; /* TCP */
+		memcpy(pkt + 12, from + 12, 4);
+		memcpy(pkt + 16, to + 12, 4);
+		th = pkt + 20;
+	} else {
+		len = 60;
+		pkt[0] = 0x60;
+		put16(pkt + 4, 20);
+		pkt[6] = 6;
+		pkt[7] = 64;
+		memcpy(pkt + 8, from, 16);
+		memcpy(pkt + 24, to, 16);
+		th = pkt + 40;
+	}
+	put16(th, sport);
+	put16(th + 2, dport);
+	put32(th + 4, seq);
+	th[12] = 5 << 4;
+	th[13] = TCP_RST;
+	return raw_send(pkt, len);
+}
+
 int agent_fin_resend(struct agent *a, const struct fivc_flow_key *k)
 {
 	struct fivc_held_fin held;
@@ -123,7 +168,7 @@ int agent_fin_resend(struct agent *a, const struct fivc_flow_key *k)
 
 	if (agent_bpf_held_fin_take(a, k, &held))
 		return -ENOENT;
-	err = agent_raw_send(held.pkt, held.len);
+	err = raw_send(held.pkt, held.len);
 	if (err)
 		pr_warn("Failed to re-send a held FIN: %s", strerror(-err));
 	return err;

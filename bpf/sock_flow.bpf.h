@@ -8,6 +8,9 @@
 
 #include "fastivc.bpf.h"
 
+/* The most of optval a program sees (a page, at least 4 KiB). */
+#define SOCKOPT_SEEN_MAX 4096
+
 /*
  * @sk's own address (and its peer's), IPv4-mapped if need be. CTX_READ: one
  * load per field, as the verifier wants of a socket pointer.

@@ -15,8 +15,6 @@
 #define SO_RCVLOWAT 18
 #define TCP_DEFER_ACCEPT 9
 #define IPPROTO_TCP 6
-/* The most of optval a program sees (a page, at least 4 KiB). */
-#define SOCKOPT_SEEN_MAX 4096
 
 /* The refusal bit an option may set, 0 if it is none of ours. */
 static __always_inline __u32 watched(int level, int optname)

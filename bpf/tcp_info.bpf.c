@@ -15,8 +15,6 @@
 
 #define SOL_TCP 6
 #define TCP_INFO 11
-/* The most of optval a program sees (a page, at least 4 KiB). */
-#define SOCKOPT_SEEN_MAX 4096
 
 /*
  * Whether @field lies whole in what the kernel wrote for the app (@len
