@@ -110,6 +110,10 @@ struct agent_counters {
 	uint64_t rings_evicted;	     /* ours dropped: the peer told to unmap */
 	uint64_t ring_refused;	     /* CREATEs naming rings they should not */
 	uint64_t shm_mem_short;	     /* times the memory bound cut the room */
+	/* Flows that moved bytes before their tunnel was up ("Early
+	 * bytes"): ours into a ring, the peer's into the app; early bytes
+	 * a refusal sent on a relay. */
+	uint64_t early_tx, early_rx, early_relayed;
 	/* Listeners opened before the agent (listen_adopt.c): prepared for
 	 * the option, or left on plain TCP for listeners_reason ("" none). */
 	uint64_t listeners_adopted, listeners_not_adopted;

@@ -239,6 +239,8 @@ static void print_status(struct agent *a, FILE *o, bool json)
 			"\"rings_reused\":%llu,\"peer_rings_reused\":%llu,"
 			"\"rings_evicted\":%llu,\"ring_refused\":%llu,"
 			"\"shm_mem_short\":%llu,\"rings_cached\":%llu,"
+			"\"early_tx\":%llu,\"early_rx\":%llu,"
+			"\"early_relayed\":%llu,"
 			"\"poll_spins\":%llu,\"poll_found\":%llu,"
 			"\"poll_spin_us\":%llu},"
 			"\"parked\":%u,\"bpf\":{",
@@ -280,6 +282,9 @@ static void print_status(struct agent *a, FILE *o, bool json)
 			(unsigned long long)c->ring_refused,
 			(unsigned long long)c->shm_mem_short,
 			(unsigned long long)ring_cached(a),
+			(unsigned long long)c->early_tx,
+			(unsigned long long)c->early_rx,
+			(unsigned long long)c->early_relayed,
 			(unsigned long long)a->poll.spins,
 			(unsigned long long)a->poll.hits,
 			(unsigned long long)(a->poll.spin_ns / 1000),

@@ -130,6 +130,7 @@ static void flow_free(struct agent *a, struct flow *f)
 	ring_tx_put(a, f);
 	ring_rx_put(a, f);
 	relay_close(a, f);
+	early_drop(f);
 	agent_bpf_fin_ok(a, &f->key, false);
 	agent_bpf_flow_del(a, &f->key);
 	if (clean)
@@ -208,7 +209,9 @@ void flow_fail(struct agent *a, struct flow *f, const char *reason)
 
 void flow_maybe_done(struct agent *a, struct flow *f)
 {
-	bool moving = f->state == FLOW_TUNNEL || f->state == FLOW_RELAY;
+	bool moving =
+		f->state == FLOW_TUNNEL || f->state == FLOW_RELAY ||
+		(f->state == FLOW_PENDING && (f->early_len || f->early_rx));
 
 	if (f->app_closed && (!moving || (f->tx_eof && f->rx_eof)))
 		flow_free(a, f);
@@ -344,9 +347,14 @@ static void fallback_from_peer(struct agent *a, struct flow *f,
 		relay_pump_rx(a, f);
 		return;
 	}
+	/*
+	 * Bytes we took from its ring early are in its relay, first (the
+	 * ring held nothing else); a peer that says TCP cannot have sent them.
+	 */
 	if (f->peer_fb ||
 	    (f->state != FLOW_PENDING && f->state != FLOW_FALLBACK) ||
-	    (m->fb_mode == FIVC_FB_RELAY && !m->has_socket)) {
+	    (m->fb_mode == FIVC_FB_RELAY && !m->has_socket) ||
+	    (m->fb_mode != FIVC_FB_RELAY && f->early_rx)) {
 		flow_fail(a, f, "peer agent broke the fallback protocol");
 		return;
 	}
@@ -437,19 +445,37 @@ static void tx_end(struct agent *a, struct flow *f)
 	flow_maybe_done(a, f);
 }
 
+/*
+ * How many bytes pump_tx may move now. Up: any. Before the peer's answer,
+ * into a ring it keeps mapped: RELAY_BUF in all, each kept in a copy that
+ * starts the relay if the peer refuses the ring (docs/steering.md, "Early
+ * bytes"). The end of stream waits for the answer.
+ */
+static size_t tx_room(struct flow *f)
+{
+	if (f->state == FLOW_TUNNEL)
+		return SIZE_MAX;
+	if (f->state != FLOW_PENDING || !f->tx_cached || f->tx_eof)
+		return 0;
+	return early_room(f);
+}
+
 /* App -> Y -> our ring. */
 static void pump_tx(struct agent *a, struct flow *f)
 {
-	size_t budget = PUMP_BUDGET;
+	size_t budget = PUMP_BUDGET, limit;
+	bool early;
 
-	while (f->state == FLOW_TUNNEL && !f->tx_eof) {
+	while (!f->tx_eof && (limit = tx_room(f))) {
 		void *buf;
 		size_t room;
 		ssize_t n;
 		int err;
 
+		early = f->state == FLOW_PENDING;
 		if (tx_at_end(f)) {
-			tx_end(a, f);
+			if (!early)
+				tx_end(a, f);
 			return;
 		}
 
@@ -474,12 +500,21 @@ static void pump_tx(struct agent *a, struct flow *f)
 		if (f->app_wr_shut && !f->x_shut &&
 		    room > f->tx_final - f->bytes_tx)
 			room = (size_t)(f->tx_final - f->bytes_tx);
+		if (room > limit)
+			room = limit;
 		n = recv(f->w_y.fd, buf, room, MSG_DONTWAIT);
+		if (n > 0 && early) {
+			if (!f->early_len)
+				a->ctr.early_tx++;
+			early_keep(f, buf, (size_t)n);
+		}
 		if (n > 0) {
 			fivc_tx_commit(&f->tx, (size_t)n);
 			f->bytes_tx += (uint64_t)n;
 			agent_bpf_slot_read(a, f->slot, f->bytes_tx);
-			a->ctr.bytes_tx += (uint64_t)n;
+			/* Early bytes count once the peer took the ring. */
+			if (!early)
+				a->ctr.bytes_tx += (uint64_t)n;
 			f->short_ns = 0;
 			/*
 			 * Less than asked: Y was empty. No recv() to hear
@@ -487,7 +522,7 @@ static void pump_tx(struct agent *a, struct flow *f)
 			 * more (or the end) came meanwhile.
 			 */
 			if ((size_t)n < room) {
-				if (tx_short(a, f))
+				if (!early && tx_short(a, f))
 					continue;
 				y_drained(a, f);
 				return;
@@ -500,11 +535,13 @@ static void pump_tx(struct agent *a, struct flow *f)
 			flow_more(a, f, false);
 			return;
 		}
-		if (n == 0) { /* X was shut after the app's FIN */
+		if (n == 0 && early)
+			break; /* the end waits for the answer */
+		if (n == 0) {  /* X was shut after the app's FIN */
 			tx_end(a, f);
 			return;
 		}
-		if (errno == EAGAIN && tx_short(a, f))
+		if (errno == EAGAIN && !early && tx_short(a, f))
 			continue;
 		if (errno == EAGAIN) {
 			y_drained(a, f);
@@ -513,6 +550,9 @@ static void pump_tx(struct agent *a, struct flow *f)
 		flow_fail(a, f, "slot socket failed");
 		return;
 	}
+	/* Early bytes at their bound, or Y at its end: wait for the answer. */
+	if (f->state == FLOW_PENDING)
+		flow_y_want(a, f, f->y_events & ~EPOLLIN);
 }
 
 /* Retry this flow's injection from the window timer (1 ms). */
@@ -564,12 +604,22 @@ void flow_fin_release(struct agent *a, struct flow *f)
 	f->fin_held = false;
 }
 
+/*
+ * Injection may run once we accepted the peer's ring, before our own is
+ * accepted (docs/steering.md, "Early bytes"); its end waits for the tunnel.
+ */
+static bool rx_open(const struct flow *f)
+{
+	return f->state == FLOW_TUNNEL ||
+	       (f->state == FLOW_PENDING && f->rx_attached && f->inject_on);
+}
+
 /* Peer's ring -> Y -> (sk_msg ingress redirect) -> the app socket. */
 static void pump_rx(struct agent *a, struct flow *f)
 {
 	size_t budget = PUMP_BUDGET;
 
-	while (f->state == FLOW_TUNNEL && !f->rx_eof) {
+	while (rx_open(f) && !f->rx_eof) {
 		const void *buf;
 		ssize_t n = fivc_rx_peek(&f->rx, &buf), s;
 
@@ -578,6 +628,8 @@ static void pump_rx(struct agent *a, struct flow *f)
 				return;
 			continue;
 		}
+		if (n == 0 && f->state == FLOW_PENDING)
+			return;
 		if (n == 0) {
 			/* Every byte is in the app socket: now its FIN. */
 			f->rx_eof = true;
@@ -602,6 +654,10 @@ static void pump_rx(struct agent *a, struct flow *f)
 		s = send(f->w_y.fd, buf, (size_t)n,
 			 MSG_DONTWAIT | MSG_NOSIGNAL);
 		if (s > 0) {
+			if (f->state == FLOW_PENDING && !f->early_rx) {
+				f->early_rx = true;
+				a->ctr.early_rx++;
+			}
 			f->rx_unread += (uint64_t)s;
 			fivc_rx_release(&f->rx, (size_t)s);
 			f->bytes_rx += (uint64_t)s;
@@ -712,10 +768,14 @@ static void flow_maybe_up(struct agent *a, struct flow *f)
 
 	if (f->state != FLOW_PENDING || !f->tx_accepted || !f->rx_attached)
 		return;
-	if (agent_bpf_slot_mode(a, f->slot, &f->key, FIVC_SLOT_INJECT)) {
+	if (!f->inject_on &&
+	    agent_bpf_slot_mode(a, f->slot, &f->key, FIVC_SLOT_INJECT)) {
 		flow_fail(a, f, "cannot arm injection");
 		return;
 	}
+	f->inject_on = true;
+	a->ctr.bytes_tx += f->early_len;
+	early_drop(f); /* accepted: no relay will need them */
 	f->state = FLOW_TUNNEL;
 	f->reason = NULL;
 	a->n_tunnels++;
@@ -774,6 +834,12 @@ static int flow_offer(struct agent *a, struct flow *f, bool accepts)
 	if (!err) {
 		f->tx_sent = true;
 		ring_tx_sent(f);
+	}
+	/* The peer keeps it mapped: the app's bytes may go in at once. */
+	if (!err && m.cached) {
+		f->tx_cached = true;
+		f->kicks_on = true;
+		flow_y_want(a, f, EPOLLIN);
 	}
 	return err;
 }
@@ -865,7 +931,14 @@ static void create_for_flow(struct agent *a, struct flow *f,
 		return;
 	if (accepted)
 		f->tx_accepted = true;
+	/* Ours to read now: inject without waiting for our ring's answer. */
+	if (!f->inject_on &&
+	    !agent_bpf_slot_mode(a, f->slot, &f->key, FIVC_SLOT_INJECT))
+		f->inject_on = true;
+	f->kicks_on = true;
 	flow_maybe_up(a, f);
+	if (a->flows[slot] == f && f->state == FLOW_PENDING)
+		pump_rx(a, f);
 }
 
 /*
@@ -918,6 +991,12 @@ void flow_on_reply(struct agent *a, struct peer_link *l,
 	/* ENOENT: no such flow there, so its bytes took TCP all along. */
 	if (f && reject && m->reason == ENOENT && !f->peer_fb &&
 	    (f->state == FLOW_PENDING || f->state == FLOW_FALLBACK)) {
+		/* ... yet we read its ring (early): a broken peer. */
+		if (f->early_rx) {
+			flow_fail(a, f,
+				  "peer has no flow for the ring we read");
+			return;
+		}
 		f->peer_fb = FIVC_FB_TCP;
 		flow_give_up(a, f, "peer has no such flow");
 		fallback_settle(a, f);
@@ -1183,6 +1262,7 @@ void flows_fini(struct agent *a)
 			if (a->flows[s])
 				flow_free(a, a->flows[s]);
 	park_fini(a);
+	early_fini();
 	free(a->flows);
 	free(chain_next);
 	a->flows = NULL;

@@ -56,11 +56,19 @@ struct flow {
 	struct fivc_rx rx;
 	bool tx_sent, tx_accepted; /* our CREATE sent, and accepted */
 	bool rx_attached;	   /* we accepted the peer's CREATE */
-	bool kicks_on;		   /* tunnel up: its rings' kicks reach it */
-	uint32_t peer_fb;	   /* the peer's FALLBACK mode, 0 if none */
-	bool fb_sent;		   /* ours went out */
-	bool rx_end_known;	   /* the peer's FALLBACK(END) came */
-	uint64_t rx_end_bytes;	   /* ... with the relay's length */
+	bool kicks_on;		   /* its rings' kicks reach it */
+	bool tx_cached;		   /* our CREATE named a ring the peer keeps */
+	bool inject_on;		   /* the slot injects into the app socket */
+	/* Before the tunnel is up (docs/steering.md, "Early bytes"): */
+	uint8_t *early;	       /* what went into our ring: a relay's start */
+	size_t early_len;      /* ... if the peer refuses it */
+	uint64_t early_left;   /* of those, not yet written on the relay */
+	bool early_rx;	       /* bytes injected: the peer must relay */
+	uint64_t relay_skip;   /* ... and its relay repeats them first */
+	uint32_t peer_fb;      /* the peer's FALLBACK mode, 0 if none */
+	bool fb_sent;	       /* ours went out */
+	bool rx_end_known;     /* the peer's FALLBACK(END) came */
+	uint64_t rx_end_bytes; /* ... with the relay's length */
 	struct relay_buf relay_tx, relay_rx;
 	struct agent_watch w_relay_tx, w_relay_rx;
 	bool app_wr_shut;   /* the app shut its write side */
@@ -114,12 +122,24 @@ size_t flow_ring_bytes(const struct agent_config *cfg); /* one tx ring */
 const char *flow_state_name(enum flow_state s); /* status' "path" */
 
 /* agent/relay.c: captured bytes of a flow with no tunnel */
+#define RELAY_BUF (64 * 1024)
 int relay_offer(struct flow *f, int *peer_end);
 void relay_start(struct agent *a, struct flow *f);
 void relay_pump_tx(struct agent *a, struct flow *f);
 void relay_pump_rx(struct agent *a, struct flow *f);
 void relay_tx_end(struct agent *a, struct flow *f);
 void relay_close(struct agent *a, struct flow *f);
+
+/*
+ * agent/early.c: the copy of a flow's early bytes. early_room: how many
+ * more may go early (0: no buffer now); early_take: the copy, now the
+ * caller's to free (the relay's buffer).
+ */
+size_t early_room(struct flow *f);
+void early_keep(struct flow *f, const void *buf, size_t n);
+void early_drop(struct flow *f);
+uint8_t *early_take(struct flow *f, size_t *len);
+void early_fini(void);
 
 /* agent/reset.c: a failed flow's connection reset as a network RST would */
 void flow_reset_tcp(struct agent *a, struct flow *f);

@@ -210,6 +210,11 @@ static void write_metrics(struct agent *a, FILE *o)
 	     "Rings attached again from the caches instead of set up anew.");
 	one(o, "rings_reused_total", "owner", "ours", c->rings_reused);
 	one(o, "rings_reused_total", "owner", "peer", c->peer_rings_reused);
+	head(o, "early_flows_total", "counter",
+	     "Flows that moved bytes before their tunnel was up, by way.");
+	one(o, "early_flows_total", "way", "tx", c->early_tx);
+	one(o, "early_flows_total", "way", "rx", c->early_rx);
+	one(o, "early_flows_total", "way", "relayed", c->early_relayed);
 	head(o, "ring_events_total", "counter",
 	     "Ring cache and memory bound events, by kind.");
 	one(o, "ring_events_total", "kind", "evicted", c->rings_evicted);

@@ -18,8 +18,6 @@
 #include "fastivc/log.h"
 #include "fastivc/tunnel_msg.h"
 
-#define RELAY_BUF (64 * 1024)
-
 static void watch_want(struct agent *a, struct agent_watch *w, uint32_t *cur,
 		       uint32_t events)
 {
@@ -58,11 +56,18 @@ void relay_pump_tx(struct agent *a, struct flow *f)
 		n = send(b->fd, b->data + b->off, b->len,
 			 MSG_DONTWAIT | MSG_NOSIGNAL);
 		if (n > 0) {
+			/* Early bytes were counted when Y gave them. */
+			uint64_t again = f->early_left < (uint64_t)n
+						 ? f->early_left
+						 : (uint64_t)n;
+
+			f->early_left -= again;
 			b->off += (size_t)n;
 			b->len -= (size_t)n;
 			b->total += (uint64_t)n;
-			f->bytes_tx += (uint64_t)n;
-			agent_bpf_slot_read(a, f->slot, f->bytes_tx);
+			f->bytes_tx += (uint64_t)n - again;
+			if ((uint64_t)n > again)
+				agent_bpf_slot_read(a, f->slot, f->bytes_tx);
 			a->ctr.relay_bytes_tx += (uint64_t)n;
 			continue;
 		}
@@ -105,8 +110,14 @@ void relay_pump_rx(struct agent *a, struct flow *f)
 		if (!b->len) {
 			n = recv(b->fd, b->data, RELAY_BUF, MSG_DONTWAIT);
 			if (n > 0) {
-				b->off = 0;
-				b->len = (size_t)n;
+				/* What its ring gave us early is here again. */
+				size_t dup = f->relay_skip < (uint64_t)n
+						     ? (size_t)f->relay_skip
+						     : (size_t)n;
+
+				f->relay_skip -= dup;
+				b->off = dup;
+				b->len = (size_t)n - dup;
 				b->total += (uint64_t)n;
 				continue;
 			}
@@ -225,7 +236,8 @@ static int
 relay_buf_start(struct agent *a, struct relay_buf *b, struct agent_watch *w,
 		void (*fn)(struct agent *, struct agent_watch *, uint32_t))
 {
-	b->data = malloc(RELAY_BUF);
+	if (!b->data)
+		b->data = malloc(RELAY_BUF);
 	if (!b->data)
 		return -ENOMEM;
 	w->fd = b->fd;
@@ -243,6 +255,12 @@ void relay_start(struct agent *a, struct flow *f)
 	bool tx = f->relay_tx.fd >= 0, rx = f->relay_rx.fd >= 0;
 
 	f->state = FLOW_RELAY;
+	/* What went into the refused ring goes first (RELAY_BUF bytes). */
+	if (tx && f->early_len) {
+		f->relay_tx.data = early_take(f, &f->relay_tx.len);
+		f->early_left = f->relay_tx.len;
+		a->ctr.early_relayed++;
+	}
 	if ((tx && relay_buf_start(a, &f->relay_tx, &f->w_relay_tx,
 				   relay_tx_ready)) ||
 	    (rx &&
@@ -260,6 +278,9 @@ void relay_start(struct agent *a, struct flow *f)
 			 : "inbound");
 	a->ctr.flows_relayed++;
 	f->tx_eof = !tx;
+	/* Only early bytes from the peer's ring were injected before. */
+	if (rx)
+		f->relay_skip = f->bytes_rx;
 	if (!rx) {
 		f->rx_eof = true;
 		if (f->fin_held)

@@ -9,7 +9,10 @@
 #    timeout) before the first byte: both sides go back to plain TCP, the
 #    bytes arrive intact, status says why;
 #  - the same after the client's first bytes were captured: those go through
-#    the relay between the agents, the rest as before, intact.
+#    the relay between the agents, the rest as before, intact;
+#  - the same with a ring B keeps mapped: the client's first bytes go into it
+#    before B answers, lead the relay, and are delivered once although B
+#    may read some of them from the ring when it wakes.
 . "$(dirname "$0")/lib.sh"
 FAILED=0
 BYTES=$((16 << 20))
@@ -133,4 +136,31 @@ check "setup timeout after captured bytes: nothing failed or reset" \
 	[ "$(json_get A 'd["counters"]["flows_failed"]')" = 0 -a \
 	  "$(json_get B 'd["counters"]["flows_failed"]')" = 0 ]
 fivc A status | sed -n 2p | sed 's/^/# /'
+
+# 6. A tunneled transfer first, so that B keeps A's ring (RELEASE, KEPT).
+#    Then the stall: A names that ring, the client's first bytes go into it
+#    at once (docs/steering.md, "Early bytes"), A gives up at the timeout
+#    and relays them first, and B, waking, may read some from the ring: it
+#    skips those in the relay.
+check "early bytes: a tunneled transfer leaves B holding A's ring" transfer warm 5306
+for _ in $(seq 30); do
+	[ "$(json_get A 'd["counters"]["rings_cached"]')" -ge 1 ] && break
+	sleep 0.1
+done
+c0=$(json_get A 'd["counters"]["early_relayed"]')
+reused0=$(json_get A 'd["counters"]["rings_reused"]')
+relay0=$(json_get A 'd["counters"]["flows_relayed"]')
+erx0=$(json_get B 'd["counters"]["early_rx"]')
+kill -STOP "$b_pid"
+( sleep 5; kill -CONT "$b_pid" ) &
+check "early bytes: the stalled transfer completes, digests match" transfer early 5307
+c1=$(json_get A 'd["counters"]["early_relayed"]')
+say "early bytes: A reused $(( $(json_get A 'd["counters"]["rings_reused"]') - reused0 )) rings, relayed $(( $(json_get A 'd["counters"]["flows_relayed"]') - relay0 )) flows; B read early from $(( $(json_get B 'd["counters"]["early_rx"]') - erx0 )) of them"
+check "early bytes: those a kept ring took before the timeout led a relay (early_relayed $c0 -> $c1)" \
+	[ $((c1 - c0)) -ge 1 ]
+check "early bytes: nothing failed or reset" \
+	[ "$(json_get A 'd["counters"]["flows_failed"]')" = 0 -a \
+	  "$(json_get B 'd["counters"]["flows_failed"]')" = 0 -a \
+	  "$(json_get A 'd["counters"]["flows_reset"]')" = 0 -a \
+	  "$(json_get B 'd["counters"]["flows_reset"]')" = 0 ]
 exit $FAILED

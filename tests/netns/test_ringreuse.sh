@@ -7,6 +7,8 @@
 # the peer keeps mapped instead of offering new ones: both agents'
 # rings_reused and peer_rings_reused grow by about the number of
 # connections. No ring is refused, and the caches stay bounded (pool).
+# Then rr's connections: their first byte goes into a kept ring before
+# the peer's answer ("Early bytes").
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/tunnel.sh"
 FAILED=0
@@ -57,6 +59,22 @@ for dir in AB BA; do
 			[ $p -ge $((N - 4)) -a $p -le $N ]
 	done
 done
+# A kept ring takes a client's first bytes before the peer answers, and the
+# peer delivers them before its own ring is accepted (docs/steering.md,
+# "Early bytes"): rr sends its byte as soon as connect() returns.
+in_ns B "$O/tools/rr" server $IP_B 7700 >/dev/null 2>&1 &
+rr_srv=$!
+sleep 0.3
+e_tx=$(ctr A early_tx) e_rx=$(ctr B early_rx) n0=$(ctr A flows_tunneled)
+out=$(in_ns A "$O/tools/rr" connrate $IP_B 7700 1)
+rc=$?
+check "rr connrate: every exchange answered ($out)" [ $rc = 0 ]
+kill $rr_srv
+n=$(($(ctr A flows_tunneled) - n0))
+e=$(($(ctr A early_tx) - e_tx))
+check "A sent first bytes before B answered (early_tx +$e of $n tunneled)" [ $e -ge 1 ]
+e=$(($(ctr B early_rx) - e_rx))
+check "B delivered them before its own ring was accepted (early_rx +$e)" [ $e -ge 1 ]
 for side in A B; do
 	check "$side: no ring was refused (ring_refused $(ctr $side ring_refused))" \
 		[ "$(ctr $side ring_refused)" = 0 ]
@@ -66,5 +84,5 @@ for side in A B; do
 	check "$side: its caches are bounded: $cached idle rings <= 2 x pool per link" \
 		[ "$cached" -le $((4 * POOL)) ]
 done
-say "A: $(fivc A status --json | python3 -c 'import json,sys; c=json.load(sys.stdin)["counters"]; print({k: c[k] for k in ("rings_reused", "peer_rings_reused", "rings_evicted", "rings_cached", "flows_tunneled")})')"
+say "A: $(fivc A status --json | python3 -c 'import json,sys; c=json.load(sys.stdin)["counters"]; print({k: c[k] for k in ("rings_reused", "peer_rings_reused", "rings_evicted", "rings_cached", "flows_tunneled", "early_tx", "early_rx")})')"
 exit $FAILED

@@ -9,7 +9,9 @@
  *                                        SIZE bytes, or fewer if SECONDS pass
  *                                        first: prints p50 p99 mean (us)
  *   rr connrate ADDR PORT SECONDS        connect, 1-byte exchange, close, in a
- *                                        loop: prints connections per second
+ *                                        loop: prints connections per second,
+ *                                        then the first exchange's latency
+ *                                        (connect to answer): p50 p99 mean
  */
 #include <math.h>
 #include <netdb.h>
@@ -111,21 +113,36 @@ static int latency(struct addrinfo *ai, size_t size, long count, double seconds)
 
 static int connrate(struct addrinfo *ai, double seconds)
 {
-	double t0 = now_sec(), el;
-	long n = 0;
+	double t0 = now_sec(), el, t1, *first = NULL;
+	size_t n = 0, cap = 0;
 	char c = 'x';
 
 	while ((el = now_sec() - t0) < seconds) {
-		int fd = dial(ai);
+		int fd;
 
+		if (n == cap) {
+			cap = cap ? 2 * cap : 4096;
+			first = realloc(first, cap * sizeof(*first));
+			if (!first) {
+				fprintf(stderr, "rr: out of memory\n");
+				return 1;
+			}
+		}
+		t1 = now_sec();
+		fd = dial(ai);
 		if (full(fd, &c, 1, true) || full(fd, &c, 1, false)) {
-			fprintf(stderr, "rr: exchange %ld failed\n", n);
+			fprintf(stderr, "rr: exchange %zu failed\n", n);
 			return 1;
 		}
+		first[n++] = (now_sec() - t1) * 1e6;
 		close(fd);
-		n++;
 	}
-	printf("conns %ld rate %.1f\n", n, (double)n / el);
+	printf("conns %zu rate %.1f first ", n, (double)n / el);
+	if (n)
+		print_latency(first, n);
+	else
+		printf("none\n");
+	free(first);
 	return 0;
 }
 
