@@ -5,14 +5,17 @@
  * and bind; unmapping costs TLB shootdowns on both sides. So a flow's ring
  * outlives it, per peer link:
  *
- *   ours    in use by a flow, then idle: waiting for the peer's RELEASE
- *           (it may still read the last bytes), then free once RELEASEd
- *           KEPT: reformatted and named by id in a later CREATE.
- *   peer's  mapped for a flow, then idle once that flow is freed: we said
- *           RELEASE KEPT, and a CREATE naming its id attaches it again.
+ *   ours    in use by a flow, then idle: waiting for the peer to give it
+ *           back (it may still read the last bytes), then free once given
+ *           back kept (FIVC_STATE_RELEASED in the ring, or a RELEASE KEPT
+ *           of an older peer): reformatted and named by id in a later
+ *           CREATE.
+ *   peer's  mapped for a flow, then idle once that flow is freed: we gave
+ *           it back in the ring, and a CREATE naming its id attaches it
+ *           again.
  *
  * Both idle sets are bounded per link (cfg.pool): past it ours are
- * destroyed with an EVICT, the peer's unmapped with a plain RELEASE. What
+ * destroyed with an EVICT, the peer's unmapped with a RELEASE not KEPT. What
  * the peer names is checked: an id out of range, unknown, in use by a live
  * flow or with another geometry is refused (ring_refused, one log line).
  *
@@ -252,6 +255,10 @@ static struct ring_half *mine_free(struct agent *a, struct ringcache *rc,
 
 	for (h = rc->idle[1]; h; h = next) {
 		next = h->idle_next;
+		/* A RELEASE KEPT comes in the ring (ring_rx_put). */
+		if (!h->peer_done && h->peer_maps &&
+		    fivc_ring_given_back(h->shm->addr, &h->geom))
+			h->peer_done = true;
 		if (!h->peer_done)
 			continue; /* still being read: not yet */
 		if (memcmp(&h->geom, g, sizeof(*g))) {
@@ -484,7 +491,10 @@ void ring_rx_put(struct agent *a, struct flow *f)
 	rc = h->rc;
 	l = rc ? link_of(a, rc) : NULL;
 	keep = l && h->id && rc->n_idle[0] < a->cfg.pool;
-	if (l && h->id)
+	/* Kept: said in the ring, read when the producer needs a ring. */
+	if (keep && f->rx_attached)
+		fivc_rx_give_back(&f->rx);
+	else if (l && h->id)
 		ring_msg(a, l, FIVC_TMSG_RELEASE, h->id, keep);
 	if (keep)
 		idle_add(rc, h);

@@ -567,6 +567,15 @@ static void on_state(struct bpf_sock_ops *skops)
 			unreserve(&k);
 		return;
 	}
+	/*
+	 * The agent acts on the app's FIN (FIN_WAIT1, LAST_ACK) and on the
+	 * socket's end (CLOSE) only: an event for the other states would wake
+	 * it for nothing, about twice per connection and side.
+	 */
+	if (skops->args[1] != BPF_TCP_FIN_WAIT1 &&
+	    skops->args[1] != BPF_TCP_LAST_ACK &&
+	    skops->args[1] != BPF_TCP_CLOSE)
+		return;
 	ev = bpf_ringbuf_reserve(&events, sizeof(*ev), 0);
 	if (!ev) {
 		stat_inc(FIVC_STAT_EVENT_LOST);

@@ -231,6 +231,13 @@ void fivc_rx_close(struct fivc_rx *rx)
 	ring_kick(&rx->kick, &rx->st);
 }
 
+void fivc_rx_give_back(struct fivc_rx *rx)
+{
+	if (rx->ctrl)
+		shared_fetch_or(&rx->ctrl->rx[rx->id].rx_state,
+				FIVC_STATE_RELEASED);
+}
+
 void fivc_rx_reset(struct fivc_rx *rx)
 {
 	if (!rx->ctrl ||

@@ -232,6 +232,17 @@ void fivc_tx_reset(struct fivc_tx *tx)
 		ring_kick(&tx->kick[r], &tx->st);
 }
 
+bool fivc_ring_given_back(const void *region, const struct fivc_ring_geom *g)
+{
+	const struct fivc_ring_ctrl *c = region;
+
+	for (uint32_t r = 0; r < g->n_receivers; r++)
+		if (!(shared_load_acquire(&c->rx[r].rx_state) &
+		      FIVC_STATE_RELEASED))
+			return false;
+	return true;
+}
+
 bool fivc_tx_writable(const struct fivc_tx *tx)
 {
 	if (tx->err || tx->closed || tx->claimed)

@@ -143,6 +143,10 @@ ssize_t fivc_rx_read(struct fivc_rx *rx, void *buf, size_t len);
 void fivc_rx_close(struct fivc_rx *rx);
 /* Abort: the producer sees -ECONNRESET. */
 void fivc_rx_reset(struct fivc_rx *rx);
+/* Done with the ring, mapping kept: FIVC_STATE_RELEASED, after every read. */
+void fivc_rx_give_back(struct fivc_rx *rx);
+/* The producer: did each of the @g's consumers of @region give it back? */
+bool fivc_ring_given_back(const void *region, const struct fivc_ring_geom *g);
 /* Arms the SEND_DATA notification; true: sleep, false: retry now. */
 bool fivc_rx_prepare_wait(struct fivc_rx *rx);
 /* true if peek() would return something other than -EAGAIN. */

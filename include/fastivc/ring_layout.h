@@ -57,6 +57,13 @@
 /* fivc_ring_ctrl.tx_state / fivc_rx_line.rx_state bits */
 #define FIVC_STATE_CLOSED (1u << 0) /* SEND_CLOSE / RECV_CLOSE */
 #define FIVC_STATE_RESET (1u << 1)  /* abort, or this side saw a violation */
+/*
+ * rx_state only: the consumer is done with the ring for good and keeps it
+ * mapped for a later CREATE that names it: a RELEASE with KEPT told
+ * through the ring, so that the producer learns it when it next looks for
+ * a ring, not by a message that wakes it (docs/steering.md, "Ring reuse").
+ */
+#define FIVC_STATE_RELEASED (1u << 2)
 
 /* One consumer's cache line. Written by that consumer only. */
 struct fivc_rx_line {

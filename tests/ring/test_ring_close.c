@@ -2,7 +2,7 @@
 /*
  * Tunnel lifecycle inside the ring: SEND_CLOSE with data still queued,
  * RECV_CLOSE and resets waking a blocked peer, partial releases, geometry
- * checks.
+ * checks, the consumers giving a ring back for reuse.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -273,6 +273,45 @@ static void test_geometry(void)
 		 "default region: one header page + 4 channels");
 }
 
+/*
+ * A ring is given back once every consumer said so in its line, whatever
+ * else it said (a reset); the producer's reformat for the next flow
+ * forgets it.
+ */
+static void test_give_back(void)
+{
+	struct fivc_ring_geom g = geom(4, 4096);
+	struct fivc_kick kick[2];
+	struct ring_producer p;
+	struct ring_consumer c0, c1;
+
+	g.n_receivers = 2;
+	if (!CHECK_EQ(ring_producer_open(&p, &g), 0, "producer open"))
+		return;
+	if (!CHECK_EQ(ring_consumer_open(&c0, &p, 0, true), 0, "consumer 0") ||
+	    !CHECK_EQ(ring_consumer_open(&c1, &p, 1, true), 0, "consumer 1"))
+		goto close_p;
+	CHECK(!fivc_ring_given_back(p.shm->addr, &g), "a new ring is in use");
+	fivc_rx_reset(&c0.rx);
+	fivc_rx_give_back(&c0.rx);
+	CHECK(!fivc_ring_given_back(p.shm->addr, &g),
+	      "one consumer of two gave it back: still in use");
+	fivc_rx_close(&c1.rx);
+	fivc_rx_give_back(&c1.rx);
+	CHECK(fivc_ring_given_back(p.shm->addr, &g),
+	      "both gave it back (after a reset, after a close)");
+	for (int r = 0; r < 2; r++)
+		kick[r] = (struct fivc_kick){fivc_evch_kick, p.ev[r]};
+	CHECK_EQ(fivc_tx_init(&p.tx, p.shm->addr, p.shm->size, &g, kick), 0,
+		 "reformat for the next flow");
+	CHECK(!fivc_ring_given_back(p.shm->addr, &g),
+	      "the reformatted ring is in use again");
+	ring_consumer_close(&c1);
+	ring_consumer_close(&c0);
+close_p:
+	ring_producer_close(&p);
+}
+
 int main(void)
 {
 	test_geometry();
@@ -283,5 +322,7 @@ int main(void)
 	test_send_close_wakes_receiver(true);
 	test_reset_discards();
 	test_partial_release();
-	return test_report("ring close, reset, partial release, geometry");
+	test_give_back();
+	return test_report(
+		"ring close, reset, partial release, geometry, give back");
 }

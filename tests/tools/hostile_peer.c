@@ -27,9 +27,11 @@
  *   ringnone   a cached ring id never offered
  *   ringhold   (not an attack) a real ring with id 5, set up: "ringhold up"
  *   ringbusy   cached ring 5 while ringhold's flow still reads it; then
- *              resets ring 5, so the victim frees that flow and RELEASEs
- *              the ring: "released 5 kept K" once that arrives
- *   ringgeom   cached ring 5 with another geometry
+ *              resets ring 5, so the victim frees that flow and releases
+ *              the ring
+ *   ringgeom   "released 5 kept K" once the victim gave ring 5 back (in
+ *              the ring, or a RELEASE message; 2 s at most), then cached
+ *              ring 5 with another geometry
  *
  * Or one attack on the link itself (docs/security.md, "Link frames and
  * parked messages"):
@@ -342,6 +344,13 @@ static int ring_mode(struct fivc_backend *be, int fd, uint64_t id,
 		name_ring(fd, id, mode, 5, size);
 		fivc_tx_reset(&held->tx);
 	} else if (!strcmp(mode, "ringgeom")) {
+		double until = now_sec() + 2;
+
+		while (!fivc_ring_given_back(held->shm->addr, &held->tx.g) &&
+		       now_sec() < until)
+			usleep(10000);
+		if (fivc_ring_given_back(held->shm->addr, &held->tx.g))
+			printf("released 5 kept 1\n");
 		name_ring(fd, id, mode, 5, size * 2);
 	} else {
 		return -EINVAL;
