@@ -247,6 +247,15 @@ static void flow_tx_set(struct flow *f, struct ring_half *h)
 	h->peer_done = false;
 }
 
+/* Has the peer given our idle @h back? A RELEASE KEPT comes in the ring. */
+static bool mine_given_back(struct ring_half *h)
+{
+	if (!h->peer_done && h->peer_maps &&
+	    fivc_ring_given_back(h->shm->addr, &h->geom))
+		h->peer_done = true;
+	return h->peer_done;
+}
+
 /* A free ring of ours with geometry @g, if the peer keeps it mapped. */
 static struct ring_half *mine_free(struct agent *a, struct ringcache *rc,
 				   const struct fivc_ring_geom *g)
@@ -255,11 +264,7 @@ static struct ring_half *mine_free(struct agent *a, struct ringcache *rc,
 
 	for (h = rc->idle[1]; h; h = next) {
 		next = h->idle_next;
-		/* A RELEASE KEPT comes in the ring (ring_rx_put). */
-		if (!h->peer_done && h->peer_maps &&
-		    fivc_ring_given_back(h->shm->addr, &h->geom))
-			h->peer_done = true;
-		if (!h->peer_done)
+		if (!mine_given_back(h))
 			continue; /* still being read: not yet */
 		if (memcmp(&h->geom, g, sizeof(*g))) {
 			mine_drop(a, rc, h); /* reloaded geometry */
@@ -567,7 +572,7 @@ size_t ring_room(struct agent *a)
 	for (struct peer_link *l = a->links; l; l = l->next)
 		for (struct ring_half *h = l->rc ? l->rc->idle[1] : NULL; h;
 		     h = h->idle_next)
-			free_mine += h->peer_done;
+			free_mine += mine_given_back(h);
 	if (be != SIZE_MAX)
 		n = be / ring + free_mine;
 	if (!mem_bound)
