@@ -762,18 +762,25 @@ void flow_kicked(struct agent *a, struct flow *f, bool ours)
 	pump_tx(a, f);
 }
 
+int flow_inject_arm(struct agent *a, struct flow *f)
+{
+	if (!f->inject_on &&
+	    agent_bpf_slot_mode(a, f->slot, &f->key, FIVC_SLOT_INJECT))
+		return -1;
+	f->inject_on = true;
+	return 0;
+}
+
 static void flow_maybe_up(struct agent *a, struct flow *f)
 {
 	uint32_t slot;
 
 	if (f->state != FLOW_PENDING || !f->tx_accepted || !f->rx_attached)
 		return;
-	if (!f->inject_on &&
-	    agent_bpf_slot_mode(a, f->slot, &f->key, FIVC_SLOT_INJECT)) {
+	if (flow_inject_arm(a, f)) {
 		flow_fail(a, f, "cannot arm injection");
 		return;
 	}
-	f->inject_on = true;
 	a->ctr.bytes_tx += f->early_len;
 	early_drop(f); /* accepted: no relay will need them */
 	f->state = FLOW_TUNNEL;
@@ -932,9 +939,7 @@ static void create_for_flow(struct agent *a, struct flow *f,
 	if (accepted)
 		f->tx_accepted = true;
 	/* Ours to read now: inject without waiting for our ring's answer. */
-	if (!f->inject_on &&
-	    !agent_bpf_slot_mode(a, f->slot, &f->key, FIVC_SLOT_INJECT))
-		f->inject_on = true;
+	flow_inject_arm(a, f);
 	f->kicks_on = true;
 	flow_maybe_up(a, f);
 	if (a->flows[slot] == f && f->state == FLOW_PENDING)

@@ -115,6 +115,8 @@ void flow_y_want(struct agent *a, struct flow *f, uint32_t events);
 bool flow_window_open(struct agent *a, struct flow *f, size_t n);
 void flow_rx_pause(struct agent *a, struct flow *f);
 void flow_fin_release(struct agent *a, struct flow *f);
+/* The slot's sends go into the app socket (once per flow); 0 or -1. */
+int flow_inject_arm(struct agent *a, struct flow *f);
 /* A kick on @f's ring (ours: the peer read or closed; else it wrote). */
 void flow_kicked(struct agent *a, struct flow *f, bool ours);
 size_t flow_ring_bytes(const struct agent_config *cfg); /* one tx ring */

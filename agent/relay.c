@@ -255,7 +255,7 @@ void relay_start(struct agent *a, struct flow *f)
 	bool tx = f->relay_tx.fd >= 0, rx = f->relay_rx.fd >= 0;
 
 	f->state = FLOW_RELAY;
-	/* What went into the refused ring goes first (RELAY_BUF bytes). */
+	/* What went into the refused ring goes first (RELAY_BUF at most). */
 	if (tx && f->early_len) {
 		f->relay_tx.data = early_take(f, &f->relay_tx.len);
 		f->early_left = f->relay_tx.len;
@@ -263,10 +263,9 @@ void relay_start(struct agent *a, struct flow *f)
 	}
 	if ((tx && relay_buf_start(a, &f->relay_tx, &f->w_relay_tx,
 				   relay_tx_ready)) ||
-	    (rx &&
-	     (relay_buf_start(a, &f->relay_rx, &f->w_relay_rx,
-			      relay_rx_ready) ||
-	      agent_bpf_slot_mode(a, f->slot, &f->key, FIVC_SLOT_INJECT)))) {
+	    (rx && (relay_buf_start(a, &f->relay_rx, &f->w_relay_rx,
+				    relay_rx_ready) ||
+		    flow_inject_arm(a, f)))) {
 		flow_fail(a, f, "cannot start the relay");
 		return;
 	}
