@@ -52,6 +52,30 @@ int addr_parse_prefix(const char *s, struct fivc_peer_key *k)
 	return 0;
 }
 
+/* "P1,P2,...": at most @max prefixes into @out; how many, or -EINVAL. */
+int addr_parse_prefixes(const char *s, struct fivc_peer_key *out,
+			unsigned int max)
+{
+	char one[INET6_ADDRSTRLEN + 5];
+	unsigned int n = 0;
+
+	for (;;) {
+		const char *comma = strchr(s, ',');
+		size_t len = comma ? (size_t)(comma - s) : strlen(s);
+
+		if (!len || len >= sizeof(one) || n == max)
+			return -EINVAL;
+		memcpy(one, s, len);
+		one[len] = 0;
+		if (addr_parse_prefix(one, &out[n]))
+			return -EINVAL;
+		n++;
+		if (!comma)
+			return (int)n;
+		s = comma + 1;
+	}
+}
+
 /* "A.B.C.D:PORT" or "[V6]:PORT": 0 or -EINVAL. */
 int addr_parse_listen(const char *s, struct sockaddr_storage *ss,
 		      unsigned int *len)

@@ -30,6 +30,7 @@ struct agent_config {
 	char run_dir[256];   /* control socket and pid lock */
 	char link_dir[256];  /* local backend: agents listen on dom<N>.sock */
 	char ifaces[256];    /* tc ingress (FIN hold) on these; "" = all */
+	char services[256];  /* Service prefixes (DNAT'd to peers); "" = none */
 	uint32_t domid;	     /* our domain id */
 	uint32_t n_channels; /* ring geometry of each direction */
 	uint32_t channel_size;
@@ -276,6 +277,8 @@ void control_fini(struct agent *a);
 /* agent/addr.c: printing and parsing 16-byte (IPv4-mapped) addresses */
 void addr_format(const uint8_t a[16], char *buf, size_t len);
 int addr_parse_prefix(const char *s, struct fivc_peer_key *k);
+int addr_parse_prefixes(const char *s, struct fivc_peer_key *out,
+			unsigned int max);
 /* A listen address, "A.B.C.D:PORT" or "[V6]:PORT"; @ss may be NULL. */
 struct sockaddr_storage;
 int addr_parse_listen(const char *s, struct sockaddr_storage *ss,

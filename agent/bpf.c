@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
@@ -27,6 +28,9 @@
 #include "fastivc/log.h"
 
 #define MAX_IFACES 16
+#ifndef SO_NETNS_COOKIE
+#define SO_NETNS_COOKIE 71
+#endif
 #define SLOT_SW_BYTES (FIVC_MAX_SLOTS * sizeof(uint64_t))
 
 struct agent_bpf {
@@ -99,6 +103,41 @@ static bool keep_pin(const char *name)
 	return !strcmp(name, "peers");
 }
 
+/* Our network namespace's cookie (Linux 5.14+), or 0. */
+static uint64_t own_netns_cookie(void)
+{
+	uint64_t cookie = 0;
+	socklen_t len = sizeof(cookie);
+	int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+
+	if (fd < 0)
+		return 0;
+	if (getsockopt(fd, SOL_SOCKET, SO_NETNS_COOKIE, &cookie, &len))
+		cookie = 0;
+	close(fd);
+	return cookie;
+}
+
+/* The `services` prefixes into their map; 0 or -errno. */
+static int services_fill(struct agent *a)
+{
+	struct fivc_peer_key k[FIVC_MAX_SERVICES];
+	int n, fd = bpf_map__fd(a->bpf->skel->maps.services);
+	uint32_t one = 1;
+
+	if (!a->cfg.services[0])
+		return 0;
+	if (!a->bpf->skel->rodata->self_netns)
+		pr_warn("services: this kernel has no SO_NETNS_COOKIE (Linux "
+			"5.14+): connections to them stay on plain TCP");
+	n = addr_parse_prefixes(a->cfg.services, k, FIVC_MAX_SERVICES);
+	for (int i = 0; i < n; i++)
+		if (bpf_map_update_elem(fd, &k[i], &one, BPF_ANY))
+			return -errno;
+	pr_info("services: %s, when DNAT'd to a peer", a->cfg.services);
+	return n < 0 ? n : 0;
+}
+
 static int pin_maps(struct agent_bpf *b)
 {
 	struct bpf_map *map;
@@ -132,6 +171,10 @@ static int size_maps(struct fastivc_bpf *s, uint32_t max_flows)
 				      s->maps.peer_fin_end, s->maps.poke};
 	int err = bpf_map__set_max_entries(s->maps.socks,
 					   max_flows + 2 * FIVC_MAX_SLOTS);
+
+	if (!err) /* both ways */
+		err = bpf_map__set_max_entries(s->maps.nat_flows,
+					       2 * max_flows);
 
 	for (size_t i = 0; !err && i < sizeof(per_flow) / sizeof(*per_flow);
 	     i++)
@@ -328,6 +371,7 @@ int agent_bpf_open(struct agent *a, const struct agent_bpf_events *on)
 		return -errno;
 	}
 	b->skel->rodata->self_domid = a->cfg.domid;
+	b->skel->rodata->self_netns = own_netns_cookie();
 	err = size_maps(b->skel, a->cfg.max_flows);
 	if (!err)
 		err = pin_maps(b);
@@ -341,6 +385,11 @@ int agent_bpf_open(struct agent *a, const struct agent_bpf_events *on)
 		return err;
 	}
 
+	err = services_fill(a);
+	if (err) {
+		pr_err("Failed to fill the services map: %s", strerror(-err));
+		return err;
+	}
 	err = slot_words_map(b->skel->maps.slot_sw, &b->slot_sw);
 	if (!err)
 		err = slot_words_map(b->skel->maps.slot_rd, &b->slot_rd);

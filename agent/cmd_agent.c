@@ -43,7 +43,7 @@ static void usage(FILE *o)
 		"channel_size pool max_tunnels uid_share setup_timeout_ms "
 		"drain_timeout_ms\n"
 		"window poll_us max_flows max_shm_bytes shm_mem_permille "
-		"ifaces "
+		"ifaces services "
 		"log_level metrics_listen coresident backend (see fastivc(8), "
 		"docs/operations.md).\n"
 		"SIGHUP reads the file and the options again; window, poll_us, "

@@ -91,6 +91,16 @@ int agent_config_set(struct agent_config *c, const char *key, const char *val)
 		err = set_str(c->link_dir, sizeof(c->link_dir), val);
 	} else if (!strcmp(key, "ifaces")) {
 		err = set_str(c->ifaces, sizeof(c->ifaces), val);
+	} else if (!strcmp(key, "services")) {
+		struct fivc_peer_key k[FIVC_MAX_SERVICES];
+
+		err = 0;
+		if (!*val || !strcmp(val, "none"))
+			c->services[0] = 0;
+		else if (addr_parse_prefixes(val, k, FIVC_MAX_SERVICES) < 0)
+			err = -EINVAL;
+		else
+			err = set_str(c->services, sizeof(c->services), val);
 	} else if (!strcmp(key, "domid")) {
 		err = parse_u32(val, 0, 0x7fef, &c->domid);
 	} else if (!strcmp(key, "channels")) {

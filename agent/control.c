@@ -48,6 +48,10 @@ static const char *const stat_names[FIVC_STAT__MAX] = {
 	[FIVC_STAT_OPT_LATE] = "opt_late",
 	[FIVC_STAT_LISTEN_FULL] = "listen_opts_full",
 	[FIVC_STAT_LISTEN_NONE] = "listener_unknown",
+	[FIVC_STAT_SERVICE_DNAT] = "service_dnat",
+	[FIVC_STAT_SERVICE_NO_DNAT] = "service_no_dnat",
+	[FIVC_STAT_SERVICE_NETNS] = "service_other_netns",
+	[FIVC_STAT_NAT_FULL] = "nat_full",
 };
 
 const char *agent_stat_name(unsigned int i)
@@ -351,21 +355,26 @@ static void print_status(struct agent *a, FILE *o, bool json)
 	}
 	for (uint32_t s = 0; s < a->next_slot; s++) {
 		const struct flow *f = a->flows[s];
-		char l[INET6_ADDRSTRLEN], r[INET6_ADDRSTRLEN], tuple[128];
+		char l[INET6_ADDRSTRLEN], r[INET6_ADDRSTRLEN],
+			e[INET6_ADDRSTRLEN];
+		char tuple[192];
 
 		if (!f)
 			continue;
 		addr_format(f->key.laddr, l, sizeof(l));
 		addr_format(f->key.raddr, r, sizeof(r));
+		/* A Service's connection: where its DNAT sent it. */
+		addr_format(f->wire.raddr, e, sizeof(e));
 		if (json) {
 			fprintf(o,
 				"%s{\"slot\":%u,\"local\":\"%s\",\"lport\":%u,"
 				"\"remote\":\"%s\",\"rport\":%u,"
+				"\"endpoint\":\"%s\",\"eport\":%u,"
 				"\"dir\":\"%s\",\"path\":\"%s\","
 				"\"peer_domid\":%u,\"bytes_tx\":%llu,"
 				"\"bytes_rx\":%llu,\"reason\":\"%s\"}",
 				first ? "" : ",", f->slot, l, f->key.lport, r,
-				f->key.rport,
+				f->key.rport, e, f->wire.rport,
 				f->dir == FIVC_FLOW_ACTIVE ? "active"
 							   : "passive",
 				state_names[f->state], f->peer_domid,
@@ -377,6 +386,10 @@ static void print_status(struct agent *a, FILE *o, bool json)
 		}
 		snprintf(tuple, sizeof(tuple), "%s:%u -> %s:%u", l,
 			 f->key.lport, r, f->key.rport);
+		if (memcmp(&f->wire, &f->key, sizeof(f->key)))
+			snprintf(tuple + strlen(tuple),
+				 sizeof(tuple) - strlen(tuple), " (%s:%u)", e,
+				 f->wire.rport);
 		fprintf(o, "%-6u %-44s %-7s %-8s %12llu %12llu  %s\n", f->slot,
 			tuple,
 			f->dir == FIVC_FLOW_ACTIVE ? "active" : "passive",

@@ -41,10 +41,13 @@ static uint64_t fnv1a(uint64_t h, const void *p, size_t n)
 	return h;
 }
 
-/* Both agents name the tunnel alike: active side's address first. */
+/*
+ * Both agents name the tunnel alike: active side's address first, as on the
+ * wire (the passive side never sees the Service a DNAT replaced).
+ */
 static uint64_t tunnel_id_of(const struct flow *f)
 {
-	const struct fivc_flow_key *k = &f->key;
+	const struct fivc_flow_key *k = &f->wire;
 	bool active = f->dir == FIVC_FLOW_ACTIVE;
 	uint64_t h = 0xcbf29ce484222325ULL;
 
@@ -1056,6 +1059,11 @@ void flow_established(struct agent *a, const struct fivc_event *ev)
 	}
 	f->slot = ev->slot;
 	f->key = ev->flow;
+	f->wire = ev->flow;
+	if (ev->flags & FIVC_EV_F_DNAT) {
+		memcpy(f->wire.raddr, ev->wire_raddr, sizeof(f->wire.raddr));
+		f->wire.rport = ev->wire_rport;
+	}
 	f->cookie = ev->cookie;
 	f->peer_domid = ev->peer_domid;
 	f->nonce = ev->nonce;

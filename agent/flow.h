@@ -32,7 +32,8 @@ struct relay_buf {
 
 struct flow {
 	uint32_t slot;
-	struct fivc_flow_key key; /* the app socket's own view */
+	struct fivc_flow_key key;  /* the app socket's own view */
+	struct fivc_flow_key wire; /* on the wire: a Service's endpoint */
 	uint64_t cookie;
 	uint32_t peer_domid;
 	uint32_t nonce;

@@ -49,6 +49,7 @@ void agent_config_apply(struct agent *a, const struct agent_config *n)
 	CFG_FIXED(run_dir, "run_dir");
 	CFG_FIXED(link_dir, "link_dir");
 	CFG_FIXED(ifaces, "ifaces");
+	CFG_FIXED(services, "services");
 	CFG_FIXED(domid, "domid");
 	CFG_FIXED(n_channels, "channels");
 	CFG_FIXED(channel_size, "channel_size");

@@ -37,6 +37,23 @@ FIVC_MAP struct {
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 } peers SEC(".maps");
 
+/* Service prefixes (bpf_abi.h); written by the agent from its config. */
+FIVC_MAP struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__type(key, struct fivc_peer_key);
+	__type(value, __u32);
+	__uint(max_entries, FIVC_MAX_SERVICES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+} services SEC(".maps");
+
+/* DNAT seen by tc: app 4-tuple <-> wire 4-tuple (bpf_abi.h). */
+FIVC_MAP struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, struct fivc_flow_key);
+	__type(value, struct fivc_flow_key);
+	__uint(max_entries, 2 * FIVC_MAX_FLOWS);
+} nat_flows SEC(".maps");
+
 /* Steered app sockets by 4-tuple; inserted by sockops, removed by the agent. */
 FIVC_MAP struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -177,6 +194,17 @@ static __always_inline void addr_v6(__u8 *addr, __u32 w0, __u32 w1, __u32 w2,
 	__u32 w[4] = {w0, w1, w2, w3};
 
 	__builtin_memcpy(addr, w, sizeof(w));
+}
+
+/* A DNAT'd connection's two nat_flows entries go (@k: either 4-tuple). */
+static __always_inline void nat_forget(const struct fivc_flow_key *k)
+{
+	struct fivc_flow_key *other = bpf_map_lookup_elem(&nat_flows, k);
+
+	if (!other)
+		return;
+	bpf_map_delete_elem(&nat_flows, other);
+	bpf_map_delete_elem(&nat_flows, k);
 }
 
 #endif /* FASTIVC_BPF_H */

@@ -24,6 +24,10 @@
  *   segment goes on with its FIN bit cleared: as a pure ACK it still
  *   completes the handshake, and sockops tells the agent a FIN is held.
  *
+ * - Egress SYN of a connect to a Service (sockops offered it): where a DNAT
+ *   sent it is noted in nat_flows (dnat_note); segments of that connection
+ *   then find the app socket's 4-tuple there (wire_flow).
+ *
  * RSTs pass, one behind a held FIN given that FIN's sequence number (see
  * rst_after_fin). A flow whose agent is gone is ended instead (see
  * orphan.bpf.h); a SYN for its 4-tuple starts a new connection, so the
@@ -31,6 +35,7 @@
  */
 #include "fastivc.bpf.h"
 #include "orphan.bpf.h"
+#include "sock_flow.bpf.h"
 
 #define ETH_HLEN 14
 #define ETH_P_IP 0x0800
@@ -114,6 +119,61 @@ static __always_inline int parse(struct __sk_buff *skb, struct fivc_flow_key *k,
 		return off + sizeof(*ip6);
 	}
 	return -1;
+}
+
+/*
+ * @k, parsed from a segment, is the wire's 4-tuple. For a connection to a
+ * Service whose DNAT we saw (nat_flows) it becomes the app socket's, which
+ * keys every map here. Its entry in flows, if any.
+ */
+static __always_inline struct fivc_flow *wire_flow(struct fivc_flow_key *k)
+{
+	struct fivc_flow *flow = bpf_map_lookup_elem(&flows, k);
+	struct fivc_flow_key *app;
+
+	if (flow)
+		return flow;
+	app = bpf_map_lookup_elem(&nat_flows, k);
+	if (!app)
+		return NULL;
+	*k = *app;
+	return bpf_map_lookup_elem(&flows, k);
+}
+
+/*
+ * Our SYN goes elsewhere than its socket's remote: a DNAT (kube-proxy's
+ * OUTPUT rule) chose a Service's endpoint. For a connect that sockops
+ * offered the option (this socket's reservation), keep both 4-tuples in
+ * nat_flows: ACTIVE_ESTABLISHED finds the endpoint's peer there, we the
+ * app's key for the wire's.
+ */
+static __always_inline void dnat_note(struct __sk_buff *skb,
+				      const struct fivc_flow_key *wire)
+{
+	struct fivc_flow_key app = {};
+	struct fivc_flow *hold;
+	struct bpf_sock *sk;
+	__u32 fam;
+
+	sk = skb->sk;
+	if (!sk)
+		return;
+	sk = bpf_sk_fullsock(sk);
+	if (!sk)
+		return;
+	fam = CTX_READ(sk, family);
+	if (fam != AF_INET && fam != AF_INET6)
+		return;
+	sock_key(sk, fam, &app);
+	hold = bpf_map_lookup_elem(&flows, &app);
+	if (!hold || !hold->hold_ns ||
+	    hold->cookie != bpf_get_socket_cookie(skb))
+		return;
+	if (bpf_map_update_elem(&nat_flows, &app, wire, BPF_ANY) ||
+	    bpf_map_update_elem(&nat_flows, wire, &app, BPF_ANY)) {
+		nat_forget(&app);
+		stat_inc(FIVC_STAT_NAT_FULL);
+	}
 }
 
 /*
@@ -260,9 +320,9 @@ int fivc_fin_hold(struct __sk_buff *skb)
 		return TC_ACT_OK;
 	k.lport = bpf_ntohs(th->dest);
 	k.rport = bpf_ntohs(th->source);
+	flow = wire_flow(&k);
 	if (th->rst)
 		return rst_after_fin(skb, off, bpf_ntohl(th->seq), &k);
-	flow = bpf_map_lookup_elem(&flows, &k);
 	if (!flow)
 		return TC_ACT_OK;
 	if (flow->hold_ns)
@@ -323,7 +383,9 @@ int fivc_fin_seen(struct __sk_buff *skb)
 		return TC_ACT_OK;
 	k.lport = bpf_ntohs(th->source);
 	k.rport = bpf_ntohs(th->dest);
-	flow = bpf_map_lookup_elem(&flows, &k);
+	flow = wire_flow(&k);
+	if (!flow && th->syn && !th->ack)
+		dnat_note(skb, &k);
 	if (!flow || flow->hold_ns || orphan_syn(flow, th, &k))
 		return TC_ACT_OK;
 	/* Payload of a flow whose agent is gone: see orphan.bpf.h */

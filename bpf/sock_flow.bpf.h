@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
 /*
  * An app socket's flow, from the struct bpf_sock a cgroup sockopt program
- * is handed: its 4-tuple as flows keys it (IPv4-mapped if need be).
+ * is handed (or tc finds on our SYN): its 4-tuple as flows keys it
+ * (IPv4-mapped if need be).
  */
 #ifndef FASTIVC_SOCK_FLOW_BPF_H
 #define FASTIVC_SOCK_FLOW_BPF_H
@@ -32,6 +33,15 @@ static __always_inline void sock_addrs(const struct bpf_sock *sk, __u32 fam,
 			CTX_READ(sk, dst_ip6[3]));
 }
 
+/* @sk's 4-tuple as flows keys it (@k zeroed by the caller). */
+static __always_inline void sock_key(const struct bpf_sock *sk, __u32 fam,
+				     struct fivc_flow_key *k)
+{
+	sock_addrs(sk, fam, k->laddr, k->raddr);
+	k->lport = CTX_READ(sk, src_port);
+	k->rport = bpf_ntohs(sk->dst_port);
+}
+
 /*
  * @sk's entry in flows, if any: steered, or its handshake offered or
  * answered (hold_ns set).
@@ -41,9 +51,7 @@ static __always_inline struct fivc_flow *sock_flow(const struct bpf_sock *sk,
 {
 	struct fivc_flow_key k = {};
 
-	sock_addrs(sk, fam, k.laddr, k.raddr);
-	k.lport = CTX_READ(sk, src_port);
-	k.rport = bpf_ntohs(sk->dst_port);
+	sock_key(sk, fam, &k);
 	return bpf_map_lookup_elem(&flows, &k);
 }
 

@@ -22,6 +22,8 @@
 
 /* This domain's id, set by the loader. */
 const volatile __u32 self_domid;
+/* The agent's network namespace (cookie), where tc sees a Service's DNAT. */
+const volatile __u64 self_netns;
 
 /* Active side: the nonce our SYN carries, until ACTIVE_ESTABLISHED. */
 struct {
@@ -65,6 +67,64 @@ static __always_inline struct fivc_peer_val *peer_lookup(const __u8 *raddr)
 
 	__builtin_memcpy(pk.addr, raddr, sizeof(pk.addr));
 	return bpf_map_lookup_elem(&peers, &pk);
+}
+
+static __always_inline bool is_service(const __u8 *raddr)
+{
+	struct fivc_peer_key pk = {.prefixlen = 128};
+
+	__builtin_memcpy(pk.addr, raddr, sizeof(pk.addr));
+	return bpf_map_lookup_elem(&services, &pk);
+}
+
+/*
+ * May a connect to @k's remote offer the option: a peer's address, or a
+ * Service's from our namespace (tc there sees the DNAT that picks its
+ * endpoint; elsewhere nothing would, and the endpoint could steer alone).
+ */
+static __always_inline bool offer_to(struct bpf_sock_ops *skops,
+				     const struct fivc_flow_key *k)
+{
+	if (peer_lookup(k->raddr))
+		return true;
+	if (!is_service(k->raddr)) {
+		stat_inc(FIVC_STAT_NOT_PEER);
+		return false;
+	}
+	if (bpf_get_netns_cookie(skops) != self_netns) {
+		stat_inc(FIVC_STAT_SERVICE_NETNS);
+		return false;
+	}
+	return true;
+}
+
+/*
+ * At ACTIVE_ESTABLISHED, the peer behind @k's remote: the remote's own, or
+ * for a Service the endpoint's that tc saw the SYN go to (then *dnat is
+ * true and *wire holds the wire's 4-tuple). NULL, counted, if none.
+ */
+static __always_inline struct fivc_peer_val *
+remote_peer(const struct fivc_flow_key *k, struct fivc_flow_key *wire,
+	    bool *dnat)
+{
+	struct fivc_peer_val *peer = peer_lookup(k->raddr);
+	struct fivc_flow_key *w;
+
+	*dnat = false;
+	if (peer)
+		return peer;
+	w = bpf_map_lookup_elem(&nat_flows, k);
+	if (!w) {
+		stat_inc(is_service(k->raddr) ? FIVC_STAT_SERVICE_NO_DNAT
+					      : FIVC_STAT_NOT_PEER);
+		return NULL;
+	}
+	*wire = *w;
+	*dnat = true;
+	peer = peer_lookup(wire->raddr);
+	if (!peer)
+		stat_inc(FIVC_STAT_NOT_PEER);
+	return peer;
 }
 
 /*
@@ -141,6 +201,7 @@ static __always_inline void unreserve(const struct fivc_flow_key *k)
 	bpf_map_delete_elem(&flows, k);
 	/* Not steered: the FIN's retransmits will reach TCP (fin_hold). */
 	bpf_map_delete_elem(&held_fins, k);
+	nat_forget(k);
 }
 
 static void on_connect(struct bpf_sock_ops *skops)
@@ -150,12 +211,8 @@ static void on_connect(struct bpf_sock_ops *skops)
 	struct bpf_sock *sk;
 	__u32 *nonce, why;
 
-	if (skops_flow_key(skops, &k))
+	if (skops_flow_key(skops, &k) || !offer_to(skops, &k))
 		return;
-	if (!peer_lookup(k.raddr)) {
-		stat_inc(FIVC_STAT_NOT_PEER);
-		return;
-	}
 	sk = skops->sk;
 	if (!sk)
 		return;
@@ -351,8 +408,10 @@ static void on_hdr_opt(struct bpf_sock_ops *skops, bool write)
  * instead of steering it behind the agent's back; a later failure gives
  * the reservation back.
  */
-static bool steer(struct bpf_sock_ops *skops, const struct fivc_flow_key *k,
-		  __u32 peer_domid, __u32 nonce, __u32 dir)
+static __always_inline bool steer(struct bpf_sock_ops *skops,
+				  const struct fivc_flow_key *k,
+				  __u32 peer_domid, __u32 nonce, __u32 dir,
+				  const struct fivc_flow_key *dnat)
 {
 	struct fivc_sock_key skey = {.role = FIVC_SOCK_APP};
 	struct fivc_slot slotv = {.mode = FIVC_SLOT_IDLE};
@@ -419,6 +478,13 @@ static bool steer(struct bpf_sock_ops *skops, const struct fivc_flow_key *k,
 	ev->rcv_nxt = skops->rcv_nxt;
 	if (bpf_map_lookup_elem(&held_fins, k))
 		ev->flags = FIVC_EV_F_FIN_HELD;
+	if (dnat) {
+		ev->flags |= FIVC_EV_F_DNAT;
+		__builtin_memcpy(ev->wire_raddr, dnat->raddr,
+				 sizeof(ev->wire_raddr));
+		ev->wire_rport = dnat->rport;
+		stat_inc(FIVC_STAT_SERVICE_DNAT);
+	}
 	bpf_ringbuf_submit(ev, 0);
 	stat_inc(FIVC_STAT_STEERED);
 	return true;
@@ -449,10 +515,10 @@ static __always_inline void established_done(struct bpf_sock_ops *skops,
 
 static void on_active_established(struct bpf_sock_ops *skops)
 {
+	struct fivc_flow_key k, wire;
 	struct fivc_peer_val *peer;
-	struct fivc_flow_key k;
 	struct fivc_tcpopt opt;
-	bool steered = false;
+	bool steered = false, dnat;
 	__u32 *noncep, nonce;
 	struct bpf_sock *sk;
 	int ret;
@@ -468,11 +534,9 @@ static void on_active_established(struct bpf_sock_ops *skops)
 
 	if (skops_flow_key(skops, &k))
 		goto out;
-	peer = peer_lookup(k.raddr);
-	if (!peer) {
-		stat_inc(FIVC_STAT_NOT_PEER);
+	peer = remote_peer(&k, &wire, &dnat);
+	if (!peer)
 		goto give_back;
-	}
 	ret = load_opt(skops, &opt, 0);
 	if (ret) {
 		stat_inc(ret < 0 ? FIVC_STAT_NO_OPTION : FIVC_STAT_BAD_OPTION);
@@ -483,7 +547,8 @@ static void on_active_established(struct bpf_sock_ops *skops)
 		stat_inc(FIVC_STAT_BAD_OPTION);
 		goto give_back;
 	}
-	steered = steer(skops, &k, peer->domid, nonce, FIVC_FLOW_ACTIVE);
+	steered = steer(skops, &k, peer->domid, nonce, FIVC_FLOW_ACTIVE,
+			dnat ? &wire : NULL);
 	goto out;
 give_back:
 	unreserve(&k);
@@ -517,7 +582,7 @@ static void on_passive_established(struct bpf_sock_ops *skops)
 		goto give_back;
 	}
 	steered = steer(skops, &k, peer->domid, bpf_ntohl(opt.nonce),
-			FIVC_FLOW_PASSIVE);
+			FIVC_FLOW_PASSIVE, NULL);
 	goto out;
 give_back:
 	unreserve(&k);
@@ -556,6 +621,9 @@ static void on_state(struct bpf_sock_ops *skops)
 		uid_uncharge(skops);
 	if (skops_flow_key(skops, &k))
 		return;
+	/* A Service's connection: tc has nothing left to translate. */
+	if (skops->args[1] == BPF_TCP_CLOSE)
+		nat_forget(&k);
 	flow = bpf_map_lookup_elem(&flows, &k);
 	if (!flow)
 		return;

@@ -34,6 +34,21 @@ struct fivc_peer_val {
 	__u32 flags; /* reserved, 0 */
 };
 
+/*
+ * services: LPM trie, a prefix of Service addresses (the `services` key:
+ * Kubernetes ClusterIPs) -> 1. A connect from the agent's namespace to one
+ * offers the option although the address is no peer's: the DNAT that
+ * picks its endpoint (kube-proxy's OUTPUT rule) runs after sockops, and tc
+ * sees the endpoint on the SYN (docs/steering.md, "Service addresses").
+ *
+ * nat_flows: hash, both ways, for a connection whose DNAT tc saw: the app
+ * socket's 4-tuple (to the Service) -> the 4-tuple on the wire (to the
+ * endpoint), and the wire's -> the app's. tc keys its maps by the app's,
+ * the agents name the tunnel by the wire's. sockops removes both when the
+ * reservation goes back or the socket closes.
+ */
+#define FIVC_MAX_SERVICES 16
+
 /* An app socket's 4-tuple, from its own point of view. */
 struct fivc_flow_key {
 	__u8 laddr[16];
@@ -176,6 +191,13 @@ struct fivc_event {
 	 */
 	__u32 snd_nxt;
 	__u32 rcv_nxt;
+	/*
+	 * ESTABLISHED with FIVC_EV_F_DNAT: the endpoint a DNAT sent the
+	 * connection to, in place of the socket's remote address and port.
+	 */
+	__u8 wire_raddr[16];
+	__u16 wire_rport;
+	__u16 pad[3];
 };
 
 /*
@@ -183,6 +205,8 @@ struct fivc_event {
  * its last ACK having been lost or refused by a full accept queue).
  */
 #define FIVC_EV_F_FIN_HELD (1u << 0)
+/* ESTABLISHED: the socket's remote is a Service, wire_raddr its endpoint. */
+#define FIVC_EV_F_DNAT (1u << 1)
 
 /*
  * held_fins: hash, app 4-tuple -> the peer's FIN segment, held by the tc
@@ -228,33 +252,37 @@ struct fivc_listen_opts {
 
 /* stats: per-CPU array, one __u64 per counter. */
 enum fivc_stat {
-	FIVC_STAT_STEERED = 0,	 /* sockets put on the fast path */
-	FIVC_STAT_NOT_PEER,	 /* remote not in peers: plain TCP */
-	FIVC_STAT_NO_OPTION,	 /* peer did not answer the option */
-	FIVC_STAT_BAD_OPTION,	 /* wrong domid or nonce in the option */
-	FIVC_STAT_NO_SLOT,	 /* no free slot: plain TCP */
-	FIVC_STAT_FLOWS_FULL,	 /* flows map full: plain TCP */
-	FIVC_STAT_SOCKHASH_FULL, /* insert failed: plain TCP */
-	FIVC_STAT_EVENT_LOST,	 /* ring buffer full */
-	FIVC_STAT_MSG_REDIRECT,	 /* app sends redirected to a slot */
-	FIVC_STAT_MSG_PASS,	 /* app sends passed to TCP (fallback) */
-	FIVC_STAT_INJECT,	 /* agent sends redirected into an app */
-	FIVC_STAT_INJECT_FAIL,	 /* agent sends with no target */
-	FIVC_STAT_FIN_HELD,	 /* peer FINs held until the tunnel drained */
-	FIVC_STAT_FIN_DATA,	 /* FINs with payload on a steered flow */
-	FIVC_STAT_ACK_HELD,	 /* ACKs of our FIN dropped (see fin_hold) */
-	FIVC_STAT_CANCELLED,	 /* sends passed: the flow fell back to TCP */
-	FIVC_STAT_ORPHAN_RST,	 /* agent gone: peer segments made RSTs */
-	FIVC_STAT_ORPHAN_DROP,	 /* agent gone: app payload dropped */
-	FIVC_STAT_FIN_EARLY,	 /* FINs held before the handshake ended */
-	FIVC_STAT_UID_LIMIT,	 /* a local uid at its share: plain TCP */
-	FIVC_STAT_RST_AFTER_FIN, /* peer RSTs given their held FIN's seq */
-	FIVC_STAT_VIA_X,	 /* app sends that went through X */
-	FIVC_STAT_OPT_RCVLOWAT,	 /* SO_RCVLOWAT above 1: plain TCP */
-	FIVC_STAT_OPT_DEFER,	 /* a TCP_DEFER_ACCEPT listener: plain TCP */
-	FIVC_STAT_OPT_LATE,	 /* SO_RCVLOWAT set on a steered socket */
-	FIVC_STAT_LISTEN_FULL,	 /* a listener got no listen_opts entry */
-	FIVC_STAT_LISTEN_NONE,	 /* its SYN-ACKs, unanswered: plain TCP */
+	FIVC_STAT_STEERED = 0,	   /* sockets put on the fast path */
+	FIVC_STAT_NOT_PEER,	   /* remote not in peers: plain TCP */
+	FIVC_STAT_NO_OPTION,	   /* peer did not answer the option */
+	FIVC_STAT_BAD_OPTION,	   /* wrong domid or nonce in the option */
+	FIVC_STAT_NO_SLOT,	   /* no free slot: plain TCP */
+	FIVC_STAT_FLOWS_FULL,	   /* flows map full: plain TCP */
+	FIVC_STAT_SOCKHASH_FULL,   /* insert failed: plain TCP */
+	FIVC_STAT_EVENT_LOST,	   /* ring buffer full */
+	FIVC_STAT_MSG_REDIRECT,	   /* app sends redirected to a slot */
+	FIVC_STAT_MSG_PASS,	   /* app sends passed to TCP (fallback) */
+	FIVC_STAT_INJECT,	   /* agent sends redirected into an app */
+	FIVC_STAT_INJECT_FAIL,	   /* agent sends with no target */
+	FIVC_STAT_FIN_HELD,	   /* peer FINs held until the tunnel drained */
+	FIVC_STAT_FIN_DATA,	   /* FINs with payload on a steered flow */
+	FIVC_STAT_ACK_HELD,	   /* ACKs of our FIN dropped (see fin_hold) */
+	FIVC_STAT_CANCELLED,	   /* sends passed: the flow fell back to TCP */
+	FIVC_STAT_ORPHAN_RST,	   /* agent gone: peer segments made RSTs */
+	FIVC_STAT_ORPHAN_DROP,	   /* agent gone: app payload dropped */
+	FIVC_STAT_FIN_EARLY,	   /* FINs held before the handshake ended */
+	FIVC_STAT_UID_LIMIT,	   /* a local uid at its share: plain TCP */
+	FIVC_STAT_RST_AFTER_FIN,   /* peer RSTs given their held FIN's seq */
+	FIVC_STAT_VIA_X,	   /* app sends that went through X */
+	FIVC_STAT_OPT_RCVLOWAT,	   /* SO_RCVLOWAT above 1: plain TCP */
+	FIVC_STAT_OPT_DEFER,	   /* a TCP_DEFER_ACCEPT listener: plain TCP */
+	FIVC_STAT_OPT_LATE,	   /* SO_RCVLOWAT set on a steered socket */
+	FIVC_STAT_LISTEN_FULL,	   /* a listener got no listen_opts entry */
+	FIVC_STAT_LISTEN_NONE,	   /* its SYN-ACKs, unanswered: plain TCP */
+	FIVC_STAT_SERVICE_DNAT,	   /* steered to a Service's endpoint */
+	FIVC_STAT_SERVICE_NO_DNAT, /* to a Service, no DNAT seen: plain TCP */
+	FIVC_STAT_SERVICE_NETNS,   /* to a Service from another netns: TCP */
+	FIVC_STAT_NAT_FULL,	   /* nat_flows full: that connection on TCP */
 	FIVC_STAT__MAX,
 };
 

@@ -1,0 +1,142 @@
+#!/bin/bash
+# SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+# Kubernetes Services: A's app connects to a ClusterIP, and the rules
+# kube-proxy writes in its nftables mode (table kube-proxy: nat-output ->
+# the services map -> the Service's chain -> its endpoint's dnat) send the
+# connection to a server in B. The same connections run over plain TCP
+# (B no peer) and through fastivc, IPv4 and IPv6, with random bytes each
+# way, half-close and digests at both ends; through fastivc A's agent must
+# have carried them (tunnel counters, `service_dnat`) and shown the
+# endpoint in its flow list. docs/steering.md, "Service addresses".
+. "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/tunnel.sh"
+BYTES=${BYTES:-$((16 << 20))}
+VIP=10.96.0.10
+VIP6=fd96::10
+FAILED=0
+netns_setup
+command -v nft >/dev/null || { fail "nft not installed (make deps)"; exit 1; }
+agents_up --set services=10.96.0.0/12,fd96::/112 || { fail "agents start"; exit 1; }
+
+# kube-proxy's nftables mode, one Service with one endpoint per family
+# (the names are kube-proxy's: service-<hash>-<ns>/<name>/<proto>/<port>).
+kube_proxy_rules() { # FAMILY VIP ENDPOINT
+	local fam=$1 vip=$2 ep=$3 svc="service-3NZIQ3G4-default/web/tcp/http"
+	local epc="endpoint-5ZPHY7LT-default/web/tcp/http__${ep//:/.}"
+	local atype=ipv4_addr
+	[ "$fam" = ip6 ] && ep="[$ep]" atype=ipv6_addr
+	cat <<EOF
+table $fam kube-proxy {
+	map service-ips {
+		type $atype . inet_proto . inet_service : verdict
+		elements = { $vip . tcp . 80 : goto $svc }
+	}
+	chain services {
+		${fam} daddr . meta l4proto . th dport vmap @service-ips
+	}
+	chain nat-output {
+		type nat hook output priority -100; policy accept;
+		jump services
+	}
+	chain mark-for-masquerade {
+		mark set mark or 0x4000
+	}
+	chain $svc {
+		numgen random mod 1 vmap { 0 : goto $epc }
+	}
+	chain $epc {
+		${fam} saddr ${ep//[\[\]]/} jump mark-for-masquerade
+		meta l4proto tcp dnat to $ep:8080
+	}
+}
+EOF
+}
+# A route to the Service range, as a node's default route gives one: the
+# connect needs it before the DNAT picks the endpoint.
+ip -n "$NS_A" route add 10.96.0.0/12 via $IP_B
+ip -n "$NS_A" -6 route add fd96::/112 via $IP6_B
+kube_proxy_rules ip $VIP $IP_B | ip netns exec "$NS_A" nft -f - ||
+	{ fail "kube-proxy's rules load"; exit 1; }
+kube_proxy_rules ip6 $VIP6 $IP6_B | ip netns exec "$NS_A" nft -f - ||
+	{ fail "kube-proxy's IPv6 rules load"; exit 1; }
+
+# B's servers: each connection reads to EOF, then answers BYTES and closes.
+for addr in $IP_B $IP6_B; do
+	in_ns B python3 tests/netns/both_ways.py server "$addr" 8080 4 "$BYTES" \
+		>"$LOGS/server-$addr.out" 2>&1 &
+	for _ in $(seq 50); do grep -qs listening "$LOGS/server-$addr.out" && break; sleep 0.1; done
+done
+
+peers() { # add|del: A and B name each other (both families) or not
+	if [ "$1" = add ]; then
+		fivc A peer add $IP_B/32 $DOM_B && fivc A peer add $IP6_B/128 $DOM_B &&
+			fivc B peer add $IP_A/32 $DOM_A && fivc B peer add $IP6_A/128 $DOM_A
+	else
+		fivc A peer del $IP_B/32 && fivc A peer del $IP6_B/128 &&
+			fivc B peer del $IP_A/32 && fivc B peer del $IP6_A/128
+	fi
+}
+stat() { json_get A "d[\"bpf\"][\"$1\"]"; }
+
+# client NAME VIP: A's client to the Service, its line in $LOGS/NAME.out.
+client() {
+	in_ns A timeout 60 python3 tests/netns/both_ways.py client "$2" 80 "$BYTES" \
+		>"$LOGS/$1.out" 2>&1
+}
+
+# digests NAME TAG ENDPOINT N: client TAG's line and B's Nth must match.
+digests() {
+	local name=$1 ep=$3 n=$4 c s
+	c=$(cat "$LOGS/$2.out")
+	for _ in $(seq 50); do
+		s=$(sed -n "/^conn $((n - 1)) /p" "$LOGS/server-$ep.out")
+		[ -n "$s" ] && break
+		sleep 0.1
+	done
+	say "client: $c; server: $s"
+	set -- $c
+	local csent=$2 csha=$3 crecv=$5 crsha=$6
+	set -- $s
+	check "$name: $BYTES bytes each way through the Service, SHA-256 equal at both ends" \
+		[ "$csent" = "$BYTES" -a "$crecv" = "$BYTES" -a "$4" = "$BYTES" -a \
+		  "$7" = "$BYTES" -a "$csha" = "$5" -a "$crsha" = "$8" ]
+}
+
+for fam in ipv4 ipv6; do
+	if [ $fam = ipv4 ]; then vip=$VIP ep=$IP_B; else vip=$VIP6 ep=$IP6_B; fi
+
+	peers del
+	tunnel_mark
+	before=$(stat not_peer)
+	client "$fam-tcp" $vip
+	digests "$fam plain TCP" "$fam-tcp" $ep 1
+	check "$fam plain TCP: nothing went through a tunnel" [ "$(tunnel_moved A)" = "0 0" ]
+	check "$fam plain TCP: A counted its endpoint as no peer" [ "$(stat not_peer)" -gt "$before" ]
+
+	peers add
+	tunnel_mark
+	before=$(stat service_dnat)
+	client "$fam-fastivc" $vip &
+	pid=$!
+	# While it runs, A's flow list shows the Service and its endpoint.
+	for _ in $(seq 100); do
+		shown=$(json_get A "[f['endpoint'] for f in d['flows'] if f['remote'] == '$vip' and f['rport'] == 80 and f['eport'] == 8080]")
+		[ "$shown" != "[]" ] && break
+		sleep 0.05
+	done
+	check "$fam fastivc: A's status shows $vip:80 going to $ep:8080" [ "$shown" = "['$ep']" ]
+	wait $pid
+	digests "$fam fastivc" "$fam-fastivc" $ep 2
+	# Two more: the end of stream must not overtake the tunnel's bytes.
+	for n in 3 4; do
+		client "$fam-fastivc$n" $vip
+		digests "$fam fastivc $n" "$fam-fastivc$n" $ep $n
+	done
+	check_tunneled "$fam fastivc: A to B" A $((3 * BYTES))
+	check_tunneled "$fam fastivc: B to A" B $((3 * BYTES))
+	check "$fam fastivc: A steered them through the DNAT (service_dnat +3)" \
+		[ "$(stat service_dnat)" = $((before + 3)) ]
+done
+check "no nat_flows entry is left" \
+	[ "$(bpftool map dump pinned "/sys/fs/bpf/fastivc/$TAG-a/nat_flows" -j | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')" = 0 ]
+exit $FAILED
