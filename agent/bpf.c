@@ -690,6 +690,18 @@ int agent_bpf_poke_mark(struct agent *a, const struct fivc_flow_key *key)
  * slots back, active ones (our connects) after @active_ns, passive ones
  * (answered SYNs) after @passive_ns; returns how many.
  */
+/* A DNAT'd connection's two nat_flows entries (bpf/fastivc.bpf.h). */
+static void nat_forget(struct fastivc_bpf *s, const struct fivc_flow_key *k)
+{
+	struct fivc_flow_key other;
+
+	if (bpf_map__lookup_elem(s->maps.nat_flows, k, sizeof(*k), &other,
+				 sizeof(other), 0))
+		return;
+	bpf_map__delete_elem(s->maps.nat_flows, &other, sizeof(other), 0);
+	bpf_map__delete_elem(s->maps.nat_flows, k, sizeof(*k), 0);
+}
+
 uint32_t agent_bpf_reap_holds(struct agent *a, uint64_t active_ns,
 			      uint64_t passive_ns)
 {
@@ -712,6 +724,9 @@ uint32_t agent_bpf_reap_holds(struct agent *a, uint64_t active_ns,
 		bpf_map__update_elem(s->maps.free_slots, NULL, 0, &hold.slot,
 				     sizeof(hold.slot), BPF_ANY);
 		bpf_map__delete_elem(s->maps.held_fins, &k, sizeof(k), 0);
+		/* No socket will close for it: its DNAT note goes here. */
+		if (hold.dir == FIVC_FLOW_PASSIVE)
+			nat_forget(s, &k);
 		n++;
 	}
 	return n;

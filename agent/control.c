@@ -49,6 +49,7 @@ static const char *const stat_names[FIVC_STAT__MAX] = {
 	[FIVC_STAT_LISTEN_FULL] = "listen_opts_full",
 	[FIVC_STAT_LISTEN_NONE] = "listener_unknown",
 	[FIVC_STAT_SERVICE_DNAT] = "service_dnat",
+	[FIVC_STAT_PORT_DNAT] = "port_dnat",
 	[FIVC_STAT_SERVICE_NO_DNAT] = "service_no_dnat",
 	[FIVC_STAT_SERVICE_NETNS] = "service_other_netns",
 	[FIVC_STAT_NAT_FULL] = "nat_full",
@@ -355,26 +356,27 @@ static void print_status(struct agent *a, FILE *o, bool json)
 	}
 	for (uint32_t s = 0; s < a->next_slot; s++) {
 		const struct flow *f = a->flows[s];
-		char l[INET6_ADDRSTRLEN], r[INET6_ADDRSTRLEN],
-			e[INET6_ADDRSTRLEN];
-		char tuple[192];
+		char l[INET6_ADDRSTRLEN], r[INET6_ADDRSTRLEN];
+		char wl[INET6_ADDRSTRLEN], wr[INET6_ADDRSTRLEN], tuple[192];
 
 		if (!f)
 			continue;
 		addr_format(f->key.laddr, l, sizeof(l));
 		addr_format(f->key.raddr, r, sizeof(r));
-		/* A Service's connection: where its DNAT sent it. */
-		addr_format(f->wire.raddr, e, sizeof(e));
+		/* As on the wire: differs where a DNAT rewrote the socket's. */
+		addr_format(f->wire.laddr, wl, sizeof(wl));
+		addr_format(f->wire.raddr, wr, sizeof(wr));
 		if (json) {
 			fprintf(o,
 				"%s{\"slot\":%u,\"local\":\"%s\",\"lport\":%u,"
 				"\"remote\":\"%s\",\"rport\":%u,"
-				"\"endpoint\":\"%s\",\"eport\":%u,"
+				"\"wire\":\"%s:%u %s:%u\","
 				"\"dir\":\"%s\",\"path\":\"%s\","
 				"\"peer_domid\":%u,\"bytes_tx\":%llu,"
 				"\"bytes_rx\":%llu,\"reason\":\"%s\"}",
 				first ? "" : ",", f->slot, l, f->key.lport, r,
-				f->key.rport, e, f->wire.rport,
+				f->key.rport, wl, f->wire.lport, wr,
+				f->wire.rport,
 				f->dir == FIVC_FLOW_ACTIVE ? "active"
 							   : "passive",
 				state_names[f->state], f->peer_domid,
@@ -388,8 +390,9 @@ static void print_status(struct agent *a, FILE *o, bool json)
 			 f->key.lport, r, f->key.rport);
 		if (memcmp(&f->wire, &f->key, sizeof(f->key)))
 			snprintf(tuple + strlen(tuple),
-				 sizeof(tuple) - strlen(tuple), " (%s:%u)", e,
-				 f->wire.rport);
+				 sizeof(tuple) - strlen(tuple),
+				 " (wire %s:%u -> %s:%u)", wl, f->wire.lport,
+				 wr, f->wire.rport);
 		fprintf(o, "%-6u %-44s %-7s %-8s %12llu %12llu  %s\n", f->slot,
 			tuple,
 			f->dir == FIVC_FLOW_ACTIVE ? "active" : "passive",

@@ -43,7 +43,7 @@ static uint64_t fnv1a(uint64_t h, const void *p, size_t n)
 
 /*
  * Both agents name the tunnel alike: active side's address first, as on the
- * wire (the passive side never sees the Service a DNAT replaced).
+ * wire (neither side sees what a DNAT on the other replaced).
  */
 static uint64_t tunnel_id_of(const struct flow *f)
 {
@@ -1060,10 +1060,8 @@ void flow_established(struct agent *a, const struct fivc_event *ev)
 	f->slot = ev->slot;
 	f->key = ev->flow;
 	f->wire = ev->flow;
-	if (ev->flags & FIVC_EV_F_DNAT) {
-		memcpy(f->wire.raddr, ev->wire_raddr, sizeof(f->wire.raddr));
-		f->wire.rport = ev->wire_rport;
-	}
+	if (ev->flags & FIVC_EV_F_DNAT)
+		f->wire = ev->wire;
 	f->cookie = ev->cookie;
 	f->peer_domid = ev->peer_domid;
 	f->nonce = ev->nonce;

@@ -148,6 +148,16 @@ static void write_metrics(struct agent *a, FILE *o)
 	one(o, "fallbacks_total", "reason", "no_tunnel_relayed",
 	    c->flows_relayed);
 	one(o, "fallbacks_total", "reason", "tunnel_failed", c->flows_failed);
+	one(o, "fallbacks_total", "reason", "service_no_dnat",
+	    st[FIVC_STAT_SERVICE_NO_DNAT]);
+	one(o, "fallbacks_total", "reason", "service_other_netns",
+	    st[FIVC_STAT_SERVICE_NETNS]);
+	one(o, "fallbacks_total", "reason", "nat_full", st[FIVC_STAT_NAT_FULL]);
+	head(o, "dnat_flows_total", "counter",
+	     "Connections steered through a DNAT, by the side that saw it.");
+	one(o, "dnat_flows_total", "side", "service",
+	    st[FIVC_STAT_SERVICE_DNAT]);
+	one(o, "dnat_flows_total", "side", "port", st[FIVC_STAT_PORT_DNAT]);
 	head(o, "tunnel_errors_total", "counter",
 	     "Tunnel set-up and data path errors, by kind.");
 	one(o, "tunnel_errors_total", "kind", "create_refused",

@@ -54,6 +54,14 @@ FIVC_MAP struct {
 	__uint(max_entries, 2 * FIVC_MAX_FLOWS);
 } nat_flows SEC(".maps");
 
+/* A peer's last SYN before any DNAT, by its address and port (bpf_abi.h). */
+FIVC_MAP struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, struct fivc_flow_key);
+	__type(value, struct fivc_flow_key);
+	__uint(max_entries, 4096);
+} syn_wire SEC(".maps");
+
 /* Steered app sockets by 4-tuple; inserted by sockops, removed by the agent. */
 FIVC_MAP struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -194,6 +202,34 @@ static __always_inline void addr_v6(__u8 *addr, __u32 w0, __u32 w1, __u32 w2,
 	__u32 w[4] = {w0, w1, w2, w3};
 
 	__builtin_memcpy(addr, w, sizeof(w));
+}
+
+static __always_inline bool addr_eq(const __u8 *a, const __u8 *b)
+{
+	__u64 a0, a1, b0, b1;
+
+	__builtin_memcpy(&a0, a, 8);
+	__builtin_memcpy(&a1, a + 8, 8);
+	__builtin_memcpy(&b0, b, 8);
+	__builtin_memcpy(&b1, b + 8, 8);
+	return a0 == b0 && a1 == b1;
+}
+
+static __always_inline struct fivc_peer_val *peer_lookup(const __u8 *raddr)
+{
+	struct fivc_peer_key pk = {.prefixlen = 128};
+
+	__builtin_memcpy(pk.addr, raddr, sizeof(pk.addr));
+	return bpf_map_lookup_elem(&peers, &pk);
+}
+
+/* syn_wire's key for @k's remote: its address and port, the rest 0. */
+static __always_inline void syn_wire_key(const struct fivc_flow_key *k,
+					 struct fivc_flow_key *rk)
+{
+	__builtin_memset(rk, 0, sizeof(*rk));
+	__builtin_memcpy(rk->raddr, k->raddr, sizeof(rk->raddr));
+	rk->rport = k->rport;
 }
 
 /* A DNAT'd connection's two nat_flows entries go (@k: either 4-tuple). */

@@ -24,9 +24,11 @@
  *   segment goes on with its FIN bit cleared: as a pure ACK it still
  *   completes the handshake, and sockops tells the agent a FIN is held.
  *
- * - Egress SYN of a connect to a Service (sockops offered it): where a DNAT
- *   sent it is noted in nat_flows (dnat_note); segments of that connection
- *   then find the app socket's 4-tuple there (wire_flow).
+ * - DNAT (bpf_abi.h, nat_flows): our SYN to a Service, sockops having
+ *   offered it, notes where the DNAT sent it (dnat_note); a peer's SYN is
+ *   kept as it came (syn_note), for sockops to see a port redirected to
+ *   its listener. Segments of such a connection find the app socket's
+ *   4-tuple in nat_flows (wire_flow).
  *
  * RSTs pass, one behind a held FIN given that FIN's sequence number (see
  * rst_after_fin). A flow whose agent is gone is ended instead (see
@@ -138,6 +140,20 @@ static __always_inline struct fivc_flow *wire_flow(struct fivc_flow_key *k)
 		return NULL;
 	*k = *app;
 	return bpf_map_lookup_elem(&flows, k);
+}
+
+/*
+ * A peer's SYN, as it came, before any DNAT: sockops finds it in syn_wire
+ * when it answers, and so learns of a port redirected to its listener.
+ */
+static __always_inline void syn_note(const struct fivc_flow_key *wire)
+{
+	struct fivc_flow_key rk;
+
+	if (!peer_lookup(wire->raddr))
+		return;
+	syn_wire_key(wire, &rk);
+	bpf_map_update_elem(&syn_wire, &rk, wire, BPF_ANY);
 }
 
 /*
@@ -323,8 +339,11 @@ int fivc_fin_hold(struct __sk_buff *skb)
 	flow = wire_flow(&k);
 	if (th->rst)
 		return rst_after_fin(skb, off, bpf_ntohl(th->seq), &k);
-	if (!flow)
+	if (!flow) {
+		if (th->syn && !th->ack)
+			syn_note(&k);
 		return TC_ACT_OK;
+	}
 	if (flow->hold_ns)
 		return handshake_fin(skb, off, th, &k, ip_len);
 	if (orphan_syn(flow, th, &k))

@@ -61,14 +61,6 @@ static __always_inline int skops_flow_key(const struct bpf_sock_ops *skops,
 	return 0;
 }
 
-static __always_inline struct fivc_peer_val *peer_lookup(const __u8 *raddr)
-{
-	struct fivc_peer_key pk = {.prefixlen = 128};
-
-	__builtin_memcpy(pk.addr, raddr, sizeof(pk.addr));
-	return bpf_map_lookup_elem(&peers, &pk);
-}
-
 static __always_inline bool is_service(const __u8 *raddr)
 {
 	struct fivc_peer_key pk = {.prefixlen = 128};
@@ -307,6 +299,32 @@ static void on_listen(struct bpf_sock_ops *skops)
 }
 
 /*
+ * Passive side: the SYN that tc saw from @k's remote was for another local
+ * address or port (a NodePort, a REDIRECT: a DNAT before our stack). Note
+ * both 4-tuples in nat_flows, as tc does for a Service on the active side:
+ * the peer names the tunnel by what it sent to. False if that cannot be
+ * noted (counted; then the option is not answered).
+ */
+static __always_inline bool port_dnat_note(const struct fivc_flow_key *k)
+{
+	struct fivc_flow_key rk, *w;
+
+	if (bpf_map_lookup_elem(&nat_flows, k))
+		return true; /* an earlier callback of this SYN-ACK's */
+	syn_wire_key(k, &rk);
+	w = bpf_map_lookup_elem(&syn_wire, &rk);
+	if (!w || (w->lport == k->lport && addr_eq(w->laddr, k->laddr)))
+		return true;
+	if (bpf_map_update_elem(&nat_flows, k, w, BPF_ANY) ||
+	    bpf_map_update_elem(&nat_flows, w, k, BPF_ANY)) {
+		nat_forget(k);
+		stat_inc(FIVC_STAT_NAT_FULL);
+		return false;
+	}
+	return true;
+}
+
+/*
  * Passive side, for a SYN-ACK: answer (fill *opt) only a SYN that carried
  * our option from an address peers maps to the domid it claims, to a
  * listener known to set no option the tunnel cannot honour (listen_opts;
@@ -342,6 +360,10 @@ static __always_inline bool synack_answer(struct bpf_sock_ops *skops,
 	}
 	if (!reserve(&k, 0, FIVC_FLOW_PASSIVE, count))
 		return false;
+	if (!port_dnat_note(&k)) {
+		unreserve(&k);
+		return false;
+	}
 	opt->domid = bpf_htonl(self_domid); /* the nonce is echoed */
 	return true;
 }
@@ -480,10 +502,9 @@ static __always_inline bool steer(struct bpf_sock_ops *skops,
 		ev->flags = FIVC_EV_F_FIN_HELD;
 	if (dnat) {
 		ev->flags |= FIVC_EV_F_DNAT;
-		__builtin_memcpy(ev->wire_raddr, dnat->raddr,
-				 sizeof(ev->wire_raddr));
-		ev->wire_rport = dnat->rport;
-		stat_inc(FIVC_STAT_SERVICE_DNAT);
+		ev->wire = *dnat;
+		stat_inc(dir == FIVC_FLOW_ACTIVE ? FIVC_STAT_SERVICE_DNAT
+						 : FIVC_STAT_PORT_DNAT);
 	}
 	bpf_ringbuf_submit(ev, 0);
 	stat_inc(FIVC_STAT_STEERED);
@@ -582,7 +603,7 @@ static void on_passive_established(struct bpf_sock_ops *skops)
 		goto give_back;
 	}
 	steered = steer(skops, &k, peer->domid, bpf_ntohl(opt.nonce),
-			FIVC_FLOW_PASSIVE, NULL);
+			FIVC_FLOW_PASSIVE, bpf_map_lookup_elem(&nat_flows, &k));
 	goto out;
 give_back:
 	unreserve(&k);

@@ -41,11 +41,17 @@ struct fivc_peer_val {
  * picks its endpoint (kube-proxy's OUTPUT rule) runs after sockops, and tc
  * sees the endpoint on the SYN (docs/steering.md, "Service addresses").
  *
- * nat_flows: hash, both ways, for a connection whose DNAT tc saw: the app
- * socket's 4-tuple (to the Service) -> the 4-tuple on the wire (to the
- * endpoint), and the wire's -> the app's. tc keys its maps by the app's,
- * the agents name the tunnel by the wire's. sockops removes both when the
- * reservation goes back or the socket closes.
+ * nat_flows: hash, both ways, for a connection a DNAT rewrote where our tc
+ * sees it: the app socket's 4-tuple -> the 4-tuple on the wire, and the
+ * wire's -> the app's. Active side: a Service's, noted by tc on our SYN
+ * (the endpoint replaces the Service). Passive side: a port redirected to
+ * the listener (NodePort, REDIRECT), noted by sockops when it answers
+ * from what tc saw of the SYN (syn_wire). tc keys its maps by the app's
+ * 4-tuple, the agents name the tunnel by the wire's. sockops removes both
+ * entries when the reservation goes back or the socket closes.
+ *
+ * syn_wire: LRU hash, a peer's address and port (raddr, rport; the rest 0)
+ * -> the 4-tuple of the last SYN tc saw from there, before any DNAT.
  */
 #define FIVC_MAX_SERVICES 16
 
@@ -192,12 +198,11 @@ struct fivc_event {
 	__u32 snd_nxt;
 	__u32 rcv_nxt;
 	/*
-	 * ESTABLISHED with FIVC_EV_F_DNAT: the endpoint a DNAT sent the
-	 * connection to, in place of the socket's remote address and port.
+	 * ESTABLISHED with FIVC_EV_F_DNAT: the 4-tuple on the wire, where a
+	 * DNAT made the socket's differ (a Service's endpoint, or a port
+	 * redirected to this socket).
 	 */
-	__u8 wire_raddr[16];
-	__u16 wire_rport;
-	__u16 pad[3];
+	struct fivc_flow_key wire;
 };
 
 /*
@@ -205,7 +210,7 @@ struct fivc_event {
  * its last ACK having been lost or refused by a full accept queue).
  */
 #define FIVC_EV_F_FIN_HELD (1u << 0)
-/* ESTABLISHED: the socket's remote is a Service, wire_raddr its endpoint. */
+/* ESTABLISHED: a DNAT made the socket's 4-tuple differ from the wire's. */
 #define FIVC_EV_F_DNAT (1u << 1)
 
 /*
@@ -280,6 +285,7 @@ enum fivc_stat {
 	FIVC_STAT_LISTEN_FULL,	   /* a listener got no listen_opts entry */
 	FIVC_STAT_LISTEN_NONE,	   /* its SYN-ACKs, unanswered: plain TCP */
 	FIVC_STAT_SERVICE_DNAT,	   /* steered to a Service's endpoint */
+	FIVC_STAT_PORT_DNAT,	   /* steered, answering a DNAT'd SYN */
 	FIVC_STAT_SERVICE_NO_DNAT, /* to a Service, no DNAT seen: plain TCP */
 	FIVC_STAT_SERVICE_NETNS,   /* to a Service from another netns: TCP */
 	FIVC_STAT_NAT_FULL,	   /* nat_flows full: that connection on TCP */

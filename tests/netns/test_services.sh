@@ -60,9 +60,43 @@ kube_proxy_rules ip $VIP $IP_B | ip netns exec "$NS_A" nft -f - ||
 kube_proxy_rules ip6 $VIP6 $IP6_B | ip netns exec "$NS_A" nft -f - ||
 	{ fail "kube-proxy's IPv6 rules load"; exit 1; }
 
+# In B, a port redirected to the server before B's stack sees it: a
+# NodePort as kube-proxy's nftables mode writes it (IPv4), a REDIRECT
+# (IPv6). The client connects to B's own address, port 30080.
+ip netns exec "$NS_B" nft -f - <<EOF || { fail "B's NodePort rules load"; exit 1; }
+table ip kube-proxy {
+	map service-nodeports {
+		type inet_proto . inet_service : verdict
+		elements = { tcp . 30080 : goto external-3NZIQ3G4-default/web/tcp/http }
+	}
+	chain nodeports {
+		meta l4proto . th dport vmap @service-nodeports
+	}
+	chain nat-prerouting {
+		type nat hook prerouting priority -100; policy accept;
+		fib daddr type local jump nodeports
+	}
+	chain external-3NZIQ3G4-default/web/tcp/http {
+		goto service-3NZIQ3G4-default/web/tcp/http
+	}
+	chain service-3NZIQ3G4-default/web/tcp/http {
+		numgen random mod 1 vmap { 0 : goto endpoint-5ZPHY7LT-default/web/tcp/http__$IP_B/8080 }
+	}
+	chain endpoint-5ZPHY7LT-default/web/tcp/http__$IP_B/8080 {
+		meta l4proto tcp dnat to $IP_B:8080
+	}
+}
+table ip6 port-redirect {
+	chain prerouting {
+		type nat hook prerouting priority -100; policy accept;
+		tcp dport 30080 redirect to :8080
+	}
+}
+EOF
+
 # B's servers: each connection reads to EOF, then answers BYTES and closes.
 for addr in $IP_B $IP6_B; do
-	in_ns B python3 tests/netns/both_ways.py server "$addr" 8080 4 "$BYTES" \
+	in_ns B python3 tests/netns/both_ways.py server "$addr" 8080 7 "$BYTES" \
 		>"$LOGS/server-$addr.out" 2>&1 &
 	for _ in $(seq 50); do grep -qs listening "$LOGS/server-$addr.out" && break; sleep 0.1; done
 done
@@ -78,10 +112,19 @@ peers() { # add|del: A and B name each other (both families) or not
 }
 stat() { json_get A "d[\"bpf\"][\"$1\"]"; }
 
-# client NAME VIP: A's client to the Service, its line in $LOGS/NAME.out.
+# client TAG ADDR PORT: A's client, its line in $LOGS/TAG.out. While it
+# runs, SIDE's flow list is asked WHAT (a python expression over status
+# --json's d); SEEN keeps the first answer that is not [].
 client() {
-	in_ns A timeout 60 python3 tests/netns/both_ways.py client "$2" 80 "$BYTES" \
-		>"$LOGS/$1.out" 2>&1
+	local tag=$1 addr=$2 port=$3 pid shown
+	in_ns A timeout 60 python3 tests/netns/both_ways.py client "$addr" "$port" "$BYTES" \
+		>"$LOGS/$tag.out" 2>&1 &
+	pid=$!
+	while [ -n "$WHAT" ] && kill -0 $pid 2>/dev/null; do
+		shown=$(json_get "$SIDE" "$WHAT")
+		[ "$shown" != "[]" ] && [ -z "$SEEN" ] && SEEN=$shown
+	done
+	wait $pid
 }
 
 # digests NAME TAG ENDPOINT N: client TAG's line and B's Nth must match.
@@ -108,7 +151,7 @@ for fam in ipv4 ipv6; do
 	peers del
 	tunnel_mark
 	before=$(stat not_peer)
-	client "$fam-tcp" $vip
+	client "$fam-tcp" $vip 80
 	digests "$fam plain TCP" "$fam-tcp" $ep 1
 	check "$fam plain TCP: nothing went through a tunnel" [ "$(tunnel_moved A)" = "0 0" ]
 	check "$fam plain TCP: A counted its endpoint as no peer" [ "$(stat not_peer)" -gt "$before" ]
@@ -116,27 +159,50 @@ for fam in ipv4 ipv6; do
 	peers add
 	tunnel_mark
 	before=$(stat service_dnat)
-	client "$fam-fastivc" $vip &
-	pid=$!
-	# While it runs, A's flow list shows the Service and its endpoint.
-	for _ in $(seq 100); do
-		shown=$(json_get A "[f['endpoint'] for f in d['flows'] if f['remote'] == '$vip' and f['rport'] == 80 and f['eport'] == 8080]")
-		[ "$shown" != "[]" ] && break
-		sleep 0.05
-	done
-	check "$fam fastivc: A's status shows $vip:80 going to $ep:8080" [ "$shown" = "['$ep']" ]
-	wait $pid
-	digests "$fam fastivc" "$fam-fastivc" $ep 2
-	# Two more: the end of stream must not overtake the tunnel's bytes.
-	for n in 3 4; do
-		client "$fam-fastivc$n" $vip
+	# Three: the end of stream must not overtake the tunnel's bytes. While
+	# they run, A's flow list shows the Service and its endpoint.
+	SIDE=A SEEN= WHAT="[f['wire'].split()[1] for f in d['flows'] if f['remote'] == '$vip' and f['rport'] == 80]"
+	for n in 2 3 4; do
+		client "$fam-fastivc$n" $vip 80
 		digests "$fam fastivc $n" "$fam-fastivc$n" $ep $n
 	done
+	WHAT=
+	check "$fam fastivc: A's status showed $vip:80 going to $ep:8080" [ "$SEEN" = "['$ep:8080']" ]
 	check_tunneled "$fam fastivc: A to B" A $((3 * BYTES))
 	check_tunneled "$fam fastivc: B to A" B $((3 * BYTES))
 	check "$fam fastivc: A steered them through the DNAT (service_dnat +3)" \
 		[ "$(stat service_dnat)" = $((before + 3)) ]
 done
-check "no nat_flows entry is left" \
-	[ "$(bpftool map dump pinned "/sys/fs/bpf/fastivc/$TAG-a/nat_flows" -j | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')" = 0 ]
+# B's side: a connection to B's port 30080, which B's rules send to 8080.
+# A names the tunnel by what it connected to, B must too.
+bstat() { json_get B "d[\"bpf\"][\"$1\"]"; }
+for fam in ipv4 ipv6; do
+	if [ $fam = ipv4 ]; then addr=$IP_B; else addr=$IP6_B; fi
+
+	peers del
+	tunnel_mark
+	client "$fam-np-tcp" $addr 30080
+	digests "$fam NodePort plain TCP" "$fam-np-tcp" $addr 5
+	check "$fam NodePort plain TCP: nothing went through a tunnel" [ "$(tunnel_moved A)" = "0 0" ]
+
+	peers add
+	tunnel_mark
+	before=$(bstat port_dnat)
+	SIDE=B SEEN= WHAT="[f['wire'].split()[0] for f in d['flows'] if f['lport'] == 8080]"
+	for n in 6 7; do
+		client "$fam-np$n" $addr 30080
+		digests "$fam NodePort fastivc $n" "$fam-np$n" $addr $n
+	done
+	WHAT=
+	check "$fam NodePort fastivc: B's status showed the connection to $addr:30080" \
+		[ "$SEEN" = "['$addr:30080']" ]
+	check_tunneled "$fam NodePort fastivc: A to B" A $((2 * BYTES))
+	check_tunneled "$fam NodePort fastivc: B to A" B $((2 * BYTES))
+	check "$fam NodePort fastivc: B answered through the DNAT (port_dnat +2)" \
+		[ "$(bstat port_dnat)" = $((before + 2)) ]
+done
+for side in a b; do
+	check "no nat_flows entry is left in $side" \
+		[ "$(bpftool map dump pinned "/sys/fs/bpf/fastivc/$TAG-$side/nat_flows" -j | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')" = 0 ]
+done
 exit $FAILED
