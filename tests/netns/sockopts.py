@@ -83,7 +83,13 @@ def reading_mark(port):
 
 
 def lowat_sender(s):
+    """10 bytes, then the rest. The reader must be in recv() before the
+    first: a TCP reader that copied some bytes and sleeps for more is woken
+    only once the bytes not yet copied reach the mark (Linux 6.18.44: 990
+    bytes queued, the reader asleep until its timeout), so a reader that
+    found the 10 bytes already there would hang over plain TCP."""
     first = pattern(LOWAT, "lowat")
+    time.sleep(0.3)
     s.sendall(first[:10])
     time.sleep(0.3)
     s.sendall(first[10:])
