@@ -685,11 +685,6 @@ int agent_bpf_poke_mark(struct agent *a, const struct fivc_flow_key *key)
 	return 0;
 }
 
-/*
- * Reservations of handshakes that did not complete in time give their
- * slots back, active ones (our connects) after @active_ns, passive ones
- * (answered SYNs) after @passive_ns; returns how many.
- */
 /* A DNAT'd connection's two nat_flows entries (bpf/fastivc.bpf.h). */
 static void nat_forget(struct fastivc_bpf *s, const struct fivc_flow_key *k)
 {
@@ -702,6 +697,11 @@ static void nat_forget(struct fastivc_bpf *s, const struct fivc_flow_key *k)
 	bpf_map__delete_elem(s->maps.nat_flows, k, sizeof(*k), 0);
 }
 
+/*
+ * Reservations of handshakes that did not complete in time give their
+ * slots back, active ones (our connects) after @active_ns, passive ones
+ * (answered SYNs) after @passive_ns; returns how many.
+ */
 uint32_t agent_bpf_reap_holds(struct agent *a, uint64_t active_ns,
 			      uint64_t passive_ns)
 {
