@@ -91,6 +91,7 @@ struct agent_counters {
 	uint64_t ring_full, ring_waits;
 	uint64_t inject_nomem;	 /* injections retried: TCP memory pressure */
 	uint64_t pokes;		 /* runs of the write-space poke iterator */
+	uint64_t pokes_ack;	 /* ... ACKs to apps in another netns */
 	uint64_t flows_leftover; /* a killed previous agent's, reset */
 	uint64_t flows_no_shm;	 /* no room to offer a ring: not tunneled */
 	uint64_t pool_shm_short; /* times the pool stopped short of room */
@@ -244,6 +245,14 @@ int agent_fin_resend(struct agent *a, const struct fivc_flow_key *k);
 /* An RST from @from:@sport to @to:@dport at @seq (addresses as in keys). */
 int agent_raw_rst(const uint8_t from[16], uint16_t sport, const uint8_t to[16],
 		  uint16_t dport, uint32_t seq);
+/*
+ * A pure ACK, the same way, at @seq acknowledging @ack, with our option
+ * {@domid, @nonce}: sockops on the app socket takes it as a write-space
+ * poke (bpf/sockops.bpf.c, on_poke).
+ */
+int agent_raw_poke(const uint8_t from[16], uint16_t sport, const uint8_t to[16],
+		   uint16_t dport, uint32_t seq, uint32_t ack, uint32_t domid,
+		   uint32_t nonce);
 
 /* agent/slots.c: the pool of loopback pairs */
 int slots_init(struct agent *a);

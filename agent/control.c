@@ -53,6 +53,7 @@ static const char *const stat_names[FIVC_STAT__MAX] = {
 	[FIVC_STAT_SERVICE_NO_DNAT] = "service_no_dnat",
 	[FIVC_STAT_SERVICE_NETNS] = "service_other_netns",
 	[FIVC_STAT_NAT_FULL] = "nat_full",
+	[FIVC_STAT_POKE_TAKEN] = "pokes_taken",
 };
 
 const char *agent_stat_name(unsigned int i)
@@ -232,7 +233,8 @@ static void print_status(struct agent *a, FILE *o, bool json)
 			"\"relay_bytes_tx\":%llu,\"relay_bytes_rx\":%llu,"
 			"\"ring_full\":%llu,\"ring_waits\":%llu,"
 			"\"inject_nomem\":%llu,"
-			"\"pokes\":%llu,\"flows_leftover\":%llu,"
+			"\"pokes\":%llu,\"pokes_ack\":%llu,"
+			"\"flows_leftover\":%llu,"
 			"\"flows_no_shm\":%llu,\"pool_shm_short\":%llu,"
 			"\"slot_impostors\":%llu,\"holds_reaped\":%llu,"
 			"\"slots_reused\":%llu,\"slots_eof_shut\":%llu,"
@@ -268,6 +270,7 @@ static void print_status(struct agent *a, FILE *o, bool json)
 			(unsigned long long)c->ring_waits,
 			(unsigned long long)c->inject_nomem,
 			(unsigned long long)c->pokes,
+			(unsigned long long)c->pokes_ack,
 			(unsigned long long)c->flows_leftover,
 			(unsigned long long)c->flows_no_shm,
 			(unsigned long long)c->pool_shm_short,

@@ -117,6 +117,7 @@ static int raw_send(uint8_t *pkt, uint32_t len)
 }
 
 #define TCP_RST 0x04
+#define TCP_ACK 0x10
 
 static const uint8_t v4_mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
 
@@ -126,15 +127,21 @@ static void put32(uint8_t *p, uint32_t v)
 	put16(p + 2, (uint16_t)v);
 }
 
-/* An RST from @from:@sport to @to:@dport at @seq (addresses as in keys). */
-int agent_raw_rst(const uint8_t from[16], uint16_t sport, const uint8_t to[16],
-		  uint16_t dport, uint32_t seq)
+/*
+ * A segment from @from:@sport to @to:@dport (addresses as in keys), no
+ * payload, with @opt (@optlen: 0 or a multiple of 4) after its header.
+ */
+static int raw_tcp(const uint8_t from[16], uint16_t sport, const uint8_t to[16],
+		   uint16_t dport, uint32_t seq, uint32_t ack, uint8_t flags,
+		   const uint8_t *opt, uint32_t optlen)
 {
-	uint8_t pkt[60] = {0}, *th;
+	uint8_t pkt[60 + 40] = {0}, *th;
 	uint32_t len;
 
+	if (optlen > 40 || optlen % 4)
+		return -EINVAL;
 	if (!memcmp(from, v4_mapped, 12)) {
-		len = 40;
+		len = 40 + optlen;
 		pkt[0] = 0x45;
 		put16(pkt + 2, (uint16_t)len);
 		put16(pkt + 6, 0x4000); /* DF */
@@ -144,9 +151,9 @@ int agent_raw_rst(const uint8_t from[16], uint16_t sport, const uint8_t to[16],
 		memcpy(pkt + 16, to + 12, 4);
 		th = pkt + 20;
 	} else {
-		len = 60;
+		len = 60 + optlen;
 		pkt[0] = 0x60;
-		put16(pkt + 4, 20);
+		put16(pkt + 4, (uint16_t)(20 + optlen));
 		pkt[6] = 6;
 		pkt[7] = 64;
 		memcpy(pkt + 8, from, 16);
@@ -156,9 +163,34 @@ int agent_raw_rst(const uint8_t from[16], uint16_t sport, const uint8_t to[16],
 	put16(th, sport);
 	put16(th + 2, dport);
 	put32(th + 4, seq);
-	th[12] = 5 << 4;
-	th[13] = TCP_RST;
+	th[12] = (uint8_t)((5 + optlen / 4) << 4);
+	th[13] = flags;
+	if (flags & TCP_ACK) {
+		put32(th + 8, ack);
+		/* The peer's window now: never one that holds a FIN back. */
+		put16(th + 14, 0xffff);
+	}
+	memcpy(th + 20, opt, optlen);
 	return raw_send(pkt, len);
+}
+
+int agent_raw_rst(const uint8_t from[16], uint16_t sport, const uint8_t to[16],
+		  uint16_t dport, uint32_t seq)
+{
+	return raw_tcp(from, sport, to, dport, seq, 0, TCP_RST, NULL, 0);
+}
+
+int agent_raw_poke(const uint8_t from[16], uint16_t sport, const uint8_t to[16],
+		   uint16_t dport, uint32_t seq, uint32_t ack, uint32_t domid,
+		   uint32_t nonce)
+{
+	uint8_t opt[FIVC_TCPOPT_LEN] = {FIVC_TCPOPT_KIND, FIVC_TCPOPT_LEN};
+
+	put16(opt + 2, FIVC_TCPOPT_EXID);
+	put32(opt + 4, domid);
+	put32(opt + 8, nonce);
+	return raw_tcp(from, sport, to, dport, seq, ack, TCP_ACK, opt,
+		       sizeof(opt));
 }
 
 int agent_fin_resend(struct agent *a, const struct fivc_flow_key *k)

@@ -735,6 +735,26 @@ static void y_ready(struct agent *a, struct agent_watch *w, uint32_t events)
 }
 
 /*
+ * Wake an app in another network namespace (a pod's), which the poke
+ * iterator does not walk (it sees ours only): a pure ACK from its peer, at
+ * the numbers its socket expects, carrying our option with the flow's
+ * nonce; sockops on that socket sees the option and pokes it as the
+ * iterator would. Steered bytes never move those numbers; the peer's FIN
+ * may have, so past the tunnel's end both are sent (TCP drops the stale
+ * one, answering with a duplicate ACK the peer ignores).
+ */
+static void poke_by_ack(struct agent *a, struct flow *f)
+{
+	const struct fivc_flow_key *k = &f->key;
+
+	for (uint32_t fin = 0; fin < (f->rx_eof ? 2u : 1u); fin++)
+		agent_raw_poke(k->raddr, k->rport, k->laddr, k->lport,
+			       f->rcv_nxt + fin, f->snd_nxt, a->cfg.domid,
+			       f->nonce);
+	a->ctr.pokes_ack++;
+}
+
+/*
  * X has room again after an app filled it (only then does an edge come):
  * the app may sleep waiting for EPOLLOUT on its own socket; wake it.
  */
@@ -748,8 +768,12 @@ static void x_writable(struct agent *a, struct agent_watch *w, uint32_t events)
 		return;
 	}
 	/* After its FIN the app writes no more: X's edges are our shutdown. */
-	if ((events & EPOLLOUT) && f->state != FLOW_DONE && !f->app_wr_shut &&
-	    !(events & (EPOLLHUP | EPOLLERR)))
+	if (!(events & EPOLLOUT) || f->state == FLOW_DONE || f->app_wr_shut ||
+	    (events & (EPOLLHUP | EPOLLERR)))
+		return;
+	if (f->other_netns)
+		poke_by_ack(a, f);
+	else
 		agent_bpf_poke_mark(a, &f->key);
 }
 
@@ -1068,6 +1092,7 @@ void flow_established(struct agent *a, const struct fivc_event *ev)
 	f->dir = ev->dir;
 	f->snd_nxt = ev->snd_nxt;
 	f->rcv_nxt = ev->rcv_nxt;
+	f->other_netns = ev->flags & FIVC_EV_F_OTHER_NETNS;
 	/* The peer's FIN completed the handshake: tc holds it already. */
 	f->fin_held = ev->flags & FIVC_EV_F_FIN_HELD;
 	f->tunnel_id = tunnel_id_of(f);

@@ -84,6 +84,7 @@ struct flow {
 	bool fin_held;	    /* tc holds the peer's FIN for us */
 	bool rx_paused;	    /* the app's unread bytes fill the window */
 	bool x_registered;  /* X's first (registration) edge came */
+	bool other_netns;   /* the app socket is not in our namespace */
 	uint64_t rx_unread; /* last measured + injected since */
 	uint32_t y_events;  /* what Y is registered for in epoll */
 	uint64_t bytes_tx, bytes_rx;

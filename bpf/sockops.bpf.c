@@ -17,6 +17,7 @@
  */
 #define FIVC_MAPS_DEFINE
 #include "fastivc.bpf.h"
+#include <bpf/bpf_core_read.h>
 #include "sockopt_refuse.bpf.h"
 #include "uid_share.bpf.h"
 
@@ -500,6 +501,8 @@ static __always_inline bool steer(struct bpf_sock_ops *skops,
 	ev->rcv_nxt = skops->rcv_nxt;
 	if (bpf_map_lookup_elem(&held_fins, k))
 		ev->flags = FIVC_EV_F_FIN_HELD;
+	if (bpf_get_netns_cookie(skops) != self_netns)
+		ev->flags |= FIVC_EV_F_OTHER_NETNS;
 	if (dnat) {
 		ev->flags |= FIVC_EV_F_DNAT;
 		ev->wire = *dnat;
@@ -525,11 +528,17 @@ unreserve:
 static __always_inline void established_done(struct bpf_sock_ops *skops,
 					     bool steered)
 {
+	__u32 on = BPF_SOCK_OPS_STATE_CB_FLAG;
+
 	if (steered)
 		uid_charge_flow(skops);
 	else
 		uid_uncharge(skops);
-	set_cb_flags(skops, steered ? BPF_SOCK_OPS_STATE_CB_FLAG : 0,
+	/* In another namespace: the agent's pokes come as segments (on_poke).
+	 */
+	if (bpf_get_netns_cookie(skops) != self_netns)
+		on |= BPF_SOCK_OPS_PARSE_UNKNOWN_HDR_OPT_CB_FLAG;
+	set_cb_flags(skops, steered ? on : 0,
 		     BPF_SOCK_OPS_WRITE_HDR_OPT_CB_FLAG |
 			     (steered ? 0 : BPF_SOCK_OPS_STATE_CB_FLAG));
 }
@@ -683,6 +692,44 @@ static void on_state(struct bpf_sock_ops *skops)
 	bpf_ringbuf_submit(ev, 0);
 }
 
+#define TCP_NOTSENT_LOWAT 25
+#define O_NONBLOCK 04000
+
+/*
+ * A segment with an option TCP does not know, on a steered socket in
+ * another namespace than the agent's: the agent's write-space poke, a pure
+ * ACK carrying our option with the flow's nonce (agent/flow.c,
+ * poke_by_ack). Its poke iterator sees only its own namespace. Done as the
+ * iterator does it (bpf/poke.bpf.c), for non-blocking sockets only.
+ */
+static void on_poke(struct bpf_sock_ops *skops)
+{
+	struct fivc_flow_key k;
+	struct fivc_tcpopt opt;
+	struct fivc_flow *flow;
+	struct tcp_sock *tp;
+	struct bpf_sock *sk;
+	int lowat;
+
+	sk = skops->sk;
+	if (!sk || load_opt(skops, &opt, 0) || skops_flow_key(skops, &k))
+		return;
+	flow = bpf_map_lookup_elem(&flows, &k);
+	if (!flow || flow->hold_ns ||
+	    flow->cookie != bpf_get_socket_cookie(skops) ||
+	    flow->nonce != bpf_ntohl(opt.nonce))
+		return;
+	tp = bpf_skc_to_tcp_sock(sk);
+	if (!tp || !(BPF_CORE_READ(tp, inet_conn.icsk_inet.sk.sk_socket, file,
+				   f_flags) &
+		     O_NONBLOCK))
+		return;
+	lowat = tp->notsent_lowat;
+	if (!bpf_setsockopt(skops, SOL_TCP, TCP_NOTSENT_LOWAT, &lowat,
+			    sizeof(lowat)))
+		stat_inc(FIVC_STAT_POKE_TAKEN);
+}
+
 SEC("sockops")
 int fivc_sockops(struct bpf_sock_ops *skops)
 {
@@ -707,6 +754,9 @@ int fivc_sockops(struct bpf_sock_ops *skops)
 		break;
 	case BPF_SOCK_OPS_STATE_CB:
 		on_state(skops);
+		break;
+	case BPF_SOCK_OPS_PARSE_HDR_OPT_CB:
+		on_poke(skops);
 		break;
 	}
 	return 1;

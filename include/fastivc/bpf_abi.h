@@ -212,6 +212,8 @@ struct fivc_event {
 #define FIVC_EV_F_FIN_HELD (1u << 0)
 /* ESTABLISHED: a DNAT made the socket's 4-tuple differ from the wire's. */
 #define FIVC_EV_F_DNAT (1u << 1)
+/* ESTABLISHED: the app socket is in another network namespace than ours. */
+#define FIVC_EV_F_OTHER_NETNS (1u << 2)
 
 /*
  * held_fins: hash, app 4-tuple -> the peer's FIN segment, held by the tc
@@ -289,6 +291,7 @@ enum fivc_stat {
 	FIVC_STAT_SERVICE_NO_DNAT, /* to a Service, no DNAT seen: plain TCP */
 	FIVC_STAT_SERVICE_NETNS,   /* to a Service from another netns: TCP */
 	FIVC_STAT_NAT_FULL,	   /* nat_flows full: that connection on TCP */
+	FIVC_STAT_POKE_TAKEN,	   /* pokes by segment taken (another netns) */
 	FIVC_STAT__MAX,
 };
 

@@ -1,0 +1,113 @@
+#!/bin/bash
+# SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+# An app in its own network namespace, as a Kubernetes pod is: namespace P
+# behind A (a veth, A forwards), its processes in A's app cgroup, A's
+# agent in A. The agent's write-space poke iterator walks only A's
+# namespace, so it pokes such a socket with a segment instead (an ACK with
+# our option, taken by sockops). Over plain TCP and through fastivc:
+# a server in P writes 32 MiB to a client in B that reads nothing for 3 s,
+# waiting for room with epoll edge-triggered and blocking; it must finish,
+# every byte read. And a connection from P to a Service address stays on
+# plain TCP with its reason (the DNAT is not where tc sees the socket).
+# docs/steering.md, "Backpressure with bounded memory", "Service addresses".
+. "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/tunnel.sh"
+FAILED=0
+netns_setup
+NS_P=$TAG-p
+IP_P=10.78.0.2
+cleanup() {
+	netns_cleanup
+	ip netns pids "$NS_P" 2>/dev/null | xargs -r kill 2>/dev/null
+	ip netns del "$NS_P" 2>/dev/null
+}
+trap cleanup EXIT
+ip netns add "$NS_P"
+ip link add "$TAG-pa" type veth peer name "$TAG-pp"
+ip link set "$TAG-pa" netns "$NS_A"
+ip link set "$TAG-pp" netns "$NS_P"
+ip -n "$NS_A" addr add 10.78.0.1/24 dev "$TAG-pa"
+ip -n "$NS_P" addr add $IP_P/24 dev "$TAG-pp"
+ip -n "$NS_A" link set "$TAG-pa" up
+ip -n "$NS_P" link set "$TAG-pp" up
+ip -n "$NS_P" link set lo up
+ip -n "$NS_P" route add default via 10.78.0.1
+ip netns exec "$NS_A" sysctl -qw net.ipv4.ip_forward=1
+ip -n "$NS_B" route add 10.78.0.0/24 via $IP_A
+agents_up --set services=10.96.0.0/12 || { fail "agents start"; exit 1; }
+
+in_pod() { # CMD...: in P's namespace and A's app cgroup
+	sh -c 'echo $$ > "$1/cgroup.procs" && shift && exec nsenter --net="/run/netns/$@"' \
+		sh "$CG_A" "$NS_P" "$@"
+}
+pod_peer() { # add|del: B names P's address as A's domain
+	if [ "$1" = add ]; then fivc B peer add $IP_P/32 $DOM_A; else fivc B peer del $IP_P/32; fi
+}
+ctr() { json_get A "d[\"counters\"][\"$1\"]"; }
+stat() { json_get A "d[\"bpf\"][\"$1\"]"; }
+
+# blocked NAME STYLE: P's server writes 32 MiB, waiting in STYLE; B's
+# client reads nothing for 3 s, then all. Both must finish in time.
+port=7100
+blocked() {
+	local name=$1 style=$2 w wrc got
+	port=$((port + 1))
+	in_pod timeout 30 python3 tests/bench/blocked_writer.py server $IP_P $port "$style" \
+		>"$LOGS/writer-$port.out" 2>&1 &
+	w=$!
+	for _ in $(seq 50); do grep -qs listening "$LOGS/writer-$port.out" && break; sleep 0.1; done
+	got=$(in_ns B timeout 30 python3 tests/bench/blocked_writer.py client $IP_P $port 3)
+	wait $w
+	wrc=$?
+	say "$name: writer rc $wrc ($(tail -1 "$LOGS/writer-$port.out")), reader: $got"
+	check "$name: the writer in P finished and B read all 32 MiB" \
+		[ $wrc = 0 -a "$got" = "got $((32 << 20))" ]
+}
+
+for style in epoll-et blocking; do
+	pod_peer del
+	tunnel_mark
+	blocked "plain TCP, $style" $style
+	check "plain TCP, $style: nothing went through a tunnel" [ "$(tunnel_moved A)" = "0 0" ]
+
+	pod_peer add
+	tunnel_mark
+	pokes=$(ctr pokes_ack) taken=$(stat pokes_taken)
+	blocked "fastivc, $style" $style
+	check_tunneled "fastivc, $style" A $((32 << 20))
+	if [ $style = epoll-et ]; then
+		check "fastivc, $style: A's agent poked P's socket with segments, and sockops took them" \
+			[ "$(ctr pokes_ack)" -gt "$pokes" -a "$(stat pokes_taken)" -gt "$taken" ]
+	else
+		check "fastivc, $style: none taken (X wakes a blocking sender itself)" \
+			[ "$(stat pokes_taken)" = "$taken" ]
+	fi
+done
+
+# A Service address from P: kube-proxy's DNAT (in A's PREROUTING here) sends
+# it to B, but A's tc never sees P's socket: TCP, with the reason.
+ip netns exec "$NS_A" nft -f - <<EOF || fail "the DNAT rule loads"
+table ip kube-proxy {
+	chain nat-prerouting {
+		type nat hook prerouting priority -100; policy accept;
+		ip daddr 10.96.0.10 tcp dport 80 dnat to $IP_B:8080
+	}
+}
+EOF
+in_ns B python3 tests/netns/both_ways.py server $IP_B 8080 1 $((1 << 20)) >"$LOGS/svc-server.out" 2>&1 &
+for _ in $(seq 50); do grep -qs listening "$LOGS/svc-server.out" && break; sleep 0.1; done
+tunnel_mark
+before=$(stat service_other_netns)
+c=$(in_pod timeout 30 python3 tests/netns/both_ways.py client 10.96.0.10 80 $((1 << 20)))
+for _ in $(seq 50); do grep -qs "^conn 0" "$LOGS/svc-server.out" && break; sleep 0.1; done
+s=$(grep "^conn 0" "$LOGS/svc-server.out")
+say "client: $c; server: $s"
+set -- $c
+csha=$3 crsha=$6
+set -- $s
+check "a Service from P: 1 MiB each way over plain TCP, SHA-256 equal" \
+	[ -n "$csha" -a "$csha" = "$5" -a "$crsha" = "$8" ]
+check "a Service from P: nothing went through a tunnel" [ "$(tunnel_moved A)" = "0 0" ]
+check "a Service from P: counted as service_other_netns" \
+	[ "$(stat service_other_netns)" = $((before + 1)) ]
+exit $FAILED
