@@ -12,26 +12,10 @@
 int cores_parse_addrs(const char *s, struct fivc_peer_key *out,
 		      unsigned int max)
 {
-	char one[INET6_ADDRSTRLEN + 1];
-	unsigned int n = 0;
-
-	for (;;) {
-		const char *comma = strchr(s, ',');
-		size_t len = comma ? (size_t)(comma - s) : strlen(s);
-
-		if (!len || len >= sizeof(one) || n == max)
-			return -EINVAL;
-		memcpy(one, s, len);
-		one[len] = 0;
-		/* Host addresses only: a prefix would claim a whole subnet. */
-		if (strchr(one, '/') || addr_parse_prefix(one, &out[n]) ||
-		    out[n].prefixlen != 128)
-			return -EINVAL;
-		n++;
-		if (!comma)
-			return (int)n;
-		s = comma + 1;
-	}
+	/* Host addresses only: a prefix would claim a whole subnet. */
+	if (strchr(s, '/'))
+		return -EINVAL;
+	return addr_parse_prefixes(s, out, max);
 }
 
 int cores_format_addrs(const struct fivc_peer_key *k, unsigned int n, char *buf,

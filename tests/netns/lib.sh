@@ -162,6 +162,25 @@ json_get() {
 		python3 -c "import json,sys; d=json.load(sys.stdin); print($2)"
 }
 
+# both_ways_check NAME CLIENT_LINE SERVER_OUT N BYTES: tests/netns/
+# both_ways.py's client line and its server's Nth line (in the file
+# SERVER_OUT) say BYTES each way, with equal SHA-256 at both ends.
+both_ways_check() {
+	local name=$1 c=$2 out=$3 n=$4 bytes=$5 s
+	for _ in $(seq 50); do
+		s=$(sed -n "/^conn $((n - 1)) /p" "$out")
+		[ -n "$s" ] && break
+		sleep 0.1
+	done
+	say "client: $c; server: $s"
+	set -- $c
+	local csent=$2 csha=$3 crecv=$5 crsha=$6
+	set -- $s
+	check "$name: $bytes bytes each way, SHA-256 equal at both ends" \
+		[ "$csent" = "$bytes" -a "$crecv" = "$bytes" -a "$4" = "$bytes" -a \
+		  "$7" = "$bytes" -a "$csha" = "$5" -a "$crsha" = "$8" ]
+}
+
 # nginx_conf ROOT [LISTEN...]: $RUN/nginx/nginx.conf, for nginx in B
 # serving ROOT on $IP_B:8080 and on each LISTEN (e.g. "8081 deferred"):
 # sendfile on, keep-alive as configured by default, its state under

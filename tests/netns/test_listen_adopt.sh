@@ -36,20 +36,9 @@ serve() { # serve NAME CGROUP ADDR PORT: 2 connections, in the background
 
 # connect NAME ADDR PORT N: A's client; the server's Nth line must match.
 connect() {
-	local name=$1 addr=$2 port=$3 n=$4 c s
-	c=$(in_ns A timeout 60 python3 tests/netns/both_ways.py client "$addr" "$port" "$BYTES")
-	for _ in $(seq 50); do
-		s=$(sed -n "/^conn $((n - 1)) /p" "$LOGS/server-$name.out")
-		[ -n "$s" ] && break
-		sleep 0.1
-	done
-	say "client: $c; server: $s"
-	set -- $c
-	local csent=$2 csha=$3 crecv=$5 crsha=$6
-	set -- $s
-	check "$name: $BYTES bytes each way, SHA-256 equal at both ends" \
-		[ "$csent" = "$BYTES" -a "$crecv" = "$BYTES" -a "$4" = "$BYTES" -a \
-		  "$7" = "$BYTES" -a "$csha" = "$5" -a "$crsha" = "$8" ]
+	both_ways_check "$1" \
+		"$(in_ns A timeout 60 python3 tests/netns/both_ways.py client "$2" "$3" "$BYTES")" \
+		"$LOGS/server-$1.out" "$4" "$BYTES"
 }
 
 serve ipv4 "$CG_B" $IP_B 5301

@@ -129,20 +129,7 @@ client() {
 
 # digests NAME TAG ENDPOINT N: client TAG's line and B's Nth must match.
 digests() {
-	local name=$1 ep=$3 n=$4 c s
-	c=$(cat "$LOGS/$2.out")
-	for _ in $(seq 50); do
-		s=$(sed -n "/^conn $((n - 1)) /p" "$LOGS/server-$ep.out")
-		[ -n "$s" ] && break
-		sleep 0.1
-	done
-	say "client: $c; server: $s"
-	set -- $c
-	local csent=$2 csha=$3 crecv=$5 crsha=$6
-	set -- $s
-	check "$name: $BYTES bytes each way through the Service, SHA-256 equal at both ends" \
-		[ "$csent" = "$BYTES" -a "$crecv" = "$BYTES" -a "$4" = "$BYTES" -a \
-		  "$7" = "$BYTES" -a "$csha" = "$5" -a "$crsha" = "$8" ]
+	both_ways_check "$1" "$(cat "$LOGS/$2.out")" "$LOGS/server-$3.out" "$4" "$BYTES"
 }
 
 for fam in ipv4 ipv6; do

@@ -69,6 +69,29 @@ static void test_parse(void)
 	      "the maximum fits a value");
 }
 
+/* The `services` key: prefixes this time (agent/addr.c). */
+static void test_prefixes(void)
+{
+	static const char *const bad[] = {
+		"",	      ",",	    "10.96.0.0/12,", "10.96.0.0/33",
+		"fd96::/129", "10.96.0.0/", "x/8",
+	};
+	struct fivc_peer_key k[3];
+
+	CHECK_EQ(addr_parse_prefixes("10.96.0.0/12,fd96::/112", k, 3), 2,
+		 "an IPv4 and an IPv6 range");
+	CHECK(k[0].prefixlen == 96 + 12 && k[1].prefixlen == 112,
+	      "their lengths", "%u %u", k[0].prefixlen, k[1].prefixlen);
+	CHECK_EQ(addr_parse_prefixes("10.96.0.10", k, 3), 1, "one address");
+	CHECK_EQ(k[0].prefixlen, 128, "an address is a /32");
+	CHECK_EQ(addr_parse_prefixes("1.0.0.0/8,2.0.0.0/8,3.0.0.0/8,4.0.0.0/8",
+				     k, 3),
+		 -EINVAL, "more than the bound");
+	for (unsigned int i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		CHECK(addr_parse_prefixes(bad[i], k, 3) == -EINVAL,
+		      "a bad list is refused", "'%s'", bad[i]);
+}
+
 static void add(struct cores_set *s, const char *addr, uint32_t domid)
 {
 	struct fivc_peer_key k = key(addr);
@@ -142,7 +165,9 @@ static void test_diff(void)
 int main(void)
 {
 	test_parse();
+	test_prefixes();
 	test_sort();
 	test_diff();
-	return test_report("coresident lists: parse, format, sort, diff");
+	return test_report(
+		"coresident lists and prefixes: parse, format, sort, diff");
 }
