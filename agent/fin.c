@@ -170,7 +170,8 @@ static int raw_tcp(const uint8_t from[16], uint16_t sport, const uint8_t to[16],
 		/* The peer's window now: never one that holds a FIN back. */
 		put16(th + 14, 0xffff);
 	}
-	memcpy(th + 20, opt, optlen);
+	if (optlen)
+		memcpy(th + 20, opt, optlen);
 	return raw_send(pkt, len);
 }
 
