@@ -92,31 +92,26 @@ static __always_inline bool offer_to(struct bpf_sock_ops *skops,
 }
 
 /*
- * At ACTIVE_ESTABLISHED, the peer behind @k's remote: the remote's own, or
- * for a Service the endpoint's that tc saw the SYN go to (then *dnat is
- * true and *wire holds the wire's 4-tuple). NULL, counted, if none.
+ * At ACTIVE_ESTABLISHED, the peer behind @k's remote: for a connection whose
+ * DNAT tc saw (a Service), the endpoint's, and then *dnat is true and *wire
+ * holds the wire's 4-tuple; else the remote's own. The DNAT first: a
+ * `peers` prefix that happens to cover a Service address must not name
+ * the tunnel by it. NULL, counted, if there is none.
  */
 static __always_inline struct fivc_peer_val *
 remote_peer(const struct fivc_flow_key *k, struct fivc_flow_key *wire,
 	    bool *dnat)
 {
-	struct fivc_peer_val *peer = peer_lookup(k->raddr);
-	struct fivc_flow_key *w;
+	struct fivc_flow_key *w = bpf_map_lookup_elem(&nat_flows, k);
+	struct fivc_peer_val *peer;
 
-	*dnat = false;
-	if (peer)
-		return peer;
-	w = bpf_map_lookup_elem(&nat_flows, k);
-	if (!w) {
-		stat_inc(is_service(k->raddr) ? FIVC_STAT_SERVICE_NO_DNAT
-					      : FIVC_STAT_NOT_PEER);
-		return NULL;
-	}
-	*wire = *w;
-	*dnat = true;
-	peer = peer_lookup(wire->raddr);
+	*dnat = w;
+	if (w)
+		*wire = *w;
+	peer = peer_lookup(w ? wire->raddr : k->raddr);
 	if (!peer)
-		stat_inc(FIVC_STAT_NOT_PEER);
+		stat_inc(!w && is_service(k->raddr) ? FIVC_STAT_SERVICE_NO_DNAT
+						    : FIVC_STAT_NOT_PEER);
 	return peer;
 }
 

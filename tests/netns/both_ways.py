@@ -6,13 +6,15 @@ which tests/tools/blast's does not).
   both_ways.py server HOST PORT CONNS BYTES   listen, say "listening", then
       for each of CONNS connections in turn: read to EOF, send BYTES, close;
       print "conn I received N SHA sent N SHA"
-  both_ways.py client HOST PORT BYTES   send BYTES, shut down the write
-      side, read to EOF; print "sent N SHA received N SHA"
+  both_ways.py client HOST PORT BYTES [HOLD]   send BYTES, wait HOLD
+      seconds (default 0: the connection stays open for a look at it), shut
+      down the write side, read to EOF; print "sent N SHA received N SHA"
 """
 import hashlib
 import os
 import socket
 import sys
+import time
 
 from one_conn import listener
 
@@ -49,9 +51,10 @@ def server(host, port, conns, nbytes):
         print("conn %d received %s sent %s" % (i, got, sent), flush=True)
 
 
-def client(host, port, nbytes):
+def client(host, port, nbytes, hold):
     s = socket.create_connection((host, port))
     sent = send_random(s, nbytes)
+    time.sleep(hold)
     s.shutdown(socket.SHUT_WR)
     print("sent %s received %s" % (sent, recv_to_eof(s)), flush=True)
 
@@ -59,4 +62,5 @@ def client(host, port, nbytes):
 if sys.argv[1] == "server":
     server(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]))
 else:
-    client(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
+    client(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]),
+           float(sys.argv[5]) if len(sys.argv) > 5 else 0)

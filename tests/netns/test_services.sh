@@ -96,7 +96,7 @@ EOF
 
 # B's servers: each connection reads to EOF, then answers BYTES and closes.
 for addr in $IP_B $IP6_B; do
-	in_ns B python3 tests/netns/both_ways.py server "$addr" 8080 7 "$BYTES" \
+	in_ns B python3 tests/netns/both_ways.py server "$addr" 8080 8 "$BYTES" \
 		>"$LOGS/server-$addr.out" 2>&1 &
 	for _ in $(seq 50); do grep -qs listening "$LOGS/server-$addr.out" && break; sleep 0.1; done
 done
@@ -112,15 +112,17 @@ peers() { # add|del: A and B name each other (both families) or not
 }
 stat() { json_get A "d[\"bpf\"][\"$1\"]"; }
 
-# client TAG ADDR PORT: A's client, its line in $LOGS/TAG.out. While it
-# runs, SIDE's flow list is asked WHAT (a python expression over status
-# --json's d); SEEN keeps the first answer that is not [].
+# client TAG ADDR PORT [HOLD]: A's client, its line in $LOGS/TAG.out; with
+# HOLD, its connection stays open HOLD seconds after it sent, while SIDE's
+# flow list is asked WHAT (a python expression over status --json's d):
+# SEEN keeps the first answer that is not [].
 client() {
-	local tag=$1 addr=$2 port=$3 pid shown
-	in_ns A timeout 60 python3 tests/netns/both_ways.py client "$addr" "$port" "$BYTES" \
+	local tag=$1 addr=$2 port=$3 hold=${4:-0} pid shown
+	in_ns A timeout 60 python3 tests/netns/both_ways.py client "$addr" "$port" "$BYTES" "$hold" \
 		>"$LOGS/$tag.out" 2>&1 &
 	pid=$!
-	while [ -n "$WHAT" ] && kill -0 $pid 2>/dev/null; do
+	SEEN=
+	while [ "$hold" != 0 ] && kill -0 $pid 2>/dev/null; do
 		shown=$(json_get "$SIDE" "$WHAT")
 		[ "$shown" != "[]" ] && [ -z "$SEEN" ] && SEEN=$shown
 	done
@@ -148,13 +150,13 @@ for fam in ipv4 ipv6; do
 	before=$(stat service_dnat)
 	# Three: the end of stream must not overtake the tunnel's bytes. While
 	# they run, A's flow list shows the Service and its endpoint.
-	SIDE=A SEEN= WHAT="[f['wire'].split()[1] for f in d['flows'] if f['remote'] == '$vip' and f['rport'] == 80]"
+	SIDE=A WHAT="[f['wire'].split()[1] for f in d['flows'] if f['remote'] == '$vip' and f['rport'] == 80]"
+	client "$fam-fastivc2" $vip 80 1
+	check "$fam fastivc: A's status showed $vip:80 going to $ep:8080" [ "$SEEN" = "['$ep:8080']" ]
 	for n in 2 3 4; do
-		client "$fam-fastivc$n" $vip 80
+		[ $n = 2 ] || client "$fam-fastivc$n" $vip 80
 		digests "$fam fastivc $n" "$fam-fastivc$n" $ep $n
 	done
-	WHAT=
-	check "$fam fastivc: A's status showed $vip:80 going to $ep:8080" [ "$SEEN" = "['$ep:8080']" ]
 	check_tunneled "$fam fastivc: A to B" A $((3 * BYTES))
 	check_tunneled "$fam fastivc: B to A" B $((3 * BYTES))
 	check "$fam fastivc: A steered them through the DNAT (service_dnat +3)" \
@@ -175,19 +177,33 @@ for fam in ipv4 ipv6; do
 	peers add
 	tunnel_mark
 	before=$(bstat port_dnat)
-	SIDE=B SEEN= WHAT="[f['wire'].split()[0] for f in d['flows'] if f['lport'] == 8080]"
-	for n in 6 7; do
-		client "$fam-np$n" $addr 30080
-		digests "$fam NodePort fastivc $n" "$fam-np$n" $addr $n
-	done
-	WHAT=
+	SIDE=B WHAT="[f['wire'].split()[0] for f in d['flows'] if f['lport'] == 8080]"
+	client "$fam-np6" $addr 30080 1
 	check "$fam NodePort fastivc: B's status showed the connection to $addr:30080" \
 		[ "$SEEN" = "['$addr:30080']" ]
+	for n in 6 7; do
+		[ $n = 6 ] || client "$fam-np$n" $addr 30080
+		digests "$fam NodePort fastivc $n" "$fam-np$n" $addr $n
+	done
 	check_tunneled "$fam NodePort fastivc: A to B" A $((2 * BYTES))
 	check_tunneled "$fam NodePort fastivc: B to A" B $((2 * BYTES))
 	check "$fam NodePort fastivc: B answered through the DNAT (port_dnat +2)" \
 		[ "$(bstat port_dnat)" = $((before + 2)) ]
 done
+# A peers prefix that happens to cover the Service range: the tunnel is
+# still named by the endpoint (until this was so, by the Service address,
+# which B never sees).
+fivc A peer add 10.96.0.0/12 $DOM_B
+tunnel_mark
+before=$(stat service_dnat)
+client cover $VIP 80
+digests "a peers prefix covering the Service" cover $IP_B 8
+check_tunneled "a peers prefix covering the Service: A to B" A "$BYTES"
+check_tunneled "a peers prefix covering the Service: B to A" B "$BYTES"
+check "a peers prefix covering the Service: steered through the DNAT" \
+	[ "$(stat service_dnat)" = $((before + 1)) ]
+fivc A peer del 10.96.0.0/12
+
 for side in a b; do
 	check "no nat_flows entry is left in $side" \
 		[ "$(bpftool map dump pinned "/sys/fs/bpf/fastivc/$TAG-$side/nat_flows" -j | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')" = 0 ]
