@@ -71,32 +71,32 @@ static __always_inline bool is_service(const __u8 *raddr)
 }
 
 /*
- * May a connect to @k's remote offer the option: a peer's address, or a
- * Service's from our namespace (tc there sees the DNAT that picks its
- * endpoint; elsewhere nothing would, and the endpoint could steer alone).
+ * May a connect to @k's remote offer the option: a Service's address from
+ * our namespace (tc there sees the DNAT that picks its endpoint; elsewhere
+ * nothing would, and the endpoint could steer alone), whatever `peers`
+ * says of it; else a peer's address.
  */
 static __always_inline bool offer_to(struct bpf_sock_ops *skops,
 				     const struct fivc_flow_key *k)
 {
-	if (peer_lookup(k->raddr))
-		return true;
-	if (!is_service(k->raddr)) {
-		stat_inc(FIVC_STAT_NOT_PEER);
-		return false;
-	}
-	if (bpf_get_netns_cookie(skops) != self_netns) {
+	if (is_service(k->raddr)) {
+		if (bpf_get_netns_cookie(skops) == self_netns)
+			return true;
 		stat_inc(FIVC_STAT_SERVICE_NETNS);
 		return false;
 	}
-	return true;
+	if (peer_lookup(k->raddr))
+		return true;
+	stat_inc(FIVC_STAT_NOT_PEER);
+	return false;
 }
 
 /*
  * At ACTIVE_ESTABLISHED, the peer behind @k's remote: for a connection whose
  * DNAT tc saw (a Service), the endpoint's, and then *dnat is true and *wire
- * holds the wire's 4-tuple; else the remote's own. The DNAT first: a
- * `peers` prefix that happens to cover a Service address must not name
- * the tunnel by it. NULL, counted, if there is none.
+ * holds the wire's 4-tuple; else the remote's own, never a Service's (a
+ * `peers` prefix that happens to cover one must not name the tunnel by an
+ * address the endpoint never sees). NULL, counted, if there is none.
  */
 static __always_inline struct fivc_peer_val *
 remote_peer(const struct fivc_flow_key *k, struct fivc_flow_key *wire,
@@ -106,12 +106,17 @@ remote_peer(const struct fivc_flow_key *k, struct fivc_flow_key *wire,
 	struct fivc_peer_val *peer;
 
 	*dnat = w;
-	if (w)
+	if (w) {
 		*wire = *w;
-	peer = peer_lookup(w ? wire->raddr : k->raddr);
+		peer = peer_lookup(wire->raddr);
+	} else if (is_service(k->raddr)) {
+		stat_inc(FIVC_STAT_SERVICE_NO_DNAT);
+		return NULL;
+	} else {
+		peer = peer_lookup(k->raddr);
+	}
 	if (!peer)
-		stat_inc(!w && is_service(k->raddr) ? FIVC_STAT_SERVICE_NO_DNAT
-						    : FIVC_STAT_NOT_PEER);
+		stat_inc(FIVC_STAT_NOT_PEER);
 	return peer;
 }
 
