@@ -762,10 +762,17 @@ static void x_writable(struct agent *a, struct agent_watch *w, uint32_t events)
 {
 	struct flow *f = container_of(w, struct flow, w_x);
 
-	/* The first edge is X's registration, not a drained buffer. */
+	/*
+	 * The first edge is X's registration, not a drained buffer, unless
+	 * the app sent past Y's ingress share before we saw its flow: X may
+	 * have filled and drained already, or been full when we registered
+	 * it (no registration edge then), and this edge is the one the app
+	 * waits for. Skipping it left a pod's writer hanging in one CI run.
+	 */
 	if (!f->x_registered) {
 		f->x_registered = true;
-		return;
+		if (agent_bpf_slot_sent(a, f->slot) <= ingress_share(a))
+			return;
 	}
 	/* After its FIN the app writes no more: X's edges are our shutdown. */
 	if (!(events & EPOLLOUT) || f->state == FLOW_DONE || f->app_wr_shut ||
