@@ -121,7 +121,7 @@ client() {
 	in_ns A timeout 60 python3 tests/netns/both_ways.py client "$addr" "$port" "$BYTES" "$hold" \
 		>"$LOGS/$tag.out" 2>&1 &
 	pid=$!
-	SEEN=
+	[ "$hold" = 0 ] || SEEN=
 	while [ "$hold" != 0 ] && kill -0 $pid 2>/dev/null; do
 		shown=$(json_get "$SIDE" "$WHAT")
 		[ "$shown" != "[]" ] && [ -z "$SEEN" ] && SEEN=$shown
@@ -132,6 +132,17 @@ client() {
 # digests NAME TAG ENDPOINT N: client TAG's line and B's Nth must match.
 digests() {
 	both_ways_check "$1" "$(cat "$LOGS/$2.out")" "$LOGS/server-$3.out" "$4" "$BYTES"
+}
+
+# runs NAME TAG ADDR PORT ENDPOINT FIRST LAST: B's connections FIRST to
+# LAST, to ADDR:PORT, each with its digests; the first is held open while
+# status is asked (client, SEEN).
+runs() {
+	local n
+	for n in $(seq "$6" "$7"); do
+		client "$2$n" "$3" "$4" $([ "$n" = "$6" ] && echo 1)
+		digests "$1 $n" "$2$n" "$5" "$n"
+	done
 }
 
 for fam in ipv4 ipv6; do
@@ -151,12 +162,8 @@ for fam in ipv4 ipv6; do
 	# Three: the end of stream must not overtake the tunnel's bytes. While
 	# they run, A's flow list shows the Service and its endpoint.
 	SIDE=A WHAT="[f['wire'].split()[1] for f in d['flows'] if f['remote'] == '$vip' and f['rport'] == 80]"
-	client "$fam-fastivc2" $vip 80 1
+	runs "$fam fastivc" "$fam-fastivc" $vip 80 $ep 2 4
 	check "$fam fastivc: A's status showed $vip:80 going to $ep:8080" [ "$SEEN" = "['$ep:8080']" ]
-	for n in 2 3 4; do
-		[ $n = 2 ] || client "$fam-fastivc$n" $vip 80
-		digests "$fam fastivc $n" "$fam-fastivc$n" $ep $n
-	done
 	check_tunneled "$fam fastivc: A to B" A $((3 * BYTES))
 	check_tunneled "$fam fastivc: B to A" B $((3 * BYTES))
 	check "$fam fastivc: A steered them through the DNAT (service_dnat +3)" \
@@ -178,13 +185,9 @@ for fam in ipv4 ipv6; do
 	tunnel_mark
 	before=$(bstat port_dnat)
 	SIDE=B WHAT="[f['wire'].split()[0] for f in d['flows'] if f['lport'] == 8080]"
-	client "$fam-np6" $addr 30080 1
+	runs "$fam NodePort fastivc" "$fam-np" $addr 30080 $addr 6 7
 	check "$fam NodePort fastivc: B's status showed the connection to $addr:30080" \
 		[ "$SEEN" = "['$addr:30080']" ]
-	for n in 6 7; do
-		[ $n = 6 ] || client "$fam-np$n" $addr 30080
-		digests "$fam NodePort fastivc $n" "$fam-np$n" $addr $n
-	done
 	check_tunneled "$fam NodePort fastivc: A to B" A $((2 * BYTES))
 	check_tunneled "$fam NodePort fastivc: B to A" B $((2 * BYTES))
 	check "$fam NodePort fastivc: B answered through the DNAT (port_dnat +2)" \
