@@ -92,6 +92,7 @@ struct agent_counters {
 	uint64_t inject_nomem;	 /* injections retried: TCP memory pressure */
 	uint64_t pokes;		 /* runs of the write-space poke iterator */
 	uint64_t pokes_ack;	 /* ... ACKs to apps in another netns */
+	uint64_t rmem_probes;	 /* rmem probe runs: other netns' unread */
 	uint64_t flows_leftover; /* a killed previous agent's, reset */
 	uint64_t flows_no_shm;	 /* no room to offer a ring: not tunneled */
 	uint64_t pool_shm_short; /* times the pool stopped short of room */
@@ -220,6 +221,7 @@ int agent_bpf_slot_reuse(struct agent *a, uint32_t slot);
 void agent_bpf_app_release(struct agent *a, const struct fivc_flow_key *key);
 bool agent_bpf_app_present(struct agent *a, const struct fivc_flow_key *key);
 int agent_bpf_poke_mark(struct agent *a, const struct fivc_flow_key *key);
+int agent_bpf_rmem_probe(struct agent *a, struct fivc_rmem_probe *p);
 uint32_t agent_bpf_reap_holds(struct agent *a, uint64_t active_ns,
 			      uint64_t passive_ns);
 void agent_bpf_uid_limits(struct agent *a, uint32_t holds, uint32_t flows);

@@ -320,6 +320,23 @@ static void poke_run(struct agent *a)
 		pr_warn("Failed to ring the poke thread: %s", strerror(errno));
 }
 
+/*
+ * One test run of the rmem probe (bpf/rmem_probe.bpf.c): @p's q[0, n)
+ * hold keys of socks and come back holding answers. 0 or -errno.
+ */
+int agent_bpf_rmem_probe(struct agent *a, struct fivc_rmem_probe *p)
+{
+	LIBBPF_OPTS(bpf_test_run_opts, o, .data_in = p,
+		    .data_size_in = sizeof(*p), .data_out = p,
+		    .data_size_out = sizeof(*p));
+
+	a->ctr.rmem_probes++;
+	if (bpf_prog_test_run_opts(
+		    bpf_program__fd(a->bpf->skel->progs.fivc_rmem_probe), &o))
+		return -errno;
+	return o.data_size_out == sizeof(*p) ? 0 : -EIO;
+}
+
 /* An mmap-able array of one __u64 per slot (slot_sw, ...), mapped. */
 static int slot_words_map(struct bpf_map *map, uint64_t **words)
 {

@@ -234,6 +234,7 @@ static void print_status(struct agent *a, FILE *o, bool json)
 			"\"ring_full\":%llu,\"ring_waits\":%llu,"
 			"\"inject_nomem\":%llu,"
 			"\"pokes\":%llu,\"pokes_ack\":%llu,"
+			"\"rmem_probes\":%llu,"
 			"\"flows_leftover\":%llu,"
 			"\"flows_no_shm\":%llu,\"pool_shm_short\":%llu,"
 			"\"slot_impostors\":%llu,\"holds_reaped\":%llu,"
@@ -271,6 +272,7 @@ static void print_status(struct agent *a, FILE *o, bool json)
 			(unsigned long long)c->inject_nomem,
 			(unsigned long long)c->pokes,
 			(unsigned long long)c->pokes_ack,
+			(unsigned long long)c->rmem_probes,
 			(unsigned long long)c->flows_leftover,
 			(unsigned long long)c->flows_no_shm,
 			(unsigned long long)c->pool_shm_short,

@@ -569,10 +569,52 @@ void flow_rx_pause(struct agent *a, struct flow *f)
 }
 
 /*
+ * What the apps of @fs[0, n) (n <= FIVC_RMEM_PROBE_MAX), in other network
+ * namespaces, have not read, in one run of the rmem probe: rmem[i], or -1
+ * where it found no socket with @fs[i]'s cookie (gone) or did not run.
+ */
+static void rmem_probe(struct agent *a, struct flow *const *fs, uint32_t n,
+		       int64_t *rmem)
+{
+	struct fivc_rmem_probe p = {.n = (uint16_t)n};
+	int err;
+
+	for (uint32_t i = 0; i < n; i++)
+		p.q[i].key = (struct fivc_sock_key){.role = FIVC_SOCK_APP,
+						    .flow = fs[i]->key};
+	err = agent_bpf_rmem_probe(a, &p);
+	if (err)
+		pr_warn("Failed to run the rmem probe: %s", strerror(-err));
+	for (uint32_t i = 0; i < n; i++) {
+		rmem[i] = -1;
+		if (!err && p.q[i].ans.cookie == fs[i]->cookie)
+			rmem[i] = p.q[i].ans.rmem;
+	}
+}
+
+/*
+ * What @f's app has not read, 0 or -errno. In our namespace sock_diag
+ * says, by exact 4-tuple and cookie; it answers for ours only, so for an
+ * app in another (a pod's) the rmem probe does, by sockhash key and cookie.
+ */
+static int app_rmem(struct agent *a, struct flow *f, uint32_t *rmem)
+{
+	int64_t r;
+
+	if (!f->other_netns)
+		return agent_sock_rmem(a, &f->key, f->cookie, rmem);
+	rmem_probe(a, &f, 1, &r);
+	if (r < 0)
+		return -ENOENT;
+	*rmem = (uint32_t)r;
+	return 0;
+}
+
+/*
  * May @n more bytes go to the app? Injected bytes are not charged to any
  * sender, so the agent keeps the app's unread bytes under the window
  * itself: it counts what it injected and, when that would pass the window,
- * asks sock_diag what is really still unread.
+ * asks the kernel what is really still unread.
  */
 bool flow_window_open(struct agent *a, struct flow *f, size_t n)
 {
@@ -580,7 +622,7 @@ bool flow_window_open(struct agent *a, struct flow *f, size_t n)
 
 	if (f->rx_unread + n <= a->cfg.window)
 		return true;
-	if (agent_sock_rmem(a, &f->key, f->cookie, &rmem))
+	if (app_rmem(a, f, &rmem))
 		return true; /* gone: the injection fails and says so */
 	f->rx_unread = rmem;
 	if (rmem + n <= a->cfg.window || !rmem)
@@ -1177,28 +1219,65 @@ uint32_t flows_busy(struct agent *a)
 	return n;
 }
 
-/* Paused flows whose app has read enough go on. */
+/* Paused @f goes on unless its app holds @rmem > half the window (-1: gone). */
+static void window_poll_one(struct agent *a, struct flow *f, int64_t rmem)
+{
+	if (rmem > a->cfg.window / 2)
+		return;
+	f->rx_paused = false;
+	f->rx_unread = 0;
+	if (!--a->n_paused)
+		window_arm(a, false);
+	if (f->state == FLOW_RELAY)
+		relay_pump_rx(a, f);
+	else
+		pump_rx(a, f);
+}
+
+/* @fs[0, n), apps in other namespaces: one probe run for all of them. */
+static void window_poll_probe(struct agent *a, struct flow *const *fs,
+			      uint32_t n)
+{
+	int64_t rmem[FIVC_RMEM_PROBE_MAX];
+
+	rmem_probe(a, fs, n, rmem);
+	/* A pump may have ended a flow of the batch (freed after the batch). */
+	for (uint32_t i = 0; i < n; i++)
+		if (a->flows[fs[i]->slot] == fs[i] && fs[i]->rx_paused)
+			window_poll_one(a, fs[i], rmem[i]);
+}
+
+/*
+ * Paused flows whose app has read enough go on: sock_diag asks for each in
+ * our namespace, one probe run for up to FIVC_RMEM_PROBE_MAX in others.
+ */
 void flows_window_poll(struct agent *a)
 {
+	struct flow *batch[FIVC_RMEM_PROBE_MAX];
+	uint32_t n = 0;
+
 	for (uint32_t s = 0; s < a->next_slot && a->n_paused; s++) {
 		struct flow *f = a->flows[s];
 		uint32_t rmem;
 
 		if (!f || !f->rx_paused)
 			continue;
-		if ((f->state == FLOW_TUNNEL || f->state == FLOW_RELAY) &&
-		    !agent_sock_rmem(a, &f->key, f->cookie, &rmem) &&
-		    rmem > a->cfg.window / 2)
-			continue;
-		f->rx_paused = false;
-		f->rx_unread = 0;
-		if (!--a->n_paused)
-			window_arm(a, false);
-		if (f->state == FLOW_RELAY)
-			relay_pump_rx(a, f);
-		else
-			pump_rx(a, f);
+		if (f->state != FLOW_TUNNEL && f->state != FLOW_RELAY) {
+			window_poll_one(a, f, -1);
+		} else if (f->other_netns) {
+			batch[n++] = f;
+			if (n == FIVC_RMEM_PROBE_MAX) {
+				window_poll_probe(a, batch, n);
+				n = 0;
+			}
+		} else if (agent_sock_rmem(a, &f->key, f->cookie, &rmem)) {
+			window_poll_one(a, f, -1); /* gone */
+		} else {
+			window_poll_one(a, f, rmem);
+		}
 	}
+	if (n)
+		window_poll_probe(a, batch, n);
 }
 
 void flow_fin_held(struct agent *a, const struct fivc_event *ev)

@@ -190,6 +190,9 @@ static void write_metrics(struct agent *a, FILE *o)
 	head(o, "pokes_total", "counter",
 	     "Runs of the write-space poke iterator.");
 	one(o, "pokes_total", NULL, NULL, c->pokes);
+	head(o, "rmem_probes_total", "counter",
+	     "Runs of the probe that reads other namespaces' unread bytes.");
+	one(o, "rmem_probes_total", NULL, NULL, c->rmem_probes);
 	head(o, "listeners_adopted", "gauge",
 	     "Listeners opened before the agent, prepared for the option.");
 	one(o, "listeners_adopted", NULL, NULL, c->listeners_adopted);

@@ -216,6 +216,28 @@ struct fivc_event {
 #define FIVC_EV_F_OTHER_NETNS (1u << 2)
 
 /*
+ * The rmem probe (bpf/rmem_probe.bpf.c): what apps in other network
+ * namespaces than ours have not read yet (sk_rmem_alloc, as sock_diag's
+ * SK_MEMINFO_RMEM_ALLOC says it). The agent runs it with BPF_PROG_TEST_RUN
+ * on a struct fivc_rmem_probe as the packet; each asked entry comes back
+ * holding its answer in place of its key.
+ */
+#define FIVC_RMEM_PROBE_MAX 64
+union fivc_rmem_q {
+	struct fivc_sock_key key; /* in: an app socket's, in socks */
+	struct {
+		__u64 cookie; /* the socket's; 0: not in socks */
+		__u32 rmem;
+		__u32 pad;
+	} ans; /* out */
+};
+struct fivc_rmem_probe {
+	__u8 eth[14]; /* zeros: test runs of tc programs start at L2 */
+	__u16 n;      /* q[0, n) are asked, n <= FIVC_RMEM_PROBE_MAX */
+	union fivc_rmem_q q[FIVC_RMEM_PROBE_MAX];
+};
+
+/*
  * held_fins: hash, app 4-tuple -> the peer's FIN segment, held by the tc
  * ingress program while tunnel bytes may still be on their way; the agent
  * re-sends it once it has injected the last byte (docs/steering.md).

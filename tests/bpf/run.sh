@@ -13,6 +13,7 @@ fi
 timeout -k 5 180 "$bin/test_steer" --tag "$tag"
 rc=$?
 timeout -k 5 60 "$bin/test_fin_hold" || [ $rc != 0 ] || rc=1
+timeout -k 5 60 "$bin/test_rmem_probe" || [ $rc != 0 ] || rc=1
 for s in a b; do
 	ip netns del "fivc-$tag-$s" 2>/dev/null
 	rmdir "/sys/fs/cgroup/unified/fivc-test-$tag-$s" 2>/dev/null

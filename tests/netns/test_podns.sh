@@ -7,9 +7,12 @@
 # our option, taken by sockops). Over plain TCP and through fastivc:
 # a server in P writes 32 MiB to a client in B that reads nothing for 3 s,
 # waiting for room with epoll edge-triggered and blocking; it must finish,
-# every byte read. And a connection from P to a Service address stays on
-# plain TCP with its reason (the DNAT is not where tc sees the socket).
-# docs/steering.md, "Backpressure with bounded memory", "Service addresses".
+# every byte read. The other way, a reader in P that reads nothing for 3 s
+# holds no more unread than the agent's window: sock_diag does not see P's
+# namespace, the agent's rmem probe does. And a connection from P to a
+# Service address stays on plain TCP with its reason (the DNAT is not where
+# tc sees the socket). docs/steering.md, "Backpressure with bounded memory",
+# "Service addresses".
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/tunnel.sh"
 FAILED=0
@@ -34,7 +37,8 @@ ip -n "$NS_P" link set lo up
 ip -n "$NS_P" route add default via 10.78.0.1
 ip netns exec "$NS_A" sysctl -qw net.ipv4.ip_forward=1
 ip -n "$NS_B" route add 10.78.0.0/24 via $IP_A
-agents_up --set services=10.96.0.0/12 || { fail "agents start"; exit 1; }
+WINDOW=$((4 << 20)) # the default, named for the paused reader's bound
+agents_up --set services=10.96.0.0/12 --set window=$WINDOW || { fail "agents start"; exit 1; }
 
 in_pod() { # CMD...: in P's namespace and A's app cgroup
 	sh -c 'echo $$ > "$1/cgroup.procs" && shift && exec nsenter --net="/run/netns/$@"' \
@@ -96,6 +100,56 @@ done
 
 blocked "fastivc, epoll-et, A's agent late" epoll-et P late
 blocked "fastivc, epoll-et, in A's namespace, A's agent late" epoll-et A late
+
+# paused NAME: B's writer sends 32 MiB of random bytes to a reader in P
+# that reads nothing for 3 s, then everything; both SHA-256 must match.
+# RMEM: the most P's socket held unread meanwhile (ss's skmem r, its
+# sk_rmem_alloc, injected bytes included), sampled until the reader reads.
+paused() {
+	local name=$1 w r v sent got
+	port=$((port + 1))
+	in_ns B timeout 60 python3 tests/netns/paused_reader.py writer $IP_B $port $((32 << 20)) \
+		>"$LOGS/pwriter-$port.out" 2>&1 &
+	w=$!
+	for _ in $(seq 50); do grep -qs listening "$LOGS/pwriter-$port.out" && break; sleep 0.1; done
+	in_pod timeout 60 python3 tests/netns/paused_reader.py reader $IP_B $port 3 \
+		>"$LOGS/preader-$port.out" 2>&1 &
+	r=$!
+	RMEM=0
+	while kill -0 $r 2>/dev/null && ! grep -qs reading "$LOGS/preader-$port.out"; do
+		v=$(nsenter --net="/run/netns/$NS_P" ss -tmnH dst $IP_B:$port |
+			sed -n 's/.*skmem:(r\([0-9]*\),.*/\1/p')
+		[ "${v:-0}" -gt $RMEM ] && RMEM=$v
+		sleep 0.1
+	done
+	wait $r
+	wait $w
+	sent=$(tail -1 "$LOGS/pwriter-$port.out") got=$(tail -1 "$LOGS/preader-$port.out")
+	say "$name: writer: $sent; reader: $got; P's socket held up to $RMEM B unread"
+	check "$name: 32 MiB from B to P, SHA-256 equal at both ends" \
+		[ "$sent" = "${got/got/sent}" -a "${sent% *}" = "sent $((32 << 20))" ]
+}
+
+pod_peer del
+tunnel_mark
+paused "plain TCP, a paused reader in P"
+tcp_rmem=$RMEM
+check "plain TCP, a paused reader in P: nothing went through a tunnel" [ "$(tunnel_moved B)" = "0 0" ]
+
+pod_peer add
+tunnel_mark
+probes=$(ctr rmem_probes)
+paused "fastivc, a paused reader in P"
+probes=$(($(ctr rmem_probes) - probes))
+check_tunneled "fastivc, a paused reader in P" B $((32 << 20))
+say "unread in P's socket during the pause: fastivc $RMEM B (window $WINDOW B), plain TCP $tcp_rmem B; $probes rmem probes"
+check "fastivc, a paused reader in P: its unread bytes <= window + 10%" \
+	[ $RMEM -le $((WINDOW * 11 / 10)) ]
+check "fastivc, a paused reader in P: the window filled (the test measured something)" \
+	[ $RMEM -ge $((WINDOW / 2)) ]
+# The 1 ms re-measure probes only while a flow is paused.
+check "fastivc, a paused reader in P: A's agent paused it and re-measured it through the probe ($probes probes)" \
+	[ $probes -gt 100 ]
 
 # A Service address from P: kube-proxy's DNAT (in A's PREROUTING here) sends
 # it to B, but A's tc never sees P's socket: TCP, with the reason, even
