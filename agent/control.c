@@ -250,7 +250,7 @@ static void print_status(struct agent *a, FILE *o, bool json)
 			"\"early_tx\":%llu,\"early_rx\":%llu,"
 			"\"early_relayed\":%llu,"
 			"\"poll_spins\":%llu,\"poll_found\":%llu,"
-			"\"poll_spin_us\":%llu},"
+			"\"poll_yields\":%llu,\"poll_spin_us\":%llu},"
 			"\"parked\":%u,\"bpf\":{",
 			(unsigned long long)c->flows_steered,
 			(unsigned long long)c->flows_tunneled,
@@ -297,6 +297,7 @@ static void print_status(struct agent *a, FILE *o, bool json)
 			(unsigned long long)c->early_relayed,
 			(unsigned long long)a->poll.spins,
 			(unsigned long long)a->poll.hits,
+			(unsigned long long)a->poll.yields,
 			(unsigned long long)(a->poll.spin_ns / 1000),
 			park_count(a));
 		for (int i = 0; i < FIVC_STAT__MAX; i++)
@@ -346,10 +347,11 @@ static void print_status(struct agent *a, FILE *o, bool json)
 			(unsigned long long)c->holds_reaped);
 		fprintf(o,
 			"polling: window %llu us (max %u), %llu spins found "
-			"work %llu times in %llu ms\n",
+			"work %llu times, gave way %llu times, in %llu ms\n",
 			(unsigned long long)(a->poll.window_ns / 1000),
 			a->cfg.poll_us, (unsigned long long)a->poll.spins,
 			(unsigned long long)a->poll.hits,
+			(unsigned long long)a->poll.yields,
 			(unsigned long long)(a->poll.spin_ns / 1000000));
 		fprintf(o, "bpf:");
 		for (int i = 0; i < FIVC_STAT__MAX; i++)

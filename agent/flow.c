@@ -669,7 +669,11 @@ static void pump_rx(struct agent *a, struct flow *f)
 		ssize_t n = fivc_rx_peek(&f->rx, &buf), s;
 
 		if (n == -EAGAIN) {
-			if (poll_rx_defer(a, f) || fivc_rx_prepare_wait(&f->rx))
+			/*
+			 * Polled only while an answer is awaited (y_drained):
+			 * a one-way stream's receiver sleeps between chunks.
+			 */
+			if (f->poll.hot || fivc_rx_prepare_wait(&f->rx))
 				return;
 			continue;
 		}

@@ -9,12 +9,15 @@
  * non-blocking round of its event loop, for a window that adapts like the
  * kernel's halt polling: it grows while the next event keeps coming soon
  * after the spin gave up, and shrinks while it comes late or not at all.
- * The window never exceeds poll_us, an idle agent does not spin at all, and
- * each turn of the spin yields the CPU to any other runnable task first.
+ * The window never exceeds poll_us, an idle agent does not spin at all, a
+ * stream is not polled, and the spin takes only CPU time no other task
+ * wants.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <linux/capability.h>
 #include <sched.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
@@ -59,6 +62,7 @@ static bool may_leave_idle(void)
 void poll_configure(struct agent *a)
 {
 	struct agent_poll *p = &a->poll;
+	cpu_set_t cpus;
 
 	p->max_ns = (uint64_t)a->cfg.poll_us * 1000;
 	if (p->max_ns && !may_leave_idle()) {
@@ -67,7 +71,62 @@ void poll_configure(struct agent *a)
 			a->cfg.poll_us);
 		p->max_ns = 0;
 	}
+	if (p->max_ns && p->loadavg_fd <= 0) {
+		p->loadavg_fd = open("/proc/loadavg", O_RDONLY | O_CLOEXEC);
+		if (p->loadavg_fd < 0) {
+			pr_warn("polling off (poll_us %u): /proc/loadavg: %s",
+				a->cfg.poll_us, strerror(errno));
+			p->max_ns = 0;
+		}
+	}
+	p->n_cpus = 1;
+	if (!sched_getaffinity(0, sizeof(cpus), &cpus) && CPU_COUNT(&cpus))
+		p->n_cpus = (uint32_t)CPU_COUNT(&cpus);
 	p->window_ns = window_min(p);
+}
+
+/*
+ * Does another task want a CPU the agent could spin on? A spin only takes
+ * CPU time that would otherwise idle, as the kernel's halt polling does:
+ * at SCHED_IDLE a spinning agent that shares its CPU with a busy app gets
+ * the CPU only at the scheduler's rare turn for an idle task, and the
+ * app's bytes wait for it (docs/performance.md, "Polling"). /proc/loadavg's
+ * fourth field counts the runnable tasks, this one included.
+ */
+static bool cpu_wanted(struct agent_poll *p)
+{
+	char buf[128], *slash;
+	ssize_t n = pread(p->loadavg_fd, buf, sizeof(buf) - 1, 0);
+	unsigned long running;
+
+	if (n <= 0)
+		return true;
+	buf[n] = 0;
+	slash = strchr(buf, '/');
+	if (!slash)
+		return true;
+	while (slash > buf && slash[-1] != ' ')
+		slash--;
+	running = strtoul(slash, NULL, 10);
+	return running > p->n_cpus;
+}
+
+/*
+ * Above this, what the agent moved since it last went to sleep is a
+ * stream, not a message: a stream's next bytes come soon and with a
+ * notification anyway, and polling between its chunks would cost each
+ * chunk a ring re-armed and two switches of scheduling policy.
+ */
+#define POLL_MSG_MAX (8u << 10)
+
+static uint64_t moved_total(struct agent *a)
+{
+	return a->ctr.bytes_tx + a->ctr.bytes_rx;
+}
+
+static bool streaming(struct agent *a)
+{
+	return moved_total(a) - a->poll.moved > POLL_MSG_MAX;
 }
 
 static void unlink_hot(struct agent_poll *p, struct flow *f)
@@ -93,6 +152,8 @@ bool poll_rx_defer(struct agent *a, struct flow *f)
 		return false;
 	if (f->poll.hot)
 		return true;
+	if (streaming(a))
+		return false;
 	/* The peer need not notify us while we look ourselves. */
 	fivc_rx_unwait(&f->rx);
 	f->poll.hot = true;
@@ -180,20 +241,34 @@ bool poll_before_sleep(struct agent *a, int (*batch)(struct agent *a))
 	struct agent_poll *p = &a->poll;
 	uint64_t start, now, deadline;
 
-	if (!p->n_hot)
-		return false;
+	if (!p->n_hot || streaming(a)) {
+		p->moved = moved_total(a);
+		return arm_hot(a);
+	}
 	start = now = agent_now_ns();
 	deadline = start + p->window_ns;
 	p->spins++;
 	while (!a->stop && p->n_hot) {
-		bool work = batch(a) > 0;
+		bool other = batch(a) > 0, hit = pump_hot(a);
 
-		work |= pump_hot(a);
 		now = agent_now_ns();
-		if (work) {
+		if ((hit || other) && streaming(a)) {
+			break;
+		} else if (hit) {
 			p->hits++;
 			deadline = now + p->window_ns;
 		} else if (now >= deadline || !p->max_ns) {
+			break;
+		} else if (other) {
+			continue;
+		} else if (p->idle && cpu_wanted(p)) {
+			/*
+			 * We run at SCHED_IDLE while another task wants a CPU:
+			 * the scheduler's rare turn for an idle task, not an
+			 * idle CPU. Stop: the work that comes for us while we
+			 * spin would wait for the next such turn.
+			 */
+			p->yields++;
 			break;
 		} else {
 			set_idle(p, true);
@@ -201,6 +276,7 @@ bool poll_before_sleep(struct agent *a, int (*batch)(struct agent *a))
 	}
 	set_idle(p, false);
 	p->spin_ns += now - start;
+	p->moved = moved_total(a);
 	return arm_hot(a);
 }
 

@@ -18,12 +18,16 @@ struct agent_poll {
 	uint64_t window_ns; /* the current window, adapted to the traffic */
 	struct flow *hot;   /* flows whose receive ring is polled, not armed */
 	uint32_t n_hot;
-	bool idle; /* running as SCHED_IDLE while it spins */
+	bool idle;	 /* running as SCHED_IDLE while it spins */
+	int loadavg_fd;	 /* /proc/loadavg: how many tasks are runnable */
+	uint32_t n_cpus; /* CPUs the agent may run on */
+	uint64_t moved;	 /* tunnel bytes counted when it last looked */
 	/* Data found on a polled ring: the flow's receive pump. */
 	void (*rx_ready)(struct agent *a, struct flow *f);
 	/* What polling did, for status and metrics. */
 	uint64_t spins;	  /* windows spun */
 	uint64_t hits;	  /* ... that found work before they ended */
+	uint64_t yields;  /* ... ended because another task wanted the CPU */
 	uint64_t spin_ns; /* CPU time they took (wall clock while spinning) */
 };
 
@@ -37,8 +41,9 @@ void poll_init(struct agent *a,
 /* The config changed (poll_us). */
 void poll_configure(struct agent *a);
 /*
- * @f's receive ring ran dry: poll it instead of arming its notification.
- * false: polling is off; the caller arms and sleeps as before.
+ * @f's app sent and an answer is likely: poll @f's receive ring instead of
+ * arming its notification. false: polling is off, or the agent is moving
+ * a stream; the caller arms and sleeps as before.
  */
 bool poll_rx_defer(struct agent *a, struct flow *f);
 /* @f goes away. */

@@ -5,8 +5,10 @@
 # notification. Requests and answers of 1 B to 64 KiB must come back whole
 # and equal, a bulk transfer each way must match its digests, the tunnel
 # counters must show the bytes went through the rings and the polling
-# counters that polling found them; and an idle connection must cost the
-# agents no CPU (the window is spent after activity only).
+# counters that polling found them; an agent that spins while every CPU
+# is wanted must give way (poll_yields) and still answer everything; and
+# an idle connection must cost the agents no CPU (the window is spent
+# after activity only).
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/tunnel.sh"
 FAILED=0
@@ -15,6 +17,7 @@ agents_up --set poll_us=2000 || { fail "agents start"; exit 1; }
 PY=tests/netns/echo_check.py
 
 found() { json_get "$1" 'd["counters"]["poll_found"]'; }
+yields() { json_get "$1" 'd["counters"]["poll_yields"]'; }
 cpu_ticks() { # utime + stime of both agents, in clock ticks
 	awk '{s += $14 + $15} END {print s}' /proc/"${AGENT_PIDS[0]}"/stat \
 		/proc/"${AGENT_PIDS[1]}"/stat
@@ -36,6 +39,28 @@ check_tunneled "requests" A "${bytes:-1}"
 check_tunneled "answers" B "${bytes:-1}"
 check "A's agent found bytes by polling ($(found A) - $found_a)" [ "$(found A)" -gt "$found_a" ]
 check "B's agent found bytes by polling ($(found B) - $found_b)" [ "$(found B)" -gt "$found_b" ]
+
+# Every CPU busy with a task of its own: a spin at SCHED_IDLE would get
+# the scheduler's rare turn only, so the agents must stop spinning and
+# sleep until the next event instead (agent/poll.c, cpu_wanted).
+yields_ab=$(($(yields A) + $(yields B)))
+hogs=()
+for _ in $(seq "$(nproc)"); do
+	sh -c 'while :; do :; done' &
+	hogs+=($!)
+done
+in_ns B python3 $PY server $IP_B 5404 >"$LOGS/busy-server.out" 2>&1 &
+spid=$!
+for _ in $(seq 50); do grep -q listening "$LOGS/busy-server.out" && break; sleep 0.1; done
+out=$(in_ns A python3 $PY client $IP_B 5404 100)
+crc=$?
+wait $spid
+kill "${hogs[@]}"
+wait "${hogs[@]}" 2>/dev/null
+say "echo client, every CPU busy: $out"
+check "every CPU busy: 100 requests answered whole and equal" [ $crc = 0 ]
+gave=$(($(yields A) + $(yields B) - yields_ab))
+check "every CPU busy: the agents gave way ($gave times)" [ $gave -gt 0 ]
 
 # Bulk, both ways at once.
 BYTES=$((32 << 20)) CONNS=2

@@ -134,9 +134,13 @@ pack() {
 	(cd "$1" && find . | cpio -o -H newc --quiet) | gzip -1 >"$2"
 }
 
-bench_conf() { # the lab's mode and the benchmark's rounds, for dom0 and domUs
+# The lab's mode, the benchmark's rounds, and agent options of an
+# experiment (make bench-xen LAB_AGENT_ARGS='--set poll_us=5000'), for
+# dom0 and domUs.
+bench_conf() {
 	mkdir -p "$1/etc/xenlab"
 	echo "BENCH_ROUNDS=${BENCH_ROUNDS:-3} BENCH_SECS=${BENCH_SECS:-3}" \
+		"LAB_AGENT_ARGS='${LAB_AGENT_ARGS:-}'" \
 		"LAB_MODE=${XENLAB_MODE:-full}" >"$1/etc/xenlab/bench.conf"
 }
 

@@ -82,7 +82,7 @@ agent_start() { # above the apps: under TCG 200 busy threads starve it
 	fastivc agent --domid "$self" -g /sys/fs/cgroup/lab-apps \
 		--set ifaces=eth0 --set coresident=xenstore --set backend=xen \
 		--set channel_size=32768 --set setup_timeout_ms=10000 \
-		--set drain_timeout_ms=2000 >>/tmp/agent.log 2>&1 &
+		--set drain_timeout_ms=2000 $LAB_AGENT_ARGS >>/tmp/agent.log 2>&1 &
 	agent=$!
 	renice -n -10 -p $agent >/dev/null
 }
