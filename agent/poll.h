@@ -34,6 +34,9 @@ struct agent_poll {
 struct poll_links {
 	struct flow *prev, *next;
 	bool hot;
+	bool stream;	  /* moved a stream's bytes lately: not polled */
+	uint64_t mark_ns; /* when the flow's rate was last measured */
+	uint64_t mark_tx, mark_rx; /* ... and its bytes then */
 };
 
 void poll_init(struct agent *a,

@@ -4,16 +4,16 @@
 # find the peer's bytes by looking at the rings instead of waiting for a
 # notification. Requests and answers of 1 B to 64 KiB must come back whole
 # and equal, a bulk transfer each way must match its digests, the tunnel
-# counters must show the bytes went through the rings and the polling
-# counters that polling found them; an agent that spins while every CPU
-# is wanted must give way (poll_yields) and still answer everything; and
-# an idle connection must cost the agents no CPU (the window is spent
-# after activity only).
+# counters must show the bytes went through the rings, and the polling
+# counters that polling found the answers of small exchanges; an agent
+# that spins while every CPU is wanted must give way (poll_yields) and
+# still answer everything; and an idle connection must cost the agents no
+# CPU (the window is spent after activity only).
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/tunnel.sh"
 FAILED=0
 netns_setup
-agents_up --set poll_us=2000 || { fail "agents start"; exit 1; }
+agents_up --set poll_us=5000 || { fail "agents start"; exit 1; }
 PY=tests/netns/echo_check.py
 
 found() { json_get "$1" 'd["counters"]["poll_found"]'; }
@@ -23,20 +23,36 @@ cpu_ticks() { # utime + stime of both agents, in clock ticks
 		/proc/"${AGENT_PIDS[1]}"/stat
 }
 
+# echo_run PORT N: N requests to an echo server in B; $out and $crc are
+# the client's output and exit status.
+echo_run() {
+	local spid
+	in_ns B python3 $PY server $IP_B "$1" >"$LOGS/echo-server-$1.out" 2>&1 &
+	spid=$!
+	for _ in $(seq 50); do grep -q listening "$LOGS/echo-server-$1.out" && break; sleep 0.1; done
+	out=$(in_ns A python3 $PY client $IP_B "$1" "$2")
+	crc=$?
+	wait $spid
+}
+
 # Requests and answers.
 tunnel_mark
-found_a=$(found A) found_b=$(found B)
-in_ns B python3 $PY server $IP_B 5401 >"$LOGS/echo-server.out" 2>&1 &
-spid=$!
-for _ in $(seq 50); do grep -q listening "$LOGS/echo-server.out" && break; sleep 0.1; done
-out=$(in_ns A python3 $PY client $IP_B 5401 400)
-crc=$?
-wait $spid
+echo_run 5401 400
 say "echo client: $out"
 check "400 requests of 1 B to 64 KiB answered whole and equal" [ $crc = 0 ]
 bytes=$(echo "$out" | awk '/^ok/ {print $3}')
 check_tunneled "requests" A "${bytes:-1}"
 check_tunneled "answers" B "${bytes:-1}"
+
+# Small exchanges, where polling pays: each agent polls after its app sent
+# and finds the answer there.
+found_a=$(found A) found_b=$(found B)
+in_ns B "$O/tools/rr" server $IP_B 5405 >/dev/null 2>&1 &
+rr_srv=$!
+sleep 0.3
+out=$(in_ns A "$O/tools/rr" latency $IP_B 5405 64 5000)
+check "5000 exchanges of 64 B ($out)" [ $? = 0 ]
+kill $rr_srv
 check "A's agent found bytes by polling ($(found A) - $found_a)" [ "$(found A)" -gt "$found_a" ]
 check "B's agent found bytes by polling ($(found B) - $found_b)" [ "$(found B)" -gt "$found_b" ]
 
@@ -49,12 +65,7 @@ for _ in $(seq "$(nproc)"); do
 	sh -c 'while :; do :; done' &
 	hogs+=($!)
 done
-in_ns B python3 $PY server $IP_B 5404 >"$LOGS/busy-server.out" 2>&1 &
-spid=$!
-for _ in $(seq 50); do grep -q listening "$LOGS/busy-server.out" && break; sleep 0.1; done
-out=$(in_ns A python3 $PY client $IP_B 5404 100)
-crc=$?
-wait $spid
+echo_run 5404 100
 kill "${hogs[@]}"
 wait "${hogs[@]}" 2>/dev/null
 say "echo client, every CPU busy: $out"

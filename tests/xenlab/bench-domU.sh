@@ -178,7 +178,11 @@ bench_client() {
 			ok=0 sum=""
 			case $p in
 			netfront_tcp) bench_tcp $p 1 ;;
-			fastivc) bench_tcp $p 2 ;;
+			fastivc)
+				bench_tcp $p 2
+				# What polling did (poll_us), so far in this boot.
+				sum="$sum agent $(fastivc status 2>/dev/null | sed -n 's/^polling: //p');"
+				;;
 			libxenvchan) bench_vchan ;;
 			esac
 			if [ $ok = 0 ]; then
