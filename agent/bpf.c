@@ -13,6 +13,7 @@
 #include <net/if.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -322,19 +323,21 @@ static void poke_run(struct agent *a)
 
 /*
  * One test run of the rmem probe (bpf/rmem_probe.bpf.c): @p's q[0, n)
- * hold keys of socks and come back holding answers. 0 or -errno.
+ * hold keys of socks and come back holding answers; only they go in and
+ * out (most runs ask for one). 0 or -errno.
  */
 int agent_bpf_rmem_probe(struct agent *a, struct fivc_rmem_probe *p)
 {
-	LIBBPF_OPTS(bpf_test_run_opts, o, .data_in = p,
-		    .data_size_in = sizeof(*p), .data_out = p,
-		    .data_size_out = sizeof(*p));
+	uint32_t len = (uint32_t)(offsetof(struct fivc_rmem_probe, q) +
+				  p->n * sizeof(p->q[0]));
+	LIBBPF_OPTS(bpf_test_run_opts, o, .data_in = p, .data_size_in = len,
+		    .data_out = p, .data_size_out = len);
 
 	a->ctr.rmem_probes++;
 	if (bpf_prog_test_run_opts(
 		    bpf_program__fd(a->bpf->skel->progs.fivc_rmem_probe), &o))
 		return -errno;
-	return o.data_size_out == sizeof(*p) ? 0 : -EIO;
+	return o.data_size_out == len ? 0 : -EIO;
 }
 
 /* An mmap-able array of one __u64 per slot (slot_sw, ...), mapped. */

@@ -10,8 +10,8 @@
  * kernel's halt polling: it grows while the next event keeps coming soon
  * after the spin gave up, and shrinks while it comes late or not at all.
  * The window never exceeds poll_us, an idle agent does not spin at all, a
- * stream is not polled, and the spin takes only CPU time no other task
- * wants.
+ * stream is not polled, and a spin that finds another task wanting its
+ * CPU ends.
  */
 #include <errno.h>
 #include <fcntl.h>
