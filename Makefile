@@ -75,7 +75,7 @@ TOOLS := $(patsubst tests/tools/%.c,$(O)/tools/%,$(wildcard tests/tools/*.c))
 .DELETE_ON_ERROR:
 .PHONY: all deps test test-ring test-ring-san test-ring-tsan test-fuzz \
 	test-bpf test-netns test-attacker bench bench-deps bench-ring bench-netns bench-xen fuzz soak \
-	check format clean demo xen-lab test-deploy install
+	check format clean demo xen-lab test-deploy install kernel-check
 
 all: $(LIB) $(RING_TESTS) $(UNIT_TESTS) $(BENCH_BINS) $(SKEL) $(ADOPT_SKEL) \
 	$(BPF_TESTS) $(FASTIVC) $(TOOLS)
@@ -262,6 +262,11 @@ test-fuzz: $(FUZZ_TARGETS)
 
 fuzz: deps $(FUZZ_TARGETS)
 	$(Q)./tests/fuzz/run.sh $(O)/fuzz $(FUZZ_SECONDS)
+
+# The proposed kernel patches (docs/kernel/): User-Mode Linux without and
+# with them, tests/kernel/tcp_bpf_semantics.c in each (about 10 minutes).
+kernel-check: deps
+	$(Q)O=$(O) ./tests/kernel/uml.sh
 
 # --- benchmarks --------------------------------------------------------------
 bench: deps bench-deps bench-ring bench-netns bench-xen

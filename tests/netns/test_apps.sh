@@ -12,10 +12,14 @@
 #   memcslap runs its own load and must exit 0.
 #   MariaDB under sysbench oltp_read_write (2 threads, 3 s): sysbench's exit
 #   and its transactions.
+#   OpenSSH: ssh -L forwards a port of A to nginx through sshd in B; curl
+#   gets 4 MiB through the forward (SHA-256), ssh's own connection being
+#   the one the tunnel carries.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/tunnel.sh"
 FAILED=0
-for tool in nginx curl memcached memccp memccat memcslap mariadbd sysbench; do
+for tool in nginx curl memcached memccp memccat memcslap mariadbd sysbench \
+	ssh ssh-keygen; do
 	command -v $tool >/dev/null || {
 		skip "$tool is not installed (scripts/install-deps.sh)"
 		exit 77
@@ -40,6 +44,40 @@ done
 
 stat() { json_get "$1" "d[\"bpf\"][\"$2\"]"; }
 
+# sshd in B, key-only, for root, forwarding allowed; a key for ssh in A.
+# The machine's sshd, or one unpacked from Debian's package into $O/sshd:
+# installing the package would start an sshd on the machine under test.
+SSHD_BIN=/usr/sbin/sshd
+if [ ! -x $SSHD_BIN ]; then
+	SSHD_BIN=$PWD/$O/sshd/usr/sbin/sshd
+	[ -x "$SSHD_BIN" ] || (mkdir -p "$O/sshd" && cd "$O/sshd" &&
+		apt-get download -qq -o APT::Sandbox::User=root openssh-server &&
+		dpkg-deb -x openssh-server_*.deb .) >"$LOGS/sshd-fetch.out" 2>&1 ||
+		fail "sshd: could not unpack Debian's openssh-server: $(tail -1 "$LOGS/sshd-fetch.out")"
+fi
+# sshd drops privileges to its own user, which the package would create.
+id sshd >/dev/null 2>&1 ||
+	useradd --system --no-create-home --home-dir /run/sshd \
+		--shell /usr/sbin/nologin sshd
+SSHD=$RUN/ssh
+mkdir -p "$SSHD" /run/sshd
+ssh-keygen -q -t ed25519 -N '' -f "$SSHD/host" &&
+	ssh-keygen -q -t ed25519 -N '' -f "$SSHD/client" &&
+	cp "$SSHD/client.pub" "$SSHD/authorized_keys"
+cat >"$SSHD/sshd_config" <<EOF
+ListenAddress $IP_B:2222
+HostKey $SSHD/host
+AuthorizedKeysFile $SSHD/authorized_keys
+PermitRootLogin prohibit-password
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UsePAM no
+StrictModes no
+AllowTcpForwarding yes
+PidFile $SSHD/sshd.pid
+EOF
+in_ns B "$SSHD_BIN" -D -e -f "$SSHD/sshd_config" >"$LOGS/sshd.out" 2>&1 &
+
 head -c $((512 << 10)) /dev/urandom >"$LOGS/512k"
 MC=--servers=$IP_B:11211
 mode tcp
@@ -62,6 +100,32 @@ fetch() {
 	check "$name: curl exit 0, 3 files with the right SHA-256" [ $rc = 0 -a $ok = yes ]
 	check "$name: one connection, kept alive" \
 		[ "$(echo "$out" | sed 's|/[0-9.]*||g' | xargs)" = "1 0 0" ]
+}
+
+# ssh_forward WHERE: ssh in A forwards 127.0.0.1:9022 to nginx in B through
+# sshd; curl fetches /4m through it. Checks curl's exit and the file.
+ssh_forward() {
+	local pid rc got
+	in_ns A ssh -F /dev/null -i "$SSHD/client" -o BatchMode=yes \
+		-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null \
+		-o ExitOnForwardFailure=yes -N -L 127.0.0.1:9022:$IP_B:8080 \
+		-p 2222 root@$IP_B >"$LOGS/ssh-$1.out" 2>&1 &
+	pid=$!
+	for _ in $(seq 100); do
+		ip netns exec "$NS_A" ss -ltnH "( sport = :9022 )" | grep -q . && break
+		sleep 0.1
+	done
+	in_ns A timeout 60 curl -sS --fail -o "$LOGS/4m-ssh" http://127.0.0.1:9022/4m \
+		>>"$LOGS/ssh-$1.out" 2>&1
+	rc=$?
+	got=$(sha256sum <"$LOGS/4m-ssh" 2>/dev/null | cut -d' ' -f1)
+	say "ssh -L over $1: curl exit $rc$(grep -v '^Warning: Permanently' "$LOGS/ssh-$1.out" | tail -1 | sed 's/^/; /')"
+	check "ssh -L over $1: curl exit 0 through the forward, the file intact" \
+		[ $rc = 0 -a "$got" = "$SHA" ]
+	# $! is the subshell of in_ns, not ssh: end ssh by its key file.
+	pkill -f "ssh -F /dev/null -i $SSHD/client"
+	wait $pid 2>/dev/null
+	rm -f "$LOGS/4m-ssh"
 }
 
 for where in tcp fastivc; do
@@ -108,6 +172,18 @@ for where in tcp fastivc; do
 		check_tunneled "memcached over fastivc: the file read back" B $((512 << 10))
 	else
 		check "memcached over tcp: nothing through the tunnels" \
+			[ "$(tunnel_moved A) $(tunnel_moved B)" = "0 0 0 0" ]
+	fi
+
+	steered_a=$(stat A steered)
+	tunnel_mark
+	ssh_forward $where
+	if [ $where = fastivc ]; then
+		check "ssh over fastivc: its connection steered" \
+			[ "$(stat A steered)" -ge $((steered_a + 1)) ]
+		check_tunneled "ssh over fastivc: the forwarded file" B $((4 << 20))
+	else
+		check "ssh over tcp: nothing through the tunnels" \
 			[ "$(tunnel_moved A) $(tunnel_moved B)" = "0 0 0 0" ]
 	fi
 
