@@ -1223,13 +1223,17 @@ uint32_t flows_busy(struct agent *a)
 	return n;
 }
 
-/* Paused @f goes on unless its app holds @rmem > half the window (-1: gone). */
+/*
+ * Paused @f goes on unless its app holds @rmem > half the window (-1:
+ * gone). What it still holds counts: the window bounds unread bytes, not
+ * what is injected after a resume.
+ */
 static void window_poll_one(struct agent *a, struct flow *f, int64_t rmem)
 {
 	if (rmem > a->cfg.window / 2)
 		return;
 	f->rx_paused = false;
-	f->rx_unread = 0;
+	f->rx_unread = rmem > 0 ? (uint64_t)rmem : 0;
 	if (!--a->n_paused)
 		window_arm(a, false);
 	if (f->state == FLOW_RELAY)

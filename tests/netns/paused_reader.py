@@ -5,8 +5,9 @@
 
     paused_reader.py writer ADDR PORT BYTES   listen, say "listening", send
         BYTES random bytes to one connection, close; print "sent N SHA"
-    paused_reader.py reader ADDR PORT PAUSE   connect, read nothing for
-        PAUSE seconds, say "reading", read to EOF; print "got N SHA"
+    paused_reader.py reader ADDR PORT PAUSE [SLOW]   connect, read nothing
+        for PAUSE seconds, say "reading", read SLOW bytes 256 KiB per 25 ms,
+        say "fast", read to EOF; print "got N SHA"
 """
 import hashlib
 import os
@@ -17,6 +18,7 @@ import time
 from one_conn import accept_one
 
 CHUNK = 1 << 16
+SLOW_STEP = 1 << 18
 
 
 def writer(addr, port, n):
@@ -30,11 +32,19 @@ def writer(addr, port, n):
     print("sent %d %s" % (n, h.hexdigest()), flush=True)
 
 
-def reader(addr, port, pause):
+def reader(addr, port, pause, slow):
     s = socket.create_connection((addr, port))
     time.sleep(pause)
     print("reading", flush=True)
     h, got = hashlib.sha256(), 0
+    while got < slow:
+        b = s.recv(SLOW_STEP)
+        if not b:
+            break
+        h.update(b)
+        got += len(b)
+        time.sleep(0.025)
+    print("fast", flush=True)
     while True:
         b = s.recv(1 << 20)
         if not b:
@@ -49,7 +59,8 @@ def main():
     if role == "writer":
         writer(addr, port, int(sys.argv[4]))
     else:
-        reader(addr, port, float(sys.argv[4]))
+        slow = int(sys.argv[5]) if len(sys.argv) > 5 else 0
+        reader(addr, port, float(sys.argv[4]), slow)
 
 
 if __name__ == "__main__":

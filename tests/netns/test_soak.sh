@@ -51,12 +51,14 @@ round() { # round N: CONNS connections each way at once; 0 if all intact
 }
 
 # Less 3 per ring cached for reuse (a memfd and two eventfds, ours or the
-# peer's): how many stay cached varies with how flows overlapped.
+# peer's) and 2 per ready slot (its X and Y sockets): how many rings stay
+# cached and how many slots come back to the pool (up to twice its size)
+# vary with how flows overlapped.
 agent_fds() {
 	local side=A n
 	[ "$1" = 1 ] && side=B
 	n=$(ls /proc/"${AGENT_PIDS[$1]}"/fd | wc -l)
-	echo $((n - 3 * $(json_get $side 'd["counters"]["rings_cached"]')))
+	echo $((n - $(json_get $side '3 * d["counters"]["rings_cached"] + 2 * d["slots_free"]')))
 }
 # The agent's own memory: anonymous pages. Rings are shared memory (memfd)
 # and those cached for reuse stay mapped, up to pool per link and side.
@@ -83,8 +85,8 @@ while [ "$(date +%s)" -lt $end ]; do
 	[ $((rounds % 10)) = 0 ] && say "soak: $rounds rounds, $((rounds * CONNS * 2)) connections, $errors bad"
 done
 wait_settled
-# Seen once: 274 fds more right as the flows settled, none a moment later
-# (cause not found). A leak stays; this waits for a settled count.
+# The pool refills after the last flows settle: a leak stays, this waits
+# for a settled count.
 for _ in $(seq 50); do
 	fds1="$(agent_fds 0) $(agent_fds 1)"
 	[ "$fds1" = "$fds0" ] && break
