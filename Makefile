@@ -46,7 +46,8 @@ TEST_UTIL_OBJS := $(patsubst %.c,$(O)/obj/%.o,$(wildcard tests/util/*.c))
 # Pure agent/ code without BPF or Xen, run with the ring tests.
 UNIT_TESTS := $(patsubst tests/unit/%.c,$(O)/tests/%,$(wildcard tests/unit/test_*.c))
 UNIT_AGENT_OBJS := $(O)/obj/unit/agent/cores_list.o $(O)/obj/unit/agent/addr.o \
-	$(O)/obj/unit/agent/park.o $(O)/obj/unit/agent/hold_age.o
+	$(O)/obj/unit/agent/park.o $(O)/obj/unit/agent/hold_age.o \
+	$(O)/obj/unit/agent/config.o
 BENCH_BINS := $(patsubst tests/bench/%.c,$(O)/bench/%,$(wildcard tests/bench/*.c))
 
 # BPF: vmlinux.h from the running kernel's BTF (VMLINUX_BTF=path overrides),

@@ -47,6 +47,7 @@ struct agent_config {
 	char metrics_listen[64];   /* HOST:PORT of /metrics; "" = off */
 	char log_level[8];	   /* as given; "" = not set */
 	bool coresident_xs;	   /* peers from dom0's xenstore list */
+	bool channel_size_set;	   /* given: not the backend's default */
 	uint32_t backend;	   /* enum fivc_backend_kind */
 };
 

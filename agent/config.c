@@ -13,6 +13,17 @@
 #include "agent.h"
 #include "fastivc/log.h"
 
+/*
+ * channel_size by backend, unless set. 4 KiB (the thesis) costs a wake-up
+ * per 4 KiB. On one kernel bytes in flight bound a stream: 4 x 256 KiB
+ * moved iperf3 -P 1 at 0.83x veth TCP where 4 x 64 KiB gave 0.46x, at half
+ * the CPU per GB (docs/performance.md, "Ring size by backend"); memfd
+ * pages are taken only as bytes fill them. On xen a ring's pages are all
+ * granted at once and the lab's copy rate, not the ring, bounds a stream.
+ */
+#define CHANNEL_SIZE_LOCAL (256u * 1024)
+#define CHANNEL_SIZE_XEN (64u * 1024)
+
 void agent_config_defaults(struct agent_config *c)
 {
 	struct fivc_ring_geom g;
@@ -27,8 +38,7 @@ void agent_config_defaults(struct agent_config *c)
 	c->domid = UINT32_MAX; /* must be set */
 	c->backend = FIVC_BACKEND_LOCAL;
 	c->n_channels = g.n_channels;
-	c->channel_size =
-		64 * 1024; /* 4 KiB (the thesis) costs a syscall per 4 KiB */
+	c->channel_size = CHANNEL_SIZE_LOCAL;
 	c->pool = 32;
 	c->max_tunnels = 4096;
 	c->uid_share = 50;
@@ -109,6 +119,7 @@ int agent_config_set(struct agent_config *c, const char *key, const char *val)
 	} else if (!strcmp(key, "channel_size")) {
 		err = parse_u32(val, FIVC_CHANNEL_SIZE_MIN,
 				FIVC_CHANNEL_SIZE_MAX, &c->channel_size);
+		c->channel_size_set = !err;
 		fivc_ring_geom_default(&g);
 		g.channel_size = c->channel_size;
 		if (!err)
@@ -149,6 +160,10 @@ int agent_config_set(struct agent_config *c, const char *key, const char *val)
 			c->backend = FIVC_BACKEND_XEN;
 		else
 			err = -EINVAL;
+		if (!err && !c->channel_size_set)
+			c->channel_size = c->backend == FIVC_BACKEND_XEN
+						  ? CHANNEL_SIZE_XEN
+						  : CHANNEL_SIZE_LOCAL;
 	} else if (!strcmp(key, "coresident")) {
 		err = strcmp(val, "manual") && strcmp(val, "xenstore") ? -EINVAL
 								       : 0;

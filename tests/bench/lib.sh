@@ -39,6 +39,8 @@ serve() {
 
 # bench_agents [agent args]: (re)start both agents, e.g. with other fixed
 # keys (channels, channel_size), each knowing the other as co-resident.
+# BENCH_AGENT_ARGS (make bench-netns BENCH_AGENT_ARGS='--set poll_us=1000')
+# go to every part's agents first, for an experiment.
 # Servers are stopped first: a listener only answers the handshake option
 # if it was opened while its domain's agent was attached, so start them
 # again afterwards.
@@ -50,7 +52,8 @@ bench_agents() {
 	done
 	SERVER_PIDS=()
 	agents_down
-	agents_up "$@" || { echo "bench: agents did not start" >&2; exit 1; }
+	# shellcheck disable=SC2086 # words on purpose
+	agents_up ${BENCH_AGENT_ARGS:-} "$@" || { echo "bench: agents did not start" >&2; exit 1; }
 }
 
 # Bytes both agents have put into tunnels so far; bounded, since a stuck

@@ -126,7 +126,8 @@ check "flows_full: B's flow map was full for some connections (flows_full)" \
 
 # A ring of 2 channels of 64 KiB takes 132 KiB with its header page: room
 # for the two long transfers' rings, not for a third.
-round no_shm 7531 "--set channels=2 --set max_shm_bytes=300000" "--set channels=2"
+round no_shm 7531 "--set channels=2 --set channel_size=65536 --set max_shm_bytes=300000" \
+	"--set channels=2 --set channel_size=65536"
 check "no_shm: A held its pool short of shared memory (pool_shm_short) and refused the rest in the handshake (no_slot)" \
 	[ "$(ctr A pool_shm_short)" -ge 1 -a "$(bpf A no_slot)" -ge 1 -a \
 	  $(($(bpf A steered) + $(bpf A no_slot))) = $total ]
