@@ -11,7 +11,7 @@ PKGS="make gcc clang llvm libclang-rt-14-dev pkg-config clang-format
 libbpf-dev bpftool libelf-dev zlib1g-dev libxen-dev libssl-dev libsystemd-dev
 iproute2 nftables iperf3 curl nginx memcached libmemcached-tools
 mariadb-server mariadb-client sysbench redis-server redis-tools busybox
-openssh-client python3 gnuplot-nox valgrind"
+openssh-client haproxy python3 gnuplot-nox valgrind"
 [ "${1:-}" = bench ] && PKGS="nginx wrk mariadb-server mariadb-client sysbench"
 
 missing=""

@@ -12,6 +12,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <linux/bpf.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -314,6 +315,39 @@ static void case_close(void)
 	close(c);
 }
 
+/* splice() from a non-blocking socket (HAProxy's way) holding injected
+ * bytes: TCP moves them to the pipe in order. (From a blocking one the
+ * unpatched kernel waits for ever.)
+ */
+static void case_splice(void)
+{
+	char buf[10000], got[10000];
+	int c, s, map, pfd[2], i, n = 0;
+	ssize_t r;
+
+	for (i = 0; i < (int)sizeof(buf); i++)
+		buf[i] = 'a' + i % 26;
+	tcp_pair(&c, &s);
+	if (pipe(pfd) || fcntl(s, F_SETFL, O_NONBLOCK))
+		die("pipe");
+	map = redirect_map(c, s, 1);
+	if (send(c, buf, sizeof(buf), 0) != sizeof(buf))
+		die("send");
+	for (i = 0; i < 100 && n < (int)sizeof(buf); i++) {
+		r = splice(s, NULL, pfd[1], NULL, sizeof(buf) - n,
+			   SPLICE_F_NONBLOCK);
+		if (r > 0 && read(pfd[0], got + n, r) == r)
+			n += r;
+		else
+			sleep_ms(10);
+	}
+	report("splice", "spliced 10000 in order", "spliced %d%s", n,
+	       n && !memcmp(got, buf, n) ? " in order" : "");
+	close(map);
+	close(pfd[0]), close(pfd[1]);
+	close(c), close(s);
+}
+
 int main(int argc, char **argv)
 {
 	plain = argc > 1 && !strcmp(argv[1], "--tcp");
@@ -324,6 +358,7 @@ int main(int argc, char **argv)
 	case_recv("wakeup", 0, 0, 0, 5, 1000, 1);
 	case_oob();
 	case_close();
+	case_splice();
 	printf("%d of %d answers differ from TCP\n", differs, answers);
 	return differs;
 }

@@ -15,11 +15,20 @@
 #   OpenSSH: ssh -L forwards a port of A to nginx through sshd in B; curl
 #   gets 4 MiB through the forward (SHA-256), ssh's own connection being
 #   the one the tunnel carries.
+#   HAProxy in A (mode tcp) in front of nginx in B, with `option
+#   splice-auto` (which reads this response with recv() over TCP as well):
+#   curl gets 4 MiB through it (SHA-256), HAProxy's backend connection
+#   the one the tunnel carries. With `option splice-response`
+#   (splice() from that connection, always) it is the kernel's limit
+#   (docs/steering.md, "What the kernel sets"; patch 0005): over TCP the
+#   file arrives, through fastivc HAProxy's 3 s timeout ends it, and the
+#   check fails when a kernel lets the file through, so that the list
+#   follows.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/tunnel.sh"
 FAILED=0
 for tool in nginx curl memcached memccp memccat memcslap mariadbd sysbench \
-	ssh ssh-keygen; do
+	ssh ssh-keygen haproxy; do
 	command -v $tool >/dev/null || {
 		skip "$tool is not installed (scripts/install-deps.sh)"
 		exit 77
@@ -128,6 +137,40 @@ ssh_forward() {
 	rm -f "$LOGS/4m-ssh"
 }
 
+# haproxy_fetch WHERE OPTION: HAProxy in A with OPTION in front of nginx
+# in B; curl in A gets /4m through it. Sets HAP_RC (curl's exit), HAP_OK
+# (yes: the file intact) and HAP_S (curl's seconds).
+haproxy_fetch() {
+	local cfg=$RUN/haproxy-$2.cfg out
+	cat >"$cfg" <<EOF
+defaults
+	mode tcp
+	timeout connect 5s
+	timeout client 3s
+	timeout server 3s
+	option $2
+frontend apps
+	bind $IP_A:9000
+	default_backend nginx
+backend nginx
+	server b $IP_B:8080
+EOF
+	in_ns A haproxy -db -f "$cfg" >"$LOGS/haproxy-$2-$1.out" 2>&1 &
+	for _ in $(seq 100); do
+		ip netns exec "$NS_A" ss -ltnH "( sport = :9000 )" | grep -q . && break
+		sleep 0.1
+	done
+	out=$(in_ns A timeout 30 curl -sS --fail -o "$LOGS/4m-hap" -w '%{time_total}' \
+		"http://$IP_A:9000/4m" 2>>"$LOGS/haproxy-$2-$1.out")
+	HAP_RC=$? HAP_S=${out:-?} HAP_OK=no
+	[ "$(sha256sum <"$LOGS/4m-hap" 2>/dev/null | cut -d' ' -f1)" = "$SHA" ] && HAP_OK=yes
+	say "HAProxy $2 over $1: curl exit $HAP_RC in $HAP_S s, file intact: $HAP_OK"
+	# $! is the subshell of in_ns, not HAProxy: end it by its config.
+	pkill -f "haproxy -db -f $cfg"
+	for _ in $(seq 50); do pgrep -f "haproxy -db -f $cfg" >/dev/null || break; sleep 0.1; done
+	rm -f "$LOGS/4m-hap"
+}
+
 for where in tcp fastivc; do
 	mode $where
 	steered_a=$(stat A steered) steered_b=$(stat B steered) defer=$(stat B opt_defer_accept)
@@ -185,6 +228,28 @@ for where in tcp fastivc; do
 	else
 		check "ssh over tcp: nothing through the tunnels" \
 			[ "$(tunnel_moved A) $(tunnel_moved B)" = "0 0 0 0" ]
+	fi
+
+	steered_a=$(stat A steered)
+	tunnel_mark
+	haproxy_fetch $where splice-auto
+	check "HAProxy splice-auto over $where: curl exit 0, the file intact" \
+		[ $HAP_RC = 0 -a $HAP_OK = yes ]
+	if [ $where = fastivc ]; then
+		check "HAProxy over fastivc: its backend connection steered" \
+			[ "$(stat A steered)" -ge $((steered_a + 1)) ]
+		check_tunneled "HAProxy over fastivc: the file" B $((4 << 20))
+	else
+		check "HAProxy over tcp: nothing through the tunnels" \
+			[ "$(tunnel_moved A) $(tunnel_moved B)" = "0 0 0 0" ]
+	fi
+	haproxy_fetch $where splice-response
+	if [ $where = fastivc ]; then
+		check "HAProxy splice-response over fastivc: the kernel's limit, ended by HAProxy's timeout (curl exit $HAP_RC, no file)" \
+			[ $HAP_RC != 0 -a $HAP_OK = no ]
+	else
+		check "HAProxy splice-response over tcp: curl exit 0, the file intact" \
+			[ $HAP_RC = 0 -a $HAP_OK = yes ]
 	fi
 
 	steered_a=$(stat A steered)
