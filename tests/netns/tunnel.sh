@@ -46,3 +46,11 @@ check_tunneled() {
 		check "$name: $to's agent delivered >= $n bytes from tunnels ($2)" [ "$2" -ge "$n" ]
 	fi
 }
+
+# check_untunneled NAME: since tunnel_mark, nothing went through the
+# tunnels, either way (a case over plain TCP).
+check_untunneled() {
+	local moved
+	moved="$(tunnel_moved A) $(tunnel_moved B)"
+	check "$1: nothing through the tunnels ($moved)" [ "$moved" = "0 0 0 0" ]
+}
