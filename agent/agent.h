@@ -91,8 +91,7 @@ struct agent_counters {
 	uint64_t relay_bytes_tx, relay_bytes_rx; /* through relays */
 	uint64_t ring_full, ring_waits;
 	uint64_t inject_nomem;	 /* injections retried: TCP memory pressure */
-	uint64_t pokes;		 /* runs of the write-space poke iterator */
-	uint64_t pokes_ack;	 /* ... ACKs to apps in another netns */
+	uint64_t pokes;		 /* write-space pokes: ACKs to app sockets */
 	uint64_t rmem_probes;	 /* rmem probe runs: other netns' unread */
 	uint64_t flows_leftover; /* a killed previous agent's, reset */
 	uint64_t flows_no_shm;	 /* no room to offer a ring: not tunneled */
@@ -221,7 +220,6 @@ void agent_bpf_ingress_window(struct agent *a, uint32_t bytes);
 int agent_bpf_slot_reuse(struct agent *a, uint32_t slot);
 void agent_bpf_app_release(struct agent *a, const struct fivc_flow_key *key);
 bool agent_bpf_app_present(struct agent *a, const struct fivc_flow_key *key);
-int agent_bpf_poke_mark(struct agent *a, const struct fivc_flow_key *key);
 int agent_bpf_rmem_probe(struct agent *a, struct fivc_rmem_probe *p);
 uint32_t agent_bpf_reap_holds(struct agent *a, uint64_t active_ns,
 			      uint64_t passive_ns);

@@ -11,7 +11,6 @@
 #include <fcntl.h>
 #include <linux/magic.h>
 #include <net/if.h>
-#include <pthread.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -19,7 +18,6 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/statfs.h>
 #include <unistd.h>
@@ -40,11 +38,6 @@ struct agent_bpf {
 	struct bpf_link *sockops;
 	struct bpf_link *sockopt_watch; /* cgroup/setsockopt */
 	struct bpf_link *tcp_info;	/* cgroup/getsockopt */
-	struct bpf_link *poke; /* iter/tcp, in our (the apps') namespace */
-	int poke_bell;	       /* eventfd: wake the poke thread */
-	bool poke_pending;     /* ring it after this batch of events */
-	pthread_t poke_th;
-	bool poke_th_started;
 	int cgroup_fd;
 	bool skmsg_attached;
 	char pin_dir[256];
@@ -167,9 +160,9 @@ static int pin_maps(struct agent_bpf *b)
  */
 static int size_maps(struct fastivc_bpf *s, uint32_t max_flows)
 {
-	struct bpf_map *per_flow[] = {s->maps.flows,	    s->maps.held_fins,
-				      s->maps.fin_ok,	    s->maps.fin_sent,
-				      s->maps.peer_fin_end, s->maps.poke};
+	struct bpf_map *per_flow[] = {s->maps.flows, s->maps.held_fins,
+				      s->maps.fin_ok, s->maps.fin_sent,
+				      s->maps.peer_fin_end};
 	int err = bpf_map__set_max_entries(s->maps.socks,
 					   max_flows + 2 * FIVC_MAX_SLOTS);
 
@@ -279,46 +272,6 @@ static int tc_attach(struct agent *a)
 	}
 	if_freenameindex(ifs);
 	return err;
-}
-
-/*
- * One walk over the namespace's TCP sockets wakes every marked app. It
- * costs ~1.7 ms with the default hash table, so it runs in its own thread:
- * the event loop only rings its doorbell. Marks made while a walk runs are
- * picked up by the next one.
- */
-static void *poke_thread(void *arg)
-{
-	struct agent_bpf *b = arg;
-	uint64_t n;
-	char buf[64];
-
-	while (read(b->poke_bell, &n, sizeof(n)) == sizeof(n)) {
-		int fd = bpf_iter_create(bpf_link__fd(b->poke));
-
-		if (fd < 0) {
-			pr_warn("Failed to run the poke iterator: %s",
-				strerror(errno));
-			continue;
-		}
-		while (read(fd, buf, sizeof(buf)) > 0)
-			;
-		close(fd);
-	}
-	return NULL;
-}
-
-/* Once per batch of events: one run pokes every socket marked in it. */
-static void poke_run(struct agent *a)
-{
-	uint64_t one = 1;
-
-	if (!a->bpf->poke_pending)
-		return;
-	a->bpf->poke_pending = false;
-	a->ctr.pokes++;
-	if (write(a->bpf->poke_bell, &one, sizeof(one)) < 0)
-		pr_warn("Failed to ring the poke thread: %s", strerror(errno));
 }
 
 /*
@@ -463,21 +416,6 @@ int agent_bpf_open(struct agent *a, const struct agent_bpf_events *on)
 	err = tc_attach(a);
 	if (err)
 		return err;
-	b->poke = bpf_program__attach_iter(b->skel->progs.fivc_poke, NULL);
-	if (!b->poke) {
-		err = -errno;
-		pr_err("Failed to attach the poke iterator: %s",
-		       strerror(errno));
-		return err;
-	}
-	b->poke_bell = eventfd(0, EFD_CLOEXEC);
-	if (b->poke_bell < 0)
-		return -errno;
-	err = -pthread_create(&b->poke_th, NULL, poke_thread, b);
-	if (err)
-		return err;
-	b->poke_th_started = true;
-	agent_on_batch(a, poke_run);
 	b->rb = ring_buffer__new(bpf_map__fd(b->skel->maps.events), on_event, a,
 				 NULL);
 	if (!b->rb) {
@@ -497,14 +435,7 @@ void agent_bpf_close(struct agent *a)
 	if (!b)
 		return;
 	ring_buffer__free(b->rb);
-	if (b->poke_th_started) {
-		pthread_cancel(b->poke_th);
-		pthread_join(b->poke_th, NULL);
-	}
-	if (b->poke_bell > 0)
-		close(b->poke_bell);
 	tc_detach_all(b);
-	bpf_link__destroy(b->poke);
 	bpf_link__destroy(b->sockopt_watch);
 	bpf_link__destroy(b->tcp_info);
 	bpf_link__destroy(b->sockops);
@@ -692,17 +623,6 @@ int agent_bpf_held_fin_take(struct agent *a, const struct fivc_flow_key *key,
 					    sizeof(*key), out, sizeof(*out), 0))
 		return -errno;
 	return out->len <= FIVC_HELD_FIN_MAX ? 0 : -EINVAL;
-}
-
-int agent_bpf_poke_mark(struct agent *a, const struct fivc_flow_key *key)
-{
-	__u32 one = 1;
-
-	if (bpf_map__update_elem(a->bpf->skel->maps.poke, key, sizeof(*key),
-				 &one, sizeof(one), BPF_ANY))
-		return -errno;
-	a->bpf->poke_pending = true;
-	return 0;
 }
 
 /* A DNAT'd connection's two nat_flows entries (bpf/fastivc.bpf.h). */

@@ -365,8 +365,8 @@ static int add_fd_watch(struct agent *a, struct agent_watch *w, int fd,
 }
 
 /*
- * SIGHUP has its own signalfd: reload, not stop. Blocked before any thread
- * starts (the poke thread would take it and die of it).
+ * SIGHUP has its own signalfd: reload, not stop; blocked, so that it never
+ * takes its default action (as signalfd needs).
  */
 static void block_hup(sigset_t *hup)
 {

@@ -233,7 +233,7 @@ static void print_status(struct agent *a, FILE *o, bool json)
 			"\"relay_bytes_tx\":%llu,\"relay_bytes_rx\":%llu,"
 			"\"ring_full\":%llu,\"ring_waits\":%llu,"
 			"\"inject_nomem\":%llu,"
-			"\"pokes\":%llu,\"pokes_ack\":%llu,"
+			"\"pokes\":%llu,"
 			"\"rmem_probes\":%llu,"
 			"\"flows_leftover\":%llu,"
 			"\"flows_no_shm\":%llu,\"pool_shm_short\":%llu,"
@@ -271,7 +271,6 @@ static void print_status(struct agent *a, FILE *o, bool json)
 			(unsigned long long)c->ring_waits,
 			(unsigned long long)c->inject_nomem,
 			(unsigned long long)c->pokes,
-			(unsigned long long)c->pokes_ack,
 			(unsigned long long)c->rmem_probes,
 			(unsigned long long)c->flows_leftover,
 			(unsigned long long)c->flows_no_shm,

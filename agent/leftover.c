@@ -3,7 +3,7 @@
  * What a killed agent leaves behind, cleared by the next one at start
  * (systemd restarts it): its pinned maps, with the app sockets of its flows
  * still in them, and its tc filters (legacy tc filters belong to no
- * process). Its sockops and poke iterator were bpf_links and went with it;
+ * process). Its sockops and cgroup programs were bpf_links and went with it;
  * its sk_msg goes with the sockhash once that is unpinned.
  *
  * Its flows are not resumed: the bytes in its slots and the state of its

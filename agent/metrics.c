@@ -188,7 +188,7 @@ static void write_metrics(struct agent *a, FILE *o)
 	     "Times the host's TCP memory closed sk_msg's ingress route.");
 	one(o, "ingress_closed_total", NULL, NULL, c->ingress_closed);
 	head(o, "pokes_total", "counter",
-	     "Runs of the write-space poke iterator.");
+	     "Write-space pokes: ACKs that wake a steered app's writer.");
 	one(o, "pokes_total", NULL, NULL, c->pokes);
 	head(o, "rmem_probes_total", "counter",
 	     "Runs of the probe that reads other namespaces' unread bytes.");

@@ -534,10 +534,8 @@ static __always_inline void established_done(struct bpf_sock_ops *skops,
 		uid_charge_flow(skops);
 	else
 		uid_uncharge(skops);
-	/* In another namespace: the agent's pokes come as segments (on_poke).
-	 */
-	if (bpf_get_netns_cookie(skops) != self_netns)
-		on |= BPF_SOCK_OPS_PARSE_UNKNOWN_HDR_OPT_CB_FLAG;
+	/* The agent's write-space pokes come as segments (on_poke). */
+	on |= BPF_SOCK_OPS_PARSE_UNKNOWN_HDR_OPT_CB_FLAG;
 	set_cb_flags(skops, steered ? on : 0,
 		     BPF_SOCK_OPS_WRITE_HDR_OPT_CB_FLAG |
 			     (steered ? 0 : BPF_SOCK_OPS_STATE_CB_FLAG));
@@ -696,11 +694,14 @@ static void on_state(struct bpf_sock_ops *skops)
 #define O_NONBLOCK 04000
 
 /*
- * A segment with an option TCP does not know, on a steered socket in
- * another namespace than the agent's: the agent's write-space poke, a pure
- * ACK carrying our option with the flow's nonce (agent/flow.c,
- * poke_by_ack). Its poke iterator sees only its own namespace. Done as the
- * iterator does it (bpf/poke.bpf.c), for non-blocking sockets only.
+ * A segment with an option TCP does not know, on a steered socket: the
+ * agent's write-space poke, a pure ACK carrying our option with the flow's
+ * nonce (agent/flow.c, poke_writer). A steered app's bytes go into X, so
+ * when X drains the kernel wakes X's waiters, not the app's; setting
+ * TCP_NOTSENT_LOWAT to its value calls the app socket's sk_write_space.
+ * Non-blocking sockets only: a blocking sender sleeps on X and X wakes it,
+ * while any wake-up of the app socket would make a thread blocked in its
+ * recv() return EAGAIN (tcp_bpf_recvmsg).
  */
 static void on_poke(struct bpf_sock_ops *skops)
 {

@@ -313,7 +313,7 @@ enum fivc_stat {
 	FIVC_STAT_SERVICE_NO_DNAT, /* to a Service, no DNAT seen: plain TCP */
 	FIVC_STAT_SERVICE_NETNS,   /* to a Service from another netns: TCP */
 	FIVC_STAT_NAT_FULL,	   /* nat_flows full: that connection on TCP */
-	FIVC_STAT_POKE_TAKEN,	   /* pokes by segment taken (another netns) */
+	FIVC_STAT_POKE_TAKEN,	   /* write-space pokes (segments) taken */
 	FIVC_STAT__MAX,
 };
 
