@@ -38,6 +38,7 @@ struct agent_bpf {
 	struct bpf_link *sockops;
 	struct bpf_link *sockopt_watch; /* cgroup/setsockopt */
 	struct bpf_link *tcp_info;	/* cgroup/getsockopt */
+	struct bpf_link *splice_watch;	/* syscalls/sys_enter_splice */
 	int cgroup_fd;
 	bool skmsg_attached;
 	char pin_dir[256];
@@ -176,6 +177,19 @@ static int size_maps(struct fastivc_bpf *s, uint32_t max_flows)
 	return err;
 }
 
+/* bpf/splice_watch.bpf.c marked a service: once per service. */
+static void splice_marked(const struct fivc_event *ev)
+{
+	bool active = ev->dir == FIVC_FLOW_ACTIVE;
+
+	pr_warn("flow slot %u (port %u -> %u): the app spliced from its "
+		"socket, which this kernel cannot do with tunnel bytes; later "
+		"connections %s port %u stay on TCP (opt_splice)",
+		ev->slot, ev->flow.lport, ev->flow.rport,
+		active ? "to" : "to its listener on",
+		active ? ev->flow.rport : ev->flow.lport);
+}
+
 static int on_event(void *ctx, void *data, size_t len)
 {
 	struct agent *a = ctx;
@@ -190,6 +204,8 @@ static int on_event(void *ctx, void *data, size_t len)
 		on->state(a, ev);
 	else if (ev->type == FIVC_EV_FIN_HELD)
 		on->fin_held(a, ev);
+	else if (ev->type == FIVC_EV_SPLICE)
+		splice_marked(ev);
 
 	return 0;
 }
@@ -413,6 +429,12 @@ int agent_bpf_open(struct agent *a, const struct agent_bpf_events *on)
 		return err;
 	}
 	listen_adopt(a, b->cgroup_fd, bpf_map__fd(b->skel->maps.listen_opts));
+	/* Without it, only splice() from a steered socket is not as TCP. */
+	b->splice_watch = bpf_program__attach(b->skel->progs.fivc_splice_watch);
+	if (!b->splice_watch)
+		pr_warn("splice() from steered sockets is not watched (%s): an "
+			"app that splices from one waits for its own timeout",
+			strerror(errno));
 	err = tc_attach(a);
 	if (err)
 		return err;
@@ -438,6 +460,7 @@ void agent_bpf_close(struct agent *a)
 	tc_detach_all(b);
 	bpf_link__destroy(b->sockopt_watch);
 	bpf_link__destroy(b->tcp_info);
+	bpf_link__destroy(b->splice_watch);
 	bpf_link__destroy(b->sockops);
 	if (b->skmsg_attached)
 		bpf_prog_detach2(bpf_program__fd(b->skel->progs.fivc_skmsg),

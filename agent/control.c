@@ -54,6 +54,8 @@ static const char *const stat_names[FIVC_STAT__MAX] = {
 	[FIVC_STAT_SERVICE_NETNS] = "service_other_netns",
 	[FIVC_STAT_NAT_FULL] = "nat_full",
 	[FIVC_STAT_POKE_TAKEN] = "pokes_taken",
+	[FIVC_STAT_SPLICE_MARKED] = "splice_marked",
+	[FIVC_STAT_OPT_SPLICE] = "opt_splice",
 };
 
 const char *agent_stat_name(unsigned int i)

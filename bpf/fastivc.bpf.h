@@ -140,6 +140,14 @@ FIVC_MAP struct {
 	__uint(max_entries, FIVC_MAX_SLOTS);
 } free_slots SEC(".maps");
 
+/* Services whose later connections stay on TCP (bpf_abi.h). */
+FIVC_MAP struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, struct fivc_splice_key);
+	__type(value, __u32);
+	__uint(max_entries, FIVC_MAX_SPLICE_DST);
+} splice_dst SEC(".maps");
+
 /* struct fivc_event records for the agent. */
 FIVC_MAP struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);

@@ -48,7 +48,8 @@ static __always_inline __u32 sockopt_refusals(struct sock *sk, bool listener)
 static __always_inline __u32 refusal_stat(__u32 why)
 {
 	return why & FIVC_OPT_RCVLOWAT ? FIVC_STAT_OPT_RCVLOWAT
-				       : FIVC_STAT_OPT_DEFER;
+	       : why & FIVC_OPT_DEFER  ? FIVC_STAT_OPT_DEFER
+				       : FIVC_STAT_OPT_SPLICE;
 }
 
 /*

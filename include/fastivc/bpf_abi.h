@@ -175,6 +175,7 @@ enum fivc_event_type {
 	FIVC_EV_ESTABLISHED = 1, /* a socket was steered; slot popped */
 	FIVC_EV_STATE = 2,	 /* a steered socket changed TCP state */
 	FIVC_EV_FIN_HELD = 3,	 /* tc held the peer's FIN (see held_fins) */
+	FIVC_EV_SPLICE = 4,	 /* an app spliced from a steered socket */
 };
 
 /* events: ring buffer records. */
@@ -263,6 +264,7 @@ struct fivc_held_fin {
 enum fivc_opt_refusal {
 	FIVC_OPT_RCVLOWAT = 1 << 0,
 	FIVC_OPT_DEFER = 1 << 1,
+	FIVC_OPT_SPLICE = 1 << 2, /* splice() from one of its sockets */
 };
 
 #define FIVC_MAX_LISTENERS 4096
@@ -277,6 +279,22 @@ struct fivc_listen_key {
 struct fivc_listen_opts {
 	__u32 why;	 /* enum fivc_opt_refusal bits */
 	__u32 listeners; /* on this key (SO_REUSEPORT): the last deletes it */
+};
+
+/*
+ * splice_dst: LRU hash, an address and port that an app connected to and
+ * then spliced from (bpf/splice_watch.bpf.c) -> 1: later connections of
+ * that uid there stay on plain TCP. By uid, so that one user's splice()
+ * costs no other user the tunnel.
+ */
+#define FIVC_MAX_SPLICE_DST 1024
+
+struct fivc_splice_key {
+	__u64 netns; /* the namespace's cookie */
+	__u8 addr[16];
+	__u16 port;
+	__u16 pad; /* 0 */
+	__u32 uid; /* the socket's owner (sk_uid) */
 };
 
 /* stats: per-CPU array, one __u64 per counter. */
@@ -314,6 +332,8 @@ enum fivc_stat {
 	FIVC_STAT_SERVICE_NETNS,   /* to a Service from another netns: TCP */
 	FIVC_STAT_NAT_FULL,	   /* nat_flows full: that connection on TCP */
 	FIVC_STAT_POKE_TAKEN,	   /* write-space pokes (segments) taken */
+	FIVC_STAT_SPLICE_MARKED,   /* services marked by a splice() from one */
+	FIVC_STAT_OPT_SPLICE,	   /* ... their later connections: plain TCP */
 	FIVC_STAT__MAX,
 };
 

@@ -16,6 +16,8 @@ compares the lines over plain TCP and through the tunnel. Cases:
   shutrd    the client shuts its read side, then reads what came before
             and after
   splice    the server splice()s 100000 bytes from its socket into a pipe
+  splice2   the same twice, two connections to one listener (after the
+            first splice(), the listener's later connections take TCP)
   sendfile  the server sendfile()s 1 MiB; the client checks it
   tcpinfo   after 5000 bytes each way: TCP_INFO's bytes_acked on the
             sender, bytes_received and FIONREAD on the receiver
@@ -80,6 +82,8 @@ def server(c, case):
         c.sendall(b"y" * 100)
     elif case == "splice":
         outcome("server", "spliced %d of 100000" % splice_all(c, 2.0))
+    elif case == "splice2":
+        return splice_all(c, 2.0)
     elif case == "sendfile":
         with tempfile.TemporaryFile() as f:
             f.write(pattern(1 << 20, "sendfile"))
@@ -93,8 +97,6 @@ def server(c, case):
                                              b"\0" * 4))[0]
         outcome("server", "FIONREAD %d bytes_received %d" %
                 (inq, tcpi_bytes(c)[1]))
-    c.shutdown(socket.SHUT_WR)
-    recv_all(c)
 
 
 def client(s, case):
@@ -112,7 +114,7 @@ def client(s, case):
         time.sleep(0.7)
         outcome("client", "after SHUT_RD read %d then %d" %
                 (before, len(s.recv(1000))))
-    elif case == "splice":
+    elif case in ("splice", "splice2"):
         s.sendall(b"z" * 100000)
     elif case == "sendfile":
         got = recv_all(s)
@@ -132,14 +134,23 @@ def client(s, case):
 def main():
     role, addr, port, case = sys.argv[1], sys.argv[2], int(sys.argv[3]), \
         sys.argv[4]
+    conns = 2 if case == "splice2" else 1
     if role == "server":
-        c, _ = listener(addr, port).accept()
-        server(c, case)
+        lis = listener(addr, port)
+        moved = []
+        for _ in range(conns):
+            c, _ = lis.accept()
+            moved.append(server(c, case))
+            c.shutdown(socket.SHUT_WR)
+            recv_all(c)
+        if case == "splice2":
+            outcome("server", "spliced %d then %d of 100000" % tuple(moved))
     else:
         fam = socket.AF_INET6 if ":" in addr else socket.AF_INET
-        s = socket.socket(fam, socket.SOCK_STREAM)
-        s.connect((addr, port))
-        client(s, case)
+        for _ in range(conns):
+            s = socket.socket(fam, socket.SOCK_STREAM)
+            s.connect((addr, port))
+            client(s, case)
 
 
 if __name__ == "__main__":

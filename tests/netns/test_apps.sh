@@ -19,11 +19,13 @@
 #   splice-auto` (which reads this response with recv() over TCP as well):
 #   curl gets 4 MiB through it (SHA-256), HAProxy's backend connection
 #   the one the tunnel carries. With `option splice-response`
-#   (splice() from that connection, always) it is the kernel's limit
-#   (docs/steering.md, "What the kernel sets"; patch 0005): over TCP the
-#   file arrives, through fastivc HAProxy's 3 s timeout ends it, and the
-#   check fails when a kernel lets the file through, so that the list
-#   follows.
+#   (splice() from that connection, always; a backend of its own, nginx's
+#   port 8082) it is the kernel's limit (docs/steering.md, "What the kernel
+#   sets"; patch 0005): over TCP the file arrives; through fastivc the
+#   first fetch ends at HAProxy's 3 s timeout (the check fails when a
+#   kernel lets the file through, so that the list follows), A's agent
+#   marks that backend (splice_marked, one log line), and the second fetch
+#   takes plain TCP from the handshake (opt_splice) and gets the file.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/tunnel.sh"
 FAILED=0
@@ -41,13 +43,13 @@ WWW=$RUN/www
 mkdir -p "$WWW"
 head -c $((4 << 20)) /dev/urandom >"$WWW/4m"
 SHA=$(sha256sum <"$WWW/4m" | cut -d' ' -f1)
-nginx_conf "$WWW" "8081 deferred"
+nginx_conf "$WWW" "8081 deferred" 8082
 in_ns B nginx -p "$RUN/nginx" -e "$LOGS/nginx-error.log" -c "$RUN/nginx/nginx.conf" \
 	-g 'daemon off;' >"$LOGS/nginx.out" 2>&1 &
 in_ns B memcached -u root -l $IP_B -p 11211 -U 0 -m 64 >"$LOGS/memcached.out" 2>&1 &
 for _ in $(seq 100); do
-	[ "$(ip netns exec "$NS_B" ss -ltnH "( sport = :8080 or sport = :8081 or sport = :11211 )" |
-		wc -l)" = 3 ] && break
+	[ "$(ip netns exec "$NS_B" ss -ltnH "( sport = :8080 or sport = :8081 or sport = :8082 or sport = :11211 )" |
+		wc -l)" = 4 ] && break
 	sleep 0.1
 done
 
@@ -137,9 +139,9 @@ ssh_forward() {
 	rm -f "$LOGS/4m-ssh"
 }
 
-# haproxy_fetch WHERE OPTION: HAProxy in A with OPTION in front of nginx
-# in B; curl in A gets /4m through it. Sets HAP_RC (curl's exit), HAP_OK
-# (yes: the file intact) and HAP_S (curl's seconds).
+# haproxy_fetch WHERE OPTION [PORT]: HAProxy in A with OPTION in front of
+# nginx's PORT (8080) in B; curl in A gets /4m through it. Sets HAP_RC
+# (curl's exit), HAP_OK (yes: the file intact) and HAP_S (curl's seconds).
 haproxy_fetch() {
 	local cfg=$RUN/haproxy-$2.cfg out
 	cat >"$cfg" <<EOF
@@ -153,9 +155,9 @@ frontend apps
 	bind $IP_A:9000
 	default_backend nginx
 backend nginx
-	server b $IP_B:8080
+	server b $IP_B:${3:-8080}
 EOF
-	in_ns A haproxy -db -f "$cfg" >"$LOGS/haproxy-$2-$1.out" 2>&1 &
+	in_ns A haproxy -db -f "$cfg" >>"$LOGS/haproxy-$2-$1.out" 2>&1 &
 	for _ in $(seq 100); do
 		ip netns exec "$NS_A" ss -ltnH "( sport = :9000 )" | grep -q . && break
 		sleep 0.1
@@ -239,10 +241,23 @@ for where in tcp fastivc; do
 	else
 		check_untunneled "HAProxy over tcp"
 	fi
-	haproxy_fetch $where splice-response
+	marked=$(stat A splice_marked) refused=$(stat A opt_splice)
+	haproxy_fetch $where splice-response 8082
 	if [ $where = fastivc ]; then
 		check "HAProxy splice-response over fastivc: the kernel's limit, ended by HAProxy's timeout (curl exit $HAP_RC, no file)" \
 			[ $HAP_RC != 0 -a $HAP_OK = no ]
+		said=no
+		grep -q "the app spliced from its socket.*connections to port 8082 stay on TCP" \
+			"$LOGS/agent-A.log" && said=yes
+		check "HAProxy splice-response over fastivc: A's agent marked the backend ($(stat A splice_marked) after $marked), and said so ($said)" \
+			[ "$(stat A splice_marked)" = $((marked + 1)) -a $said = yes ]
+		tunnel_mark
+		haproxy_fetch $where splice-response 8082
+		check "HAProxy splice-response over fastivc, again: curl exit 0, the file intact" \
+			[ $HAP_RC = 0 -a $HAP_OK = yes ]
+		check "HAProxy splice-response over fastivc, again: plain TCP from the handshake, counted as opt_splice" \
+			[ "$(stat A opt_splice)" = $((refused + 1)) ]
+		check_untunneled "HAProxy splice-response over fastivc, again"
 	else
 		check "HAProxy splice-response over tcp: curl exit 0, the file intact" \
 			[ $HAP_RC = 0 -a $HAP_OK = yes ]

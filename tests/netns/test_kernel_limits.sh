@@ -6,7 +6,9 @@
 # TCP the case must give TCP's answer (the probe is right); through the
 # tunnel it must give TCP's answer or exactly the deviation docs/steering.md
 # documents, on a connection the tunnel carried. A kernel that changes one
-# fails here, so that the documentation follows it.
+# fails here, so that the documentation follows it. splice2 is the
+# mitigation of splice: after a splice() from a steered socket, its
+# listener's later connections take plain TCP, where splice() works.
 . "$(dirname "$0")/lib.sh"
 FAILED=0
 PROG=$PWD/tests/netns/kernel_limits.py
@@ -16,6 +18,7 @@ EXPECT="waitall|client MSG_WAITALL got 2000 of 2000|client MSG_WAITALL got 1000 
 oob|server urgent b'!' stream b'abcdef'|server urgent b'a' stream b'bc!def'
 shutrd|client after SHUT_RD read 100 then 100|=
 splice|server spliced 100000 of 100000|server spliced 0 of 100000
+splice2|server spliced 100000 then 100000 of 100000|server spliced 0 then 100000 of 100000
 sendfile|client got 1048576, intact; server sendfile 1048576|=
 tcpinfo|client bytes_acked 5001; server FIONREAD 5000 bytes_received 5000|="
 
@@ -47,6 +50,7 @@ while IFS='|' read -r c tcp tunnel; do
 	port=$((port + 1))
 	[ "$tunnel" = = ] && tunnel=$tcp
 	steered=$(json_get A 'd["bpf"]["steered"]')
+	marked=$(json_get B 'd["bpf"]["splice_marked"]') refused=$(json_get B 'd["bpf"]["opt_splice"]')
 	got=$(run "$c" $port)
 	say "$c through the tunnel: $got"
 	check "$c: carried by the tunnel" [ "$(json_get A 'd["bpf"]["steered"]')" = $((steered + 1)) ]
@@ -55,5 +59,16 @@ while IFS='|' read -r c tcp tunnel; do
 	else
 		check "$c: through the tunnel as documented (TCP: $tcp)" [ "$got" = "$tunnel" ]
 	fi
+	case $c in splice*)
+		said=no
+		grep -q "the app spliced from its socket.*connections to its listener on port $port stay on TCP" \
+			"$LOGS/agent-B.log" && said=yes
+		check "$c: B's agent marked the listener, and said so ($said)" \
+			[ "$(json_get B 'd["bpf"]["splice_marked"]')" = $((marked + 1)) -a $said = yes ]
+		;;
+	esac
+	[ $c = splice2 ] &&
+		check "$c: its second connection kept on TCP, counted as opt_splice" \
+			[ "$(json_get B 'd["bpf"]["opt_splice"]')" = $((refused + 1)) ]
 done <<<"$EXPECT"
 exit $FAILED
