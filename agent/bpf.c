@@ -431,10 +431,16 @@ int agent_bpf_open(struct agent *a, const struct agent_bpf_events *on)
 	listen_adopt(a, b->cgroup_fd, bpf_map__fd(b->skel->maps.listen_opts));
 	/* Without it, only splice() from a steered socket is not as TCP. */
 	b->splice_watch = bpf_program__attach(b->skel->progs.fivc_splice_watch);
-	if (!b->splice_watch)
-		pr_warn("splice() from steered sockets is not watched (%s): an "
-			"app that splices from one waits for its own timeout",
-			strerror(errno));
+	if (!b->splice_watch) {
+		err = errno;
+		pr_warn("splice() from steered sockets is not watched (%s%s): "
+			"an app that splices from one waits for its own "
+			"timeout",
+			strerror(err),
+			err == ENOENT ? "; is tracefs mounted at "
+					"/sys/kernel/tracing?"
+				      : "");
+	}
 	err = tc_attach(a);
 	if (err)
 		return err;

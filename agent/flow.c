@@ -786,7 +786,7 @@ static void y_ready(struct agent *a, struct agent_watch *w, uint32_t events)
  * that socket sees the option and calls its sk_write_space (on_poke). It
  * reaches the socket in any namespace, and costs one segment where a walk
  * of the namespace's TCP hash (an iter/tcp program, until 2026-12) cost
- * ~1.7 ms. Steered bytes never move those numbers; the peer's FIN may
+ * ~1.5 ms. Steered bytes never move those numbers; the peer's FIN may
  * have, so past the tunnel's end both are sent (TCP drops the stale one,
  * answering with a duplicate ACK the peer ignores).
  */

@@ -76,6 +76,9 @@ echo 16384 >/sys/module/xen_gntalloc/parameters/limit
 mkdir -p /sys/fs/cgroup /sys/fs/bpf
 mount -t cgroup2 none /sys/fs/cgroup
 mount -t bpf bpf /sys/fs/bpf
+# As systemd does on a real domU: the agent's splice() tracepoint attaches
+# through tracefs (bpf/splice_watch.bpf.c).
+mount -t tracefs tracefs /sys/kernel/tracing
 # The apps the agent steers; the lab's own TCP tests stay outside.
 mkdir -p /sys/fs/cgroup/lab-apps
 agent_start() { # above the apps: under TCG 200 busy threads starve it
