@@ -198,17 +198,17 @@ static __always_inline void unreserve(const struct fivc_flow_key *k)
 }
 
 /*
- * The socket's uid spliced from a connection to @k's remote before
+ * @tp's uid spliced from a connection to @k's remote before
  * (splice_watch.bpf.c).
  */
 static __always_inline bool spliced_dst(struct bpf_sock_ops *skops,
+					struct tcp_sock *tp,
 					const struct fivc_flow_key *k)
 {
 	struct fivc_splice_key dst = {.netns = bpf_get_netns_cookie(skops),
 				      .port = k->rport};
 
-	if (sock_uid(skops->sk, &dst.uid))
-		return false;
+	dst.uid = tp->inet_conn.icsk_inet.sk.sk_uid.val;
 	__builtin_memcpy(dst.addr, k->raddr, sizeof(dst.addr));
 	return bpf_map_lookup_elem(&splice_dst, &dst);
 }
@@ -227,7 +227,7 @@ static void on_connect(struct bpf_sock_ops *skops)
 		return;
 	tp = bpf_skc_to_tcp_sock(sk);
 	why = tp ? sockopt_refusals((struct sock *)tp, false) : 0;
-	if (!why && spliced_dst(skops, &k))
+	if (!why && tp && spliced_dst(skops, tp, &k))
 		why = FIVC_OPT_SPLICE;
 	if (why) {
 		stat_inc(refusal_stat(why));

@@ -113,6 +113,14 @@ fetch() {
 		[ "$(echo "$out" | sed 's|/[0-9.]*||g' | xargs)" = "1 0 0" ]
 }
 
+# listening_a PORT: wait (up to 10 s) until something listens on PORT in A.
+listening_a() {
+	for _ in $(seq 100); do
+		ip netns exec "$NS_A" ss -ltnH "( sport = :$1 )" | grep -q . && return
+		sleep 0.1
+	done
+}
+
 # ssh_forward WHERE: ssh in A forwards 127.0.0.1:9022 to nginx in B through
 # sshd; curl fetches /4m through it. Checks curl's exit and the file.
 ssh_forward() {
@@ -122,10 +130,7 @@ ssh_forward() {
 		-o ExitOnForwardFailure=yes -N -L 127.0.0.1:9022:$IP_B:8080 \
 		-p 2222 root@$IP_B >"$LOGS/ssh-$1.out" 2>&1 &
 	pid=$!
-	for _ in $(seq 100); do
-		ip netns exec "$NS_A" ss -ltnH "( sport = :9022 )" | grep -q . && break
-		sleep 0.1
-	done
+	listening_a 9022
 	in_ns A timeout 60 curl -sS --fail -o "$LOGS/4m-ssh" http://127.0.0.1:9022/4m \
 		>>"$LOGS/ssh-$1.out" 2>&1
 	rc=$?
@@ -158,10 +163,7 @@ backend nginx
 	server b $IP_B:${3:-8080}
 EOF
 	in_ns A haproxy -db -f "$cfg" >>"$LOGS/haproxy-$2-$1.out" 2>&1 &
-	for _ in $(seq 100); do
-		ip netns exec "$NS_A" ss -ltnH "( sport = :9000 )" | grep -q . && break
-		sleep 0.1
-	done
+	listening_a 9000
 	out=$(in_ns A timeout 30 curl -sS --fail -o "$LOGS/4m-hap" -w '%{time_total}' \
 		"http://$IP_A:9000/4m" 2>>"$LOGS/haproxy-$2-$1.out")
 	HAP_RC=$? HAP_S=${out:-?} HAP_OK=no
