@@ -25,6 +25,7 @@
 #include "agent.h"
 #include "fastivc.skel.h"
 #include "fastivc/log.h"
+#include "splice_watch.h"
 
 #define MAX_IFACES 16
 #ifndef SO_NETNS_COOKIE
@@ -38,7 +39,7 @@ struct agent_bpf {
 	struct bpf_link *sockops;
 	struct bpf_link *sockopt_watch; /* cgroup/setsockopt */
 	struct bpf_link *tcp_info;	/* cgroup/getsockopt */
-	struct bpf_link *splice_watch;	/* syscalls/sys_enter_splice */
+	struct bpf_link *splice_watch;	/* agent/splice_watch.c */
 	int cgroup_fd;
 	bool skmsg_attached;
 	char pin_dir[256];
@@ -361,6 +362,7 @@ int agent_bpf_open(struct agent *a, const struct agent_bpf_events *on)
 	}
 	b->skel->rodata->self_domid = a->cfg.domid;
 	b->skel->rodata->self_netns = own_netns_cookie();
+	splice_watch_choose(b->skel);
 	err = size_maps(b->skel, a->cfg.max_flows);
 	if (!err)
 		err = pin_maps(b);
@@ -429,18 +431,7 @@ int agent_bpf_open(struct agent *a, const struct agent_bpf_events *on)
 		return err;
 	}
 	listen_adopt(a, b->cgroup_fd, bpf_map__fd(b->skel->maps.listen_opts));
-	/* Without it, only splice() from a steered socket is not as TCP. */
-	b->splice_watch = bpf_program__attach(b->skel->progs.fivc_splice_watch);
-	if (!b->splice_watch) {
-		err = errno;
-		pr_warn("splice() from steered sockets is not watched (%s%s): "
-			"an app that splices from one waits for its own "
-			"timeout",
-			strerror(err),
-			err == ENOENT ? "; is tracefs mounted at "
-					"/sys/kernel/tracing?"
-				      : "");
-	}
+	b->splice_watch = splice_watch_attach(b->skel);
 	err = tc_attach(a);
 	if (err)
 		return err;

@@ -5,7 +5,7 @@
  * queue that tunnel bytes are injected into, so such a splice() finds
  * nothing however much there is to read (HAProxy with `option
  * splice-response` waits for its own timeout). docs/kernel/0005 is the
- * kernel's fix. Until a kernel has it, this tracepoint sees the first such
+ * kernel's fix. Until a kernel has it, this watch sees the first such
  * splice() of a service and keeps the service's later connections on plain
  * TCP, where splice() works: a listener's listen_opts entry gets
  * FIVC_OPT_SPLICE (the spliced socket was accepted), or the address and
@@ -14,6 +14,12 @@
  * spliced keeps its tunnel: an app that reads with recv() after a fruitless
  * splice() (HAProxy's `splice-auto`) reads every byte. The agent hears of each
  * new mark (FIVC_EV_SPLICE) and logs it.
+ *
+ * Two hooks, one of them attached (agent/splice_watch.c): fentry on
+ * tcp_splice_read() runs only when a TCP socket is spliced from and costs
+ * nothing else; where the kernel refuses fentry, the tracepoint on
+ * splice()'s entry, which sends every syscall of the machine through the
+ * tracing entry path (docs/performance.md, "The splice() watch's hook").
  */
 #include "sockopt_refuse.bpf.h"
 
@@ -79,15 +85,13 @@ static __always_inline bool mark(struct sock *sk, const struct fivc_flow_key *k,
 	return !bpf_map_update_elem(&splice_dst, &dst, &one, BPF_NOEXIST);
 }
 
-SEC("tracepoint/syscalls/sys_enter_splice")
-int fivc_splice_watch(struct trace_event_raw_sys_enter *ctx)
+/* @sk was spliced from: mark its service if its flow is steered. */
+static __always_inline int watch(struct sock *sk)
 {
 	struct fivc_flow_key k = {};
 	struct fivc_flow *flow;
 	struct fivc_event *ev;
-	struct sock *sk;
 
-	sk = fd_sock((int)ctx->args[0]);
 	if (!sk || !sock_key(sk, &k))
 		return 0;
 	flow = bpf_map_lookup_elem(&flows, &k);
@@ -108,4 +112,23 @@ int fivc_splice_watch(struct trace_event_raw_sys_enter *ctx)
 	ev->dir = flow->dir;
 	bpf_ringbuf_submit(ev, 0);
 	return 0;
+}
+
+/*
+ * tcp_splice_read(struct socket *sock, ...): ctx[0] is @sock. Not loaded
+ * unless the agent finds that fentry loads ("?"), as some kernels refuse
+ * it and the skeleton's other users (tests/bpf) do not need it.
+ */
+SEC("?fentry/tcp_splice_read")
+int fivc_splice_read(__u64 *ctx)
+{
+	struct socket *sock = (struct socket *)ctx[0];
+
+	return watch(BPF_CORE_READ(sock, sk));
+}
+
+SEC("tracepoint/syscalls/sys_enter_splice")
+int fivc_splice_enter(struct trace_event_raw_sys_enter *ctx)
+{
+	return watch(fd_sock((int)ctx->args[0]));
 }

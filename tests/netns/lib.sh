@@ -54,6 +54,11 @@ netns_require() {
 		{ skip "netns tests: no cgroup v2 at $CG_ROOT"; exit 77; }
 	grep -q ' /sys/fs/bpf bpf' /proc/mounts || mount -t bpf bpf /sys/fs/bpf ||
 		{ skip "netns tests: cannot mount bpffs"; exit 77; }
+	# As systemd does: the agents' splice() watch needs it where the kernel
+	# refuses fentry (agent/splice_watch.c).
+	grep -q ' /sys/kernel/tracing tracefs' /proc/mounts ||
+		mount -t tracefs tracefs /sys/kernel/tracing ||
+		say "no tracefs at /sys/kernel/tracing: splice() is watched only where fentry loads"
 	[ -x "$FASTIVC" ] || { fail "netns tests: $FASTIVC not built"; exit 1; }
 }
 

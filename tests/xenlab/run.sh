@@ -15,7 +15,7 @@ cd "$(dirname "$0")/../.."
 O=${O:-build}
 OUT=$O/xenlab
 LOG=$OUT/serial.log
-LIMIT=${XENLAB_TIMEOUT:-900} # seconds for the whole boot-to-power-off
+LIMIT=${XENLAB_TIMEOUT:-1650} # seconds for the whole boot-to-power-off
 start=$(date +%s)
 
 elapsed() { echo $(($(date +%s) - start)); }

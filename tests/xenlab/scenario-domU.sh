@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 # Sourced by init-domU.sh: fastivc on the xen backend between the domUs.
-#   client: integrity (256 MiB each way, iperf3 -P 8, 200 connections) with
+#   client: integrity (128 MiB each way, iperf3 -P 8, 200 connections) with
 #           both agents' tunnel counters, per direction (the server's
 #           answers the client's asks), and dom0's vif counters; kill -9 of
 #           its own agent mid-transfer and a restart; xl destroy of the server
@@ -162,13 +162,14 @@ vif_mark() { # dom0 reads our vif's counters when we ask and says so
 }
 
 server_scenario() {
-	blast_serve integrity 6001 1 $((256 * MIB))
+	blast_serve integrity 6001 1 $((128 * MIB))
 	in_apps iperf3 -s -p 5202 -D >/dev/null
 	blast_serve many 6002 200 $((64 * 1024))
 	blast_serve kill 6003 1 $((512 * MIB))
 	blast_serve restarted 6005 1 $((16 * MIB))
 	blast_serve grants-long 6008 1 $((32 * MIB))
 	blast_serve grants 6009 8 $((1 * MIB))
+	[ "$LAB_MODE" = bench ] || server_splice &
 	ctr_answer &
 	say server-ready 1
 	. /etc/xenlab/bench-domU.sh # netfront, fastivc, libxenvchan
@@ -188,6 +189,24 @@ server_scenario() {
 	agent_log
 	echo XENLAB-GUEST-DONE
 	sleep 600
+}
+
+# splice() from a tunneled socket (docs/steering.md, "What the kernel
+# sets"): the lab's kernel loads fentry, so the agent watches
+# tcp_splice_read() (agent/splice_watch.c; the netns tier's kernel refuses
+# fentry and tests the syscall tracepoint). Two connections of the client's
+# to one listener here: the first is tunneled and splice() finds nothing in
+# it; the agent marks the listener at that first splice(), so the second
+# takes plain TCP, where splice() moves every byte.
+server_splice() {
+	refused=$(ctr opt_splice)
+	in_apps splice_sink serve "$lab_ip" 6012 2 3 >/tmp/splice.out 2>&1
+	grep -q "watched at tcp_splice_read() (fentry)" /tmp/agent.log
+	result $? "fastivc: splice() watched by fentry on tcp_splice_read()"
+	set -- $(awk '{print $2}' /tmp/splice.out)
+	[ "$*" = "0 100000" ] && grep -q "the app spliced from its socket" /tmp/agent.log &&
+		[ "$(ctr opt_splice)" = $((refused + 1)) ]
+	result $? "fastivc: splice() from a tunneled socket: ${1:-none} then ${2:-none} of 100000 bytes spliced, the listener marked, its second connection on TCP (opt_splice)"
 }
 
 # A forged CREATE from the other domU (docs/security.md, "claim a domain id
@@ -275,10 +294,10 @@ client_integrity() {
 	# blast: the client sends an 8-byte index and BYTES, the server BYTES.
 	tunnel_mark
 	in_apps timeout 300 blast client "$lab_peer_ip" 6001 \
-		--bytes $((256 * MIB)) >/tmp/integrity.out 2>&1
+		--bytes $((128 * MIB)) >/tmp/integrity.out 2>&1
 	blast_check integrity $? "$peer"
-	result $? "fastivc: 256 MiB each way, SHA-256 equal at both ends"
-	tunnel_check "256 MiB each way" $((256 * MIB + 8)) $((256 * MIB)) exact
+	result $? "fastivc: 128 MiB each way, SHA-256 equal at both ends"
+	tunnel_check "128 MiB each way" $((128 * MIB + 8)) $((128 * MIB)) exact
 	tunnel_mark
 	in_apps timeout 120 iperf3 -c "$lab_peer_ip" -p 5202 -P 8 -t 5 -J \
 		>/tmp/iperf8.json 2>&1
@@ -306,6 +325,13 @@ client_integrity() {
 	[ "$(ctr flows_failed)" = 0 ]
 	result $? "fastivc: no flow failed" || agent_said_flows
 	vif_mark end
+}
+
+client_splice() { # the server checks (server_splice)
+	phase "fastivc: splice() from a tunneled socket"
+	for _ in 1 2; do
+		in_apps timeout 60 splice_sink send "$lab_peer_ip" 6012 100000
+	done
 }
 
 # gntalloc's page limit lowered under the agent, with a flow in its tunnel:
@@ -428,6 +454,7 @@ client_scenario() {
 		# cache that covers the pool leaves no shortage to see.
 		client_grants
 		client_integrity
+		client_splice
 	fi
 	. /etc/xenlab/bench-domU.sh # netfront, fastivc, libxenvchan
 	if [ "$LAB_MODE" = bench ]; then
