@@ -167,7 +167,7 @@ EOF
 	out=$(in_ns A timeout 30 curl -sS --fail -o "$LOGS/4m-hap" -w '%{time_total}' \
 		"http://$IP_A:9000/4m" 2>>"$LOGS/haproxy-$2-$1.out")
 	HAP_RC=$? HAP_S=${out:-?} HAP_OK=no
-	[ "$(sha256sum <"$LOGS/4m-hap" 2>/dev/null | cut -d' ' -f1)" = "$SHA" ] && HAP_OK=yes
+	[ "$(sha256sum "$LOGS/4m-hap" 2>/dev/null | cut -d' ' -f1)" = "$SHA" ] && HAP_OK=yes
 	say "HAProxy $2 over $1: curl exit $HAP_RC in $HAP_S s, file intact: $HAP_OK"
 	# $! is the subshell of in_ns, not HAProxy: end it by its config.
 	pkill -f "haproxy -db -f $cfg"
