@@ -433,6 +433,23 @@ static bool xlink_poll(struct agent *a, struct xlink *x)
 	return true;
 }
 
+/*
+ * An up link's peer restarted (a new nonce) or is going (no offer): one
+ * xenstore read. The tick's poll of an up link only looks for that, and
+ * a whole read of the offer, a transaction over every key, holds the
+ * event loop for a dozen round trips to xenstored once a second
+ * (docs/performance.md, "The Xen lab's p99").
+ */
+static bool xlink_peer_changed(struct agent *a, struct xlink *x)
+{
+	char name[FIVC_XRDV_NAME_MAX + 1];
+	uint32_t nonce;
+
+	rdv_name(name, sizeof(name), a->be->self_domid);
+	return fivc_xrdv_read_u32(a->be, x->peer, name, "nonce", &nonce) ||
+	       nonce != x->peer_nonce;
+}
+
 void xlink_tick(struct agent *a, uint64_t now)
 {
 	struct xlink *x, *next;
@@ -443,7 +460,8 @@ void xlink_tick(struct agent *a, uint64_t now)
 			continue;
 		x->next_poll_ns =
 			now + (x->up ? XLINK_UP_POLL_NS : XLINK_SETUP_POLL_NS);
-		xlink_poll(a, x);
+		if (!x->up || xlink_peer_changed(a, x))
+			xlink_poll(a, x);
 	}
 }
 

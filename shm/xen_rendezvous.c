@@ -589,6 +589,31 @@ int fivc_xrdv_read(struct fivc_backend *be, uint32_t peer, const char *name,
 	return -EAGAIN;
 }
 
+int fivc_xrdv_read_u32(struct fivc_backend *be, uint32_t peer, const char *name,
+		       const char *key, uint32_t *out)
+{
+	struct xs_handle *xs = fivc_xen_backend_xs(be);
+	char path[FIVC_XRDV_PATH_MAX];
+	unsigned int len;
+	char *val;
+	int err;
+
+	if (!xs || !out)
+		return -EINVAL;
+	err = fivc_xen_check_domid(peer, be->self_domid);
+	if (!err)
+		err = fivc_xrdv_path(path, sizeof(path), peer, name, key);
+	if (err)
+		return err;
+	val = xs_read(xs, XBT_NULL, path, &len);
+	if (!val)
+		return xs_errno(ENOENT);
+	/* The peer wrote it: a NUL inside is not a number either. */
+	err = strlen(val) == len ? fivc_xrdv_parse_u32(val, out) : -EINVAL;
+	free(val);
+	return err;
+}
+
 int fivc_xrdv_unpublish(struct fivc_backend *be, const char *name)
 {
 	struct xs_handle *xs = fivc_xen_backend_xs(be);

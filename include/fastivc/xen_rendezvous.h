@@ -170,6 +170,14 @@ int fivc_xrdv_publish(struct fivc_backend *be, uint32_t peer, const char *name,
  */
 int fivc_xrdv_read(struct fivc_backend *be, uint32_t peer, const char *name,
 		   struct fivc_xrdv_data *dd);
+/*
+ * Read one number, /local/domain/<peer>/data/fastivc/<name>/<key>: one
+ * xenstore request where fivc_xrdv_read() makes one per key and two for
+ * its transaction. The errors of fivc_xrdv_read(); -EINVAL if the value
+ * is not a number.
+ */
+int fivc_xrdv_read_u32(struct fivc_backend *be, uint32_t peer, const char *name,
+		       const char *key, uint32_t *out);
 /* Remove our directory <name>; 0 if it was not there. */
 int fivc_xrdv_unpublish(struct fivc_backend *be, const char *name);
 
