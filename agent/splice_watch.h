@@ -3,6 +3,7 @@
 #ifndef FASTIVC_AGENT_SPLICE_WATCH_H
 #define FASTIVC_AGENT_SPLICE_WATCH_H
 
+struct bpf_link;
 struct fastivc_bpf;
 
 /* Before the skeleton loads: load the fentry hook only where it can. */
