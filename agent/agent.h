@@ -225,6 +225,8 @@ uint32_t agent_bpf_reap_holds(struct agent *a, uint64_t active_ns,
 			      uint64_t passive_ns);
 void agent_bpf_uid_limits(struct agent *a, uint32_t holds, uint32_t flows);
 int agent_bpf_stats(struct agent *a, uint64_t out[FIVC_STAT__MAX]);
+/* One of them (enum fivc_stat): 0 or -errno. */
+int agent_bpf_stat(struct agent *a, uint32_t stat, uint64_t *out);
 int agent_bpf_free_slot_pop(struct agent *a, uint32_t *slot);
 /* End of stream delivered: let later FINs pass, and clear held state. */
 int agent_bpf_fin_ok(struct agent *a, const struct fivc_flow_key *key, bool ok);

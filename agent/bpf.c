@@ -708,7 +708,9 @@ int agent_bpf_free_slot_pop(struct agent *a, uint32_t *slot)
 	return 0;
 }
 
-int agent_bpf_stats(struct agent *a, uint64_t out[FIVC_STAT__MAX])
+/* Stats [first, first + n) summed over CPUs into out[0, n): one lookup each. */
+static int stats_read(struct agent *a, uint32_t first, uint32_t n,
+		      uint64_t *out)
 {
 	int ncpu = libbpf_num_possible_cpus();
 	uint64_t *v;
@@ -718,10 +720,12 @@ int agent_bpf_stats(struct agent *a, uint64_t out[FIVC_STAT__MAX])
 	v = calloc((size_t)ncpu, sizeof(*v));
 	if (!v)
 		return -ENOMEM;
-	for (uint32_t i = 0; i < FIVC_STAT__MAX; i++) {
+	for (uint32_t i = 0; i < n; i++) {
+		uint32_t key = first + i;
+
 		out[i] = 0;
-		if (bpf_map__lookup_elem(a->bpf->skel->maps.stats, &i,
-					 sizeof(i), v,
+		if (bpf_map__lookup_elem(a->bpf->skel->maps.stats, &key,
+					 sizeof(key), v,
 					 (size_t)ncpu * sizeof(*v), 0))
 			continue;
 		for (int c = 0; c < ncpu; c++)
@@ -729,4 +733,14 @@ int agent_bpf_stats(struct agent *a, uint64_t out[FIVC_STAT__MAX])
 	}
 	free(v);
 	return 0;
+}
+
+int agent_bpf_stats(struct agent *a, uint64_t out[FIVC_STAT__MAX])
+{
+	return stats_read(a, 0, FIVC_STAT__MAX, out);
+}
+
+int agent_bpf_stat(struct agent *a, uint32_t stat, uint64_t *out)
+{
+	return stat < FIVC_STAT__MAX ? stats_read(a, stat, 1, out) : -EINVAL;
 }

@@ -192,7 +192,7 @@ static void drain_check(struct agent *a)
 static void holds_check(struct agent *a)
 {
 	static uint64_t reap_said_ns, uid_said_ns, uid_limit_seen;
-	uint64_t st[FIVC_STAT__MAX], now = agent_now_ns();
+	uint64_t uid_limit, now = agent_now_ns();
 	uint32_t n = agent_bpf_reap_holds(a, HOLD_ACTIVE_NS, HOLD_PASSIVE_NS);
 
 	a->ctr.holds_reaped += n;
@@ -202,9 +202,10 @@ static void holds_check(struct agent *a)
 			"(holds_reaped %llu)",
 			n, (unsigned long long)a->ctr.holds_reaped);
 	}
-	if (agent_bpf_stats(a, st) || st[FIVC_STAT_UID_LIMIT] == uid_limit_seen)
+	if (agent_bpf_stat(a, FIVC_STAT_UID_LIMIT, &uid_limit) ||
+	    uid_limit == uid_limit_seen)
 		return;
-	uid_limit_seen = st[FIVC_STAT_UID_LIMIT];
+	uid_limit_seen = uid_limit;
 	if (!uid_said_ns || now - uid_said_ns > SAY_EVERY_NS) {
 		uid_said_ns = now;
 		pr_warn("connections of a local user beyond its share "
