@@ -89,7 +89,10 @@ struct agent_counters {
 	uint64_t creates_refused, creates_rejected_by_peer;
 	uint64_t bytes_tx, bytes_rx;		 /* through tunnels */
 	uint64_t relay_bytes_tx, relay_bytes_rx; /* through relays */
-	uint64_t ring_full, ring_waits;
+	uint64_t ring_full;   /* our ring full: waited for RECV_GET_DATA */
+	uint64_t ring_waits;  /* the peer's ring empty: waited for SEND_DATA */
+	uint64_t kicks_sent;  /* tunnels' notifications to peers, ended flows */
+	uint64_t kicks_taken; /* tunnels' notifications from peers */
 	uint64_t inject_nomem;	 /* injections retried: TCP memory pressure */
 	uint64_t pokes;		 /* write-space pokes: ACKs to app sockets */
 	uint64_t rmem_probes;	 /* rmem probe runs: other netns' unread */

@@ -234,6 +234,7 @@ static void print_status(struct agent *a, FILE *o, bool json)
 			"\"tunnel_bytes_tx\":%llu,\"tunnel_bytes_rx\":%llu,"
 			"\"relay_bytes_tx\":%llu,\"relay_bytes_rx\":%llu,"
 			"\"ring_full\":%llu,\"ring_waits\":%llu,"
+			"\"kicks_sent\":%llu,\"kicks_taken\":%llu,"
 			"\"inject_nomem\":%llu,"
 			"\"pokes\":%llu,"
 			"\"rmem_probes\":%llu,"
@@ -271,6 +272,8 @@ static void print_status(struct agent *a, FILE *o, bool json)
 			(unsigned long long)c->relay_bytes_rx,
 			(unsigned long long)c->ring_full,
 			(unsigned long long)c->ring_waits,
+			(unsigned long long)flows_kicks_sent(a),
+			(unsigned long long)c->kicks_taken,
 			(unsigned long long)c->inject_nomem,
 			(unsigned long long)c->pokes,
 			(unsigned long long)c->rmem_probes,

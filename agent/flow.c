@@ -125,6 +125,7 @@ static void flow_free(struct agent *a, struct flow *f)
 
 	if (f->state == FLOW_TUNNEL && a->n_tunnels)
 		a->n_tunnels--;
+	a->ctr.kicks_sent += f->tx.st.kicks + f->rx.st.kicks;
 	poll_forget(a, f);
 	tunnel_unindex(f);
 	agent_watch_del(a, &f->w_y);
@@ -673,8 +674,12 @@ static void pump_rx(struct agent *a, struct flow *f)
 			 * Polled only while an answer is awaited (y_drained):
 			 * a one-way stream's receiver sleeps between chunks.
 			 */
-			if (f->poll.hot || fivc_rx_prepare_wait(&f->rx))
+			if (f->poll.hot)
 				return;
+			if (fivc_rx_prepare_wait(&f->rx)) {
+				a->ctr.ring_waits++;
+				return;
+			}
 			continue;
 		}
 		if (n == 0 && f->state == FLOW_PENDING)
@@ -1218,6 +1223,18 @@ uint32_t flows_busy(struct agent *a)
 	for (uint32_t s = 0; s < a->next_slot; s++)
 		n += a->flows[s] && a->flows[s]->state != FLOW_FAILED &&
 		     a->flows[s]->state != FLOW_DONE;
+	return n;
+}
+
+/* Tunnels' notifications to peers so far, the live flows' included. */
+uint64_t flows_kicks_sent(struct agent *a)
+{
+	uint64_t n = a->ctr.kicks_sent;
+
+	for (uint32_t s = 0; s < a->next_slot; s++)
+		if (a->flows[s])
+			n += a->flows[s]->tx.st.kicks +
+			     a->flows[s]->rx.st.kicks;
 	return n;
 }
 

@@ -102,6 +102,7 @@ void flow_fin_held(struct agent *a, const struct fivc_event *ev);
 void flow_expire(struct agent *a, uint64_t now);
 void flows_window_poll(struct agent *a);
 uint32_t flows_busy(struct agent *a);
+uint64_t flows_kicks_sent(struct agent *a);
 void flow_link_down(struct agent *a, struct peer_link *l);
 struct fivc_tunnel_msg;
 /* CREATE or FALLBACK: may come before our event; takes @m's fds */

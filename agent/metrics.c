@@ -172,8 +172,12 @@ static void write_metrics(struct agent *a, FILE *o)
 	     "Times a tunnel's ring had no free channel for the sender.");
 	one(o, "ring_full_total", NULL, NULL, c->ring_full);
 	head(o, "ring_waits_total", "counter",
-	     "Times the agent slept waiting on a ring.");
+	     "Times the agent slept waiting for data on a peer's ring.");
 	one(o, "ring_waits_total", NULL, NULL, c->ring_waits);
+	head(o, "ring_kicks_total", "counter",
+	     "Tunnels' event channel notifications, by direction.");
+	one(o, "ring_kicks_total", "dir", "sent", flows_kicks_sent(a));
+	one(o, "ring_kicks_total", "dir", "taken", c->kicks_taken);
 	head(o, "poll_spin_seconds_total", "counter",
 	     "Time the agent spent polling rings instead of sleeping.");
 	fprintf(o, "fastivc_poll_spin_seconds_total %.6f\n",

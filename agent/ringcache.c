@@ -157,6 +157,7 @@ static void half_kicked(struct agent *a, struct agent_watch *w, uint32_t events)
 	struct ring_half *h = container_of(w, struct ring_half, w);
 
 	(void)events;
+	a->ctr.kicks_taken++;
 	a->be->ops->evch_ack(h->ev);
 	if (h->flow && h->flow->kicks_on)
 		flow_kicked(a, h->flow, h->mine);

@@ -70,7 +70,8 @@ for m in fastivc_info fastivc_tunnels fastivc_slots_free 'fastivc_flows{path="tu
 	'fastivc_flows{path="failed"}' 'fastivc_flows_total{event="steered"}' \
 	'fastivc_tunnel_bytes_total{direction="tx"}' 'fastivc_fallbacks_total{reason="not_peer"}' \
 	'fastivc_fallbacks_total{reason="no_slot"}' 'fastivc_tunnel_errors_total{kind="create_refused"}' \
-	fastivc_ring_full_total fastivc_ring_waits_total 'fastivc_bpf_stat_total{stat="steered"}'; do
+	fastivc_ring_full_total fastivc_ring_waits_total 'fastivc_ring_kicks_total{dir="sent"}' \
+	'fastivc_bpf_stat_total{stat="steered"}'; do
 	grep -qF "$m" "$LOGS/metrics.txt" || missing="$missing $m"
 done
 check "metrics: the documented names are there${missing:+ (missing:$missing)}" [ -z "$missing" ]

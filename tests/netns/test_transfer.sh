@@ -75,5 +75,16 @@ check "no flow or FIN state left in the maps (A and B)" \
 	  "$(map_entries b fin_ok)$(map_entries b fin_sent)$(map_entries b held_fins)" = 000 ]
 check "no tunnel left" [ "$(json_get A 'd["tunnels"]')$(json_get B 'd["tunnels"]')" = 00 ]
 check "no flow failed" [ "$(json_get A 'd["counters"]["flows_failed"]')" = 0 ]
+# The wake-up counters (docs/operations.md): each agent slept on the peer's
+# empty ring and was kicked out of it, and took no more kicks than its peer
+# sent (an eventfd written twice before it is read wakes once).
+for s in A:B B:A; do
+	me=${s%:*} peer=${s#*:}
+	sent=$(json_get $peer 'd["counters"]["kicks_sent"]')
+	taken=$(json_get $me 'd["counters"]["kicks_taken"]')
+	waits=$(json_get $me 'd["counters"]["ring_waits"]')
+	check "$me waited for data $waits times, took $taken of $peer's $sent kicks" \
+		[ "$waits" -gt 0 -a "$taken" -gt 0 -a "$taken" -le "$sent" ]
+done
 fivc A status >"$LOGS/status-A.txt"
 exit $FAILED
