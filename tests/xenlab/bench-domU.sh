@@ -99,14 +99,54 @@ busy_ticks() { # this domU's busy clock ticks so far
 	awk '$1 == "cpu" {print $2 + $3 + $4 + $7 + $8}' /proc/stat
 }
 
+# What this domU spent so far, for where a run's time went: ticks of user,
+# system and softirq time, context switches, interrupts, the agent's time
+# on a CPU (ns, its threads' schedstat: exact, where ticks are samples) and
+# times it ran, its tunnels' notifications sent and taken, and its waits
+# for a free channel (ring_full) and for data (ring_waits).
+cost_snapshot() {
+	json=$(fastivc status --json 2>/dev/null)
+	agent=$(echo "$json" | sed -n 's/.*"pid":\([0-9]*\),.*/\1/p')
+	awk '$1 == "cpu" {printf "%s %s %s ", $2 + $3, $4 + $7, $8}
+		$1 == "ctxt" {printf "%s ", $2} $1 == "intr" {printf "%s ", $2}' /proc/stat
+	cat /proc/"${agent:-0}"/task/*/schedstat 2>/dev/null |
+		awk '{t += $1; n += $3} END {printf "%.0f %.0f ", t, n}'
+	for c in kicks_sent kicks_taken ring_full ring_waits; do
+		n=$(echo "$json" | sed -n "s/.*\"$c\":\([0-9]*\).*/\1/p")
+		printf "%s " "${n:-0}"
+	done
+	echo
+}
+
+# cost_line WHAT UNIT COUNT BEFORE AFTER: one line of what COUNT UNITs
+# (MB moved, connections) cost each (clock ticks are 1/CLK_TCK s).
+cost_line() {
+	echo "$4 $5" | awk -v what="$1" -v unit="$2" -v n="$3" \
+		-v hz="$(getconf CLK_TCK 2>/dev/null || echo 100)" \
+		'n > 0 {ms = 1000 / hz / n
+		printf "XENLAB-RESULT # bench cost %s, per %s: %.1f context switches, %.1f interrupts, CPU ms user %.2f system %.2f softirq %.2f; agent %.2f ms in %.1f runs, kicks sent %.1f taken %.1f, ring full %.1f, waits for data %.1f\n", what, unit,
+		($15 - $4) / n, ($16 - $5) / n, ($12 - $1) * ms, ($13 - $2) * ms, ($14 - $3) * ms, ($17 - $6) / 1e6 / n, ($18 - $7) / n,
+		($19 - $8) / n, ($20 - $9) / n, ($21 - $10) / n, ($22 - $11) / n}'
+}
+
+# What the agent costs this domU while no flow runs: its CPU over 10 s.
+agent_idle_cost() {
+	c0=$(cost_snapshot)
+	sleep 10
+	echo "$c0 $(cost_snapshot)" | awk '{printf "XENLAB-RESULT # bench: the idle agent ran %.2f ms per second, %.1f times\n",
+		($17 - $6) / 1e7, ($18 - $7) / 10}'
+}
+
 # bench_bulk BENCHMARK PARAM PATH CMD...: a throughput measurement and its
 # CPU cost; the command prints Mbit/s as its last "receiver"/"mbit" figure.
 bench_bulk() {
 	bb=$1 bp=$2 bpath=$3
 	shift 3
-	t0=$(busy_ticks)
+	t0=$(busy_ticks) c0=$(cost_snapshot)
 	bench_measure "$bpath" "$@"
 	mbit=$(echo "$out" | awk '/receiver/ {print $7} / mbit / {print $6}')
+	cost_line "$bb $bp $bpath" MB "$(awk -v m="${mbit:-0}" -v s=$BENCH_SECS \
+		'BEGIN {print m * s / 8}')" "$c0" "$(cost_snapshot)"
 	cost=$(awk -v t=$(($(busy_ticks) - t0)) -v hz="$(getconf CLK_TCK 2>/dev/null || echo 100)" \
 		-v m="$mbit" -v s=$BENCH_SECS 'BEGIN {if (m > 0) printf "%.4g", t / hz / (m * s / 8000)}')
 	bench_sample "$bb" "$bp" "$bpath" "$mbit" Mbit/s higher
@@ -144,7 +184,10 @@ bench_tcp() { # PATH PORT_DIGIT
 	bench_measure $1 rr latency "$lab_peer_ip" 531$2 64 1000 $RR_SECS
 	bench_sample rr_latency_p50 64 $1 "$(echo "$out" | awk '{print $2}')" us lower
 	bench_sample rr_latency_p99 64 $1 "$(echo "$out" | awk '{print $4}')" us lower
+	c0=$(cost_snapshot)
 	bench_measure $1 rr connrate "$lab_peer_ip" 531$2 $BENCH_SECS
+	cost_line "connection_rate $1" connection \
+		"$(echo "$out" | awk -v s=$BENCH_SECS '{print $4 * s}')" "$c0" "$(cost_snapshot)"
 	bench_sample connection_rate 1 $1 "$(echo "$out" | awk '{print $4}')" conn/s higher
 }
 
@@ -169,6 +212,7 @@ bench_client() {
 	session=0 untunneled=0
 	retry 120 xenstore-exists $FLAGS/ready
 	result $? "bench: the server is ready"
+	agent_idle_cost
 	r=1
 	while [ $r -le "$BENCH_ROUNDS" ]; do
 		order="netfront_tcp fastivc libxenvchan"
