@@ -138,7 +138,6 @@ struct agent {
 	struct flow **flows; /* by slot */
 	uint32_t n_tunnels;
 	uint32_t n_flows; /* steered, not yet freed */
-	uint64_t ticks;
 	struct agent_watch w_events, w_link_listen, w_timer;
 	struct agent_watch w_window; /* polls paused flows' unread bytes */
 	uint32_t n_paused;
@@ -263,6 +262,8 @@ int agent_raw_poke(const uint8_t from[16], uint16_t sport, const uint8_t to[16],
 /* agent/slots.c: the pool of loopback pairs */
 int slots_init(struct agent *a);
 void slots_fill(struct agent *a);
+/* The pool full (or at max_tunnels) at the last fill, none in handshake. */
+bool slots_settled(void);
 void slots_release(struct agent *a, uint32_t slot, int fd_x, int fd_y);
 void slots_recycle(struct agent *a, uint32_t slot, int fd_x, int fd_y,
 		   uint64_t y_read);

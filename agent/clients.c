@@ -262,6 +262,14 @@ void clients_close(struct agent *a, struct client_set *s)
 	s->w.fn = NULL;
 }
 
+bool clients_none(void)
+{
+	for (struct client_set *s = sets; s; s = s->next)
+		if (s->oldest)
+			return false;
+	return true;
+}
+
 void clients_tick(struct agent *a, uint64_t now)
 {
 	for (struct client_set *s = sets; s; s = s->next)

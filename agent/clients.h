@@ -42,5 +42,7 @@ int clients_listen(struct agent *a, struct client_set *s, int fd);
 void clients_close(struct agent *a, struct client_set *s);
 /* From the agent's tick: drop clients past their deadline. */
 void clients_tick(struct agent *a, uint64_t now);
+/* No client connected, so no deadline for clients_tick() to keep. */
+bool clients_none(void);
 
 #endif /* FASTIVC_CLIENTS_H */

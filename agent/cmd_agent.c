@@ -17,11 +17,25 @@
 #include <unistd.h>
 
 #include "flow.h"
+#include "link.h"
+#include "park.h"
 #include "ringcache.h"
 #include "clients.h"
 #include "fastivc/log.h"
 
-#define TICK_MS 100
+/*
+ * The tick's chores (deadlines, the slot pool, the ingress route) run
+ * every TICK_MS while anything is in flight, and every TICK_IDLE_MS once
+ * a second has passed with nothing: in a domU under TCG each wake-up
+ * costs about 2.5 ms, so an idle agent ticking at 10 Hz took 4% of its
+ * vCPU (docs/performance.md, "Where a lab byte's time goes"). Whatever
+ * puts something in flight brings TICK_MS back before the loop sleeps.
+ */
+#define TICK_MS 100u
+#define TICK_IDLE_MS 1000u
+
+static uint32_t tick_ms = TICK_MS;
+static uint32_t quiet_ticks;
 
 static void usage(FILE *o)
 {
@@ -214,8 +228,41 @@ static void holds_check(struct agent *a)
 	}
 }
 
+/* Nothing in flight that a tick must serve within TICK_MS. */
+static bool agent_quiet(struct agent *a)
+{
+	return !a->n_flows && !park_count(a) && !a->n_paused &&
+	       !a->drain_deadline_ns && slots_settled() && links_settled(a) &&
+	       xlinks_settled(a) && clients_none();
+}
+
+static int tick_every(struct agent *a, uint32_t ms)
+{
+	struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+	struct itimerspec t = {ts, ts};
+
+	if (timerfd_settime(a->w_timer.fd, 0, &t, NULL))
+		return -errno;
+	tick_ms = ms;
+	return 0;
+}
+
+/*
+ * After each round of the loop: back to TICK_MS once anything is in
+ * flight, with the ingress route judged now, not up to a second ago.
+ */
+static void tick_wake(struct agent *a)
+{
+	if (tick_ms != TICK_MS && !agent_quiet(a)) {
+		quiet_ticks = 0;
+		tick_every(a, TICK_MS);
+		ingress_tick(a);
+	}
+}
+
 static void on_tick(struct agent *a, struct agent_watch *w, uint32_t events)
 {
+	static uint64_t holds_ns;
 	uint64_t n, now;
 
 	(void)events;
@@ -233,8 +280,13 @@ static void on_tick(struct agent *a, struct agent_watch *w, uint32_t events)
 	slots_fill(a);
 	ingress_tick(a);
 	agent_notify_tick(a);
-	if (!(++a->ticks % (1000 / TICK_MS)))
+	if (now - holds_ns >= 1000000000ull) {
+		holds_ns = now;
 		holds_check(a);
+	}
+	quiet_ticks = agent_quiet(a) ? quiet_ticks + 1 : 0;
+	if (tick_ms == TICK_MS && quiet_ticks >= 1000 / TICK_MS)
+		tick_every(a, TICK_IDLE_MS);
 }
 
 static void on_window(struct agent *a, struct agent_watch *w, uint32_t events)
@@ -399,8 +451,6 @@ static int open_backend(struct agent *a)
 
 int cmd_agent(int argc, char **argv)
 {
-	struct itimerspec tick = {{0, TICK_MS * 1000000L},
-				  {0, TICK_MS * 1000000L}};
 	struct agent *a = calloc(1, sizeof(*a));
 	struct agent_watch w_sig = {};
 	sigset_t mask, hup;
@@ -467,8 +517,10 @@ int cmd_agent(int argc, char **argv)
 				   timerfd_create(CLOCK_MONOTONIC,
 						  TFD_CLOEXEC | TFD_NONBLOCK),
 				   on_tick);
-	if (!err && timerfd_settime(a->w_timer.fd, 0, &tick, NULL))
-		err = -errno;
+	if (!err)
+		err = tick_every(a, TICK_MS);
+	if (!err)
+		err = agent_on_batch(a, tick_wake);
 	if (!err)
 		err = add_fd_watch(a, &a->w_window,
 				   timerfd_create(CLOCK_MONOTONIC,

@@ -330,6 +330,14 @@ struct peer_link *link_adopt(struct agent *a, int fd, uint32_t domid)
 	return l;
 }
 
+bool links_settled(const struct agent *a)
+{
+	for (const struct peer_link *l = a->links; l; l = l->next)
+		if (!l->hello_done || l->rx_since_ns)
+			return false;
+	return true;
+}
+
 void link_tick(struct agent *a, uint64_t now)
 {
 	struct peer_link *l, *next;

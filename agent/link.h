@@ -60,6 +60,8 @@ int link_send(struct agent *a, struct peer_link *l,
 struct peer_link *link_adopt(struct agent *a, int fd, uint32_t domid);
 /* Keepalives: send when idle, take down links that went silent. */
 void link_tick(struct agent *a, uint64_t now);
+/* Every link past its hello, none inside a frame: no deadline but LINK_DEAD. */
+bool links_settled(const struct agent *a);
 void link_fini(struct agent *a);
 
 /* agent/xlink.c: links over grant pages (backend = xen) */
@@ -72,6 +74,8 @@ void xlink_want_only(struct agent *a, const uint32_t *peers, uint32_t n);
 bool xlink_up(struct agent *a, uint32_t peer);
 /* Read peers' offers: set links up, notice restarts and destroyed peers. */
 void xlink_tick(struct agent *a, uint64_t now);
+/* Every domain link up: none polled every XLINK_SETUP_POLL_NS. */
+bool xlinks_settled(const struct agent *a);
 void xlink_fini(struct agent *a);
 
 #endif

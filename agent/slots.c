@@ -309,6 +309,18 @@ static void uid_limits_set(struct agent *a, uint32_t rings)
 }
 
 /*
+ * The pool was full at the last slots_fill(), or at max_tunnels: only an
+ * event changes that. Short of rings is not: a ring comes back without one
+ * (the consumer's RELEASED is read when we look), so the tick keeps looking.
+ */
+static bool pool_filled;
+
+bool slots_settled(void)
+{
+	return pool_filled && !n_pending;
+}
+
+/*
  * Keep cfg.pool slots ready in free_slots, but never more slots in use and
  * ready than max_tunnels, nor more ready than shared memory has rings for:
  * past that, sockops finds no slot, does not answer the handshake option
@@ -346,6 +358,9 @@ void slots_fill(struct agent *a)
 	/* Loopback handshakes are done by now, as a rule. */
 	if (n_pending)
 		slots_accept(a);
+	pool_filled =
+		a->slots_free >= a->cfg.pool ||
+		a->n_flows + a->slots_free + n_pending >= a->cfg.max_tunnels;
 }
 
 /* sockops popped @slot for a flow: hand its fds over. */

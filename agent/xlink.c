@@ -465,6 +465,14 @@ void xlink_tick(struct agent *a, uint64_t now)
 	}
 }
 
+bool xlinks_settled(const struct agent *a)
+{
+	for (const struct xlink *x = a->xlinks; x; x = x->next)
+		if (!x->dead && !x->up)
+			return false;
+	return true;
+}
+
 void xlink_want(struct agent *a, uint32_t peer)
 {
 	struct xlink *x = xlink_find(a, peer);

@@ -8,7 +8,9 @@
 # counters that polling found the answers of small exchanges; an agent
 # that spins while every CPU is wanted must give way (poll_yields) and
 # still answer everything; and an idle connection must cost the agents no
-# CPU (the window is spent after activity only).
+# CPU (the window is spent after activity only), an agent with nothing in
+# flight must tick once a second, not ten times, and tick ten times again
+# once a connection is up.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/tunnel.sh"
 FAILED=0
@@ -21,6 +23,9 @@ yields() { json_get "$1" 'd["counters"]["poll_yields"]'; }
 cpu_ticks() { # utime + stime of both agents, in clock ticks
 	awk '{s += $14 + $15} END {print s}' /proc/"${AGENT_PIDS[0]}"/stat \
 		/proc/"${AGENT_PIDS[1]}"/stat
+}
+runs() { # times agent N's threads got a CPU so far (schedstat)
+	cat /proc/"${AGENT_PIDS[$1]}"/task/*/schedstat | awk '{n += $3} END {print n}'
 }
 
 # echo_run PORT N: N requests to an echo server in B; $out and $crc are
@@ -89,6 +94,15 @@ check "bulk: SHA-256 of $CONNS x $BYTES bytes each way match" \
 check_tunneled "bulk: A to B" A $((CONNS * BYTES))
 check_tunneled "bulk: B to A" B $((CONNS * BYTES))
 
+# Nothing in flight (the transfers are over): after a quiet second the
+# tick comes once a second; at 10 Hz the agent would run 50 times in 5 s.
+sleep 2
+r0=$(runs 0)
+sleep 5
+r1=$(runs 0)
+check "with nothing in flight, A's agent ran $((r1 - r0)) times in 5 s (the 1 s tick)" \
+	[ $((r1 - r0)) -le 15 ]
+
 # Idle: a connection that exchanged a little, then nothing for 3 s.
 in_ns B python3 $PY server $IP_B 5403 >"$LOGS/idle-server.out" 2>&1 &
 for _ in $(seq 50); do grep -q listening "$LOGS/idle-server.out" && break; sleep 0.1; done
@@ -98,12 +112,15 @@ s = socket.create_connection(('$IP_B', 5403))
 s.sendall(b'x'); s.recv(1); time.sleep(4)" &
 cpid=$!
 sleep 1
-t0=$(cpu_ticks)
+t0=$(cpu_ticks) r0=$(runs 0)
 sleep 3
-t1=$(cpu_ticks)
+t1=$(cpu_ticks) r1=$(runs 0)
 wait $cpid
 say "agents' CPU over 3 s with an idle tunneled connection: $((t1 - t0)) ticks of $(getconf CLK_TCK)/s"
 # 30 ticks would be 5% of one CPU each: a spin that never ends uses 300.
 check "an idle connection costs the agents (almost) no CPU" [ $((t1 - t0)) -le 30 ]
+# A flow in flight brings the 100 ms tick back: 30 runs in 3 s.
+check "with a connection up, A's agent ran $((r1 - r0)) times in 3 s (the 100 ms tick)" \
+	[ $((r1 - r0)) -ge 20 ]
 fivc A status >"$LOGS/status-A.txt"
 exit $FAILED
