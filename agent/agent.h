@@ -43,11 +43,13 @@ struct agent_config {
 	uint32_t max_flows;	   /* size of the flow maps (BPF) */
 	uint32_t max_shm_bytes; /* local backend: ring bytes offered; 0 = any */
 	uint32_t poll_us;	/* longest polling window (poll.c); 0 = off */
+	uint32_t sched_batch;	/* 1: SCHED_BATCH, woken without preempting */
 	uint32_t shm_mem_permille; /* ring memory held: of MemTotal, at most */
 	char metrics_listen[64];   /* HOST:PORT of /metrics; "" = off */
 	char log_level[8];	   /* as given; "" = not set */
 	bool coresident_xs;	   /* peers from dom0's xenstore list */
 	bool channel_size_set;	   /* given: not the backend's default */
+	bool sched_batch_set;	   /* likewise */
 	uint32_t backend;	   /* enum fivc_backend_kind */
 };
 

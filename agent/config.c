@@ -24,6 +24,17 @@
 #define CHANNEL_SIZE_LOCAL (256u * 1024)
 #define CHANNEL_SIZE_XEN (64u * 1024)
 
+/*
+ * sched_batch by backend, unless set. In a 1-vCPU domU under the lab's
+ * hypervisor an agent run costs 1-4 ms and the ring holds 128-256 KiB:
+ * not preempting the sending app took the sender's agent from 27-30 runs
+ * per MB to 6-7 and doubled 16 KiB sends. On one kernel a run is cheap and
+ * a ring holds 1 MiB: an app and its agent on one CPU moved iperf3 -P 1 at
+ * 3.8 Gbit/s instead of 4.5-7.7 (docs/performance.md, "Batch wake-ups").
+ */
+#define SCHED_BATCH_LOCAL 0
+#define SCHED_BATCH_XEN 1
+
 void agent_config_defaults(struct agent_config *c)
 {
 	struct fivc_ring_geom g;
@@ -46,6 +57,7 @@ void agent_config_defaults(struct agent_config *c)
 	c->drain_timeout_ms = 30000;
 	c->window = 4u << 20;
 	c->poll_us = 0;
+	c->sched_batch = SCHED_BATCH_LOCAL;
 	c->max_flows = FIVC_MAX_FLOWS;
 	c->shm_mem_permille = 250;
 }
@@ -140,6 +152,10 @@ int agent_config_set(struct agent_config *c, const char *key, const char *val)
 		err = parse_u32(val, 1, FIVC_MAX_FLOWS, &c->max_flows);
 	} else if (!strcmp(key, "poll_us")) {
 		err = parse_u32(val, 0, 100000, &c->poll_us);
+	} else if (!strcmp(key, "sched_batch")) {
+		err = parse_u32(val, 0, 1, &c->sched_batch);
+		if (!err)
+			c->sched_batch_set = true;
 	} else if (!strcmp(key, "max_shm_bytes")) {
 		err = parse_u32(val, 0, UINT32_MAX, &c->max_shm_bytes);
 	} else if (!strcmp(key, "shm_mem_permille")) {
@@ -164,6 +180,10 @@ int agent_config_set(struct agent_config *c, const char *key, const char *val)
 			c->channel_size = c->backend == FIVC_BACKEND_XEN
 						  ? CHANNEL_SIZE_XEN
 						  : CHANNEL_SIZE_LOCAL;
+		if (!err && !c->sched_batch_set)
+			c->sched_batch = c->backend == FIVC_BACKEND_XEN
+						 ? SCHED_BATCH_XEN
+						 : SCHED_BATCH_LOCAL;
 	} else if (!strcmp(key, "coresident")) {
 		err = strcmp(val, "manual") && strcmp(val, "xenstore") ? -EINVAL
 								       : 0;

@@ -59,11 +59,37 @@ static bool may_leave_idle(void)
 	       (d[CAP_SYS_NICE / 32].effective & (1u << (CAP_SYS_NICE % 32)));
 }
 
+/*
+ * The policy the agent works at. SCHED_BATCH: an app whose send wakes the
+ * agent is not preempted by it, so the agent runs when that app blocks or
+ * at the next tick and moves all it sent by then in one run, instead of
+ * one run per segment that reaches Y; an app that waits for an answer
+ * blocks at once. Worth it where a run is dear and a ring small (a domU's
+ * context switch traps to the hypervisor): docs/performance.md, "Batch
+ * wake-ups".
+ */
+static void set_work_policy(struct agent *a)
+{
+	struct agent_poll *p = &a->poll;
+	struct sched_param sp = {0};
+	int policy = a->cfg.sched_batch ? SCHED_BATCH : SCHED_OTHER;
+
+	if (p->work_policy == policy)
+		return;
+	if (!p->idle && sched_setscheduler(0, policy, &sp)) {
+		pr_warn("sched_batch %u: %s", a->cfg.sched_batch,
+			strerror(errno));
+		return;
+	}
+	p->work_policy = policy;
+}
+
 void poll_configure(struct agent *a)
 {
 	struct agent_poll *p = &a->poll;
 	cpu_set_t cpus;
 
+	set_work_policy(a);
 	p->max_ns = (uint64_t)a->cfg.poll_us * 1000;
 	if (p->max_ns && !may_leave_idle()) {
 		pr_warn("polling off (poll_us %u): leaving SCHED_IDLE needs "
@@ -221,10 +247,10 @@ static void set_idle(struct agent_poll *p, bool idle)
 
 	if (p->idle == idle)
 		return;
-	if (sched_setscheduler(0, idle ? SCHED_IDLE : SCHED_OTHER, &sp)) {
+	if (sched_setscheduler(0, idle ? SCHED_IDLE : p->work_policy, &sp)) {
 		/* Leaving SCHED_IDLE needs CAP_SYS_NICE or RLIMIT_NICE. */
-		pr_warn("polling off: cannot switch to %s: %s",
-			idle ? "SCHED_IDLE" : "SCHED_OTHER", strerror(errno));
+		pr_warn("polling off: cannot leave or enter SCHED_IDLE: %s",
+			strerror(errno));
 		p->max_ns = 0;
 		return;
 	}

@@ -19,6 +19,7 @@ struct agent_poll {
 	struct flow *hot;   /* flows whose receive ring is polled, not armed */
 	uint32_t n_hot;
 	bool idle;	 /* running as SCHED_IDLE while it spins */
+	int work_policy; /* SCHED_BATCH or SCHED_OTHER (cfg.sched_batch) */
 	int loadavg_fd;	 /* /proc/loadavg: how many tasks are runnable */
 	uint32_t n_cpus; /* CPUs the agent may run on */
 	uint64_t moved;	 /* tunnel bytes counted when it last looked */
@@ -41,7 +42,7 @@ struct poll_links {
 
 void poll_init(struct agent *a,
 	       void (*rx_ready)(struct agent *, struct flow *));
-/* The config changed (poll_us). */
+/* The config changed (poll_us, sched_batch). */
 void poll_configure(struct agent *a);
 /*
  * @f's app sent and an answer is likely: poll @f's receive ring instead of

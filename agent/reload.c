@@ -60,6 +60,7 @@ void agent_config_apply(struct agent *a, const struct agent_config *n)
 	CFG_FIXED(shm_mem_permille, "shm_mem_permille");
 	CFG_LIVE(window, "window");
 	CFG_LIVE(poll_us, "poll_us");
+	CFG_LIVE(sched_batch, "sched_batch");
 	poll_configure(a);
 	CFG_LIVE(max_tunnels, "max_tunnels");
 	CFG_LIVE(pool, "pool");

@@ -103,11 +103,14 @@ check "metrics: other paths are 404" sh -c "! nsenter --net=/run/netns/$NS curl 
 check "metrics: the agent still answers afterwards" status --quiet
 
 # --- reload -------------------------------------------------------------------
-printf 'log_level = debug\nwindow = 8388608\nchannels = 8\nmetrics_listen = 127.0.0.1:%s\n' \
+policy() { chrt -p "$AGENT_PID" | grep -q "policy: $1\$"; }
+check "the local backend's agent works at SCHED_OTHER (sched_batch 0)" policy SCHED_OTHER
+printf 'log_level = debug\nwindow = 8388608\nchannels = 8\nmetrics_listen = 127.0.0.1:%s\nsched_batch = 1\n' \
 	$PORT >"$LOGS/agent.conf"
 seen=$(wc -l <"$LOGS/notify.log")
 kill -HUP "$AGENT_PID"
-check "reload: run-time keys applied" wait_log 'reload: applied window 8388608 \(was 4194304\).*log_level debug'
+check "reload: run-time keys applied" wait_log 'reload: applied window 8388608 \(was 4194304\).*sched_batch 1 \(was 0\).*log_level debug'
+check "reload: sched_batch 1 is SCHED_BATCH" policy SCHED_BATCH
 check "reload: a restart-only key is named in one line" \
 	wait_log 'reload: changed keys that need a restart, left as they were: channels$'
 check "sd_notify: RELOADING=1, then READY=1" sh -c \

@@ -6,16 +6,17 @@
 # and equal, a bulk transfer each way must match its digests, the tunnel
 # counters must show the bytes went through the rings, and the polling
 # counters that polling found the answers of small exchanges; an agent
-# that spins while every CPU is wanted must give way (poll_yields) and
-# still answer everything; and an idle connection must cost the agents no
-# CPU (the window is spent after activity only), an agent with nothing in
-# flight must tick once a second, not ten times, and tick ten times again
-# once a connection is up.
+# that spins while every CPU is wanted must give way (poll_yields),
+# still answer everything and work at SCHED_BATCH (sched_batch 1) again
+# afterwards; and an idle connection must cost the agents no CPU (the
+# window is spent after activity only), an agent with nothing in flight
+# must tick once a second, not ten times, and tick ten times again once a
+# connection is up.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/tunnel.sh"
 FAILED=0
 netns_setup
-agents_up --set poll_us=5000 || { fail "agents start"; exit 1; }
+agents_up --set poll_us=5000 --set sched_batch=1 || { fail "agents start"; exit 1; }
 PY=tests/netns/echo_check.py
 
 found() { json_get "$1" 'd["counters"]["poll_found"]'; }
@@ -77,6 +78,11 @@ say "echo client, every CPU busy: $out"
 check "every CPU busy: 100 requests answered whole and equal" [ $crc = 0 ]
 gave=$(($(yields A) + $(yields B) - yields_ab))
 check "every CPU busy: the agents gave way ($gave times)" [ $gave -gt 0 ]
+# Each spin ran at SCHED_IDLE; the agent works at SCHED_BATCH between.
+for i in 0 1; do
+	check "agent $i is back at SCHED_BATCH after its spins" \
+		sh -c "chrt -p ${AGENT_PIDS[$i]} | grep -q 'policy: SCHED_BATCH$'"
+done
 
 # Bulk, both ways at once.
 BYTES=$((32 << 20)) CONNS=2

@@ -449,6 +449,9 @@ client_scenario() {
 	hear "$peer" server-ready 300 >/dev/null
 	retry 60 link_up "$peer"
 	result $? "fastivc: link up with domain $peer (grant pages, event channels)"
+	# The xen backend's default (agent/config.c): 3 is SCHED_BATCH.
+	[ "$(awk '{print $41}' /proc/$agent/stat)" = 3 ]
+	result $? "fastivc: the agent works at SCHED_BATCH (sched_batch's xen default)"
 	if [ "$LAB_MODE" != bench ]; then
 		# First: rings cached by the others count as room too, and a
 		# cache that covers the pool leaves no shortage to see.
