@@ -25,15 +25,23 @@
 #define CHANNEL_SIZE_XEN (64u * 1024)
 
 /*
- * sched_batch by backend, unless set. In a 1-vCPU domU under the lab's
- * hypervisor an agent run costs 1-4 ms and the ring holds 128-256 KiB:
- * not preempting the sending app took the sender's agent from 27-30 runs
- * per MB to 6-7 and doubled 16 KiB sends. On one kernel a run is cheap and
- * a ring holds 1 MiB: an app and its agent on one CPU moved iperf3 -P 1 at
- * 3.8 Gbit/s instead of 4.5-7.7 (docs/performance.md, "Batch wake-ups").
+ * sched_batch by backend, unless set: worth it where an agent run is dear
+ * and a ring small (a domU under a hypervisor), not where megabyte batches
+ * are copied cache-cold (docs/performance.md, "Batch wake-ups").
  */
 #define SCHED_BATCH_LOCAL 0
 #define SCHED_BATCH_XEN 1
+
+/* The keys whose default follows the backend, where not given. */
+static void backend_defaults(struct agent_config *c)
+{
+	bool xen = c->backend == FIVC_BACKEND_XEN;
+
+	if (!c->channel_size_set)
+		c->channel_size = xen ? CHANNEL_SIZE_XEN : CHANNEL_SIZE_LOCAL;
+	if (!c->sched_batch_set)
+		c->sched_batch = xen ? SCHED_BATCH_XEN : SCHED_BATCH_LOCAL;
+}
 
 void agent_config_defaults(struct agent_config *c)
 {
@@ -176,14 +184,8 @@ int agent_config_set(struct agent_config *c, const char *key, const char *val)
 			c->backend = FIVC_BACKEND_XEN;
 		else
 			err = -EINVAL;
-		if (!err && !c->channel_size_set)
-			c->channel_size = c->backend == FIVC_BACKEND_XEN
-						  ? CHANNEL_SIZE_XEN
-						  : CHANNEL_SIZE_LOCAL;
-		if (!err && !c->sched_batch_set)
-			c->sched_batch = c->backend == FIVC_BACKEND_XEN
-						 ? SCHED_BATCH_XEN
-						 : SCHED_BATCH_LOCAL;
+		if (!err)
+			backend_defaults(c);
 	} else if (!strcmp(key, "coresident")) {
 		err = strcmp(val, "manual") && strcmp(val, "xenstore") ? -EINVAL
 								       : 0;
